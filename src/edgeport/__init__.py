@@ -1,0 +1,46 @@
+"""edgeport: take a PyTorch classifier from training to the edge.
+
+The public API is imported lazily, so ``import edgeport`` (and the runtime
+half, ``edgeport.runtime``) never imports torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .errors import (  # noqa: F401  (re-exported)
+    BackendUnavailableError,
+    BundleError,
+    ConfigError,
+    DataError,
+    EdgeportError,
+    ExportError,
+    InputError,
+    ParityError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "train": "edgeport.train:train",
+    "TrainConfig": "edgeport.train:TrainConfig",
+    "load_run": "edgeport.checkpoint:load_run",
+    "export": "edgeport.export.api:export",
+    "load_bundle": "edgeport.export.bundle:load_bundle",
+    "verify": "edgeport.runtime.verify:verify",
+    "bench": "edgeport.runtime.benchmark:bench",
+}
+
+
+def __getattr__(name: str):
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'edgeport' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

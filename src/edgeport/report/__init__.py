@@ -1,0 +1,1 @@
+"""Reports: JSON/CSV/Markdown/HTML writers and plots."""

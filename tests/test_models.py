@@ -1,0 +1,69 @@
+import pytest
+import torch
+from torch import nn
+
+from edgeport.errors import ConfigError
+from edgeport.models import available_models, build_model, count_parameters, summary_text
+
+SEED_SUMMARY = """\
+----------------------------------------------------------------
+        Layer (type)               Output Shape         Param #
+================================================================
+           Flatten-1                  [-1, 784]               0
+            Linear-2                   [-1, 96]          75,360
+              Tanh-3                   [-1, 96]               0
+           Dropout-4                   [-1, 96]               0
+            Linear-5                  [-1, 256]          24,832
+           Sigmoid-6                  [-1, 256]               0
+           Dropout-7                  [-1, 256]               0
+            Linear-8                   [-1, 10]           2,570
+           Softmax-9                   [-1, 10]               0
+================================================================
+Total params: 102,762
+Trainable params: 102,762
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 0.00
+Forward/backward pass size (MB): 0.01
+Params size (MB): 0.39
+Estimated Total Size (MB): 0.41
+----------------------------------------------------------------
+"""
+
+
+def test_seed_network_parameters_and_layer_order():
+    model = build_model("mnist-mlp")
+    assert count_parameters(model) == 102_762
+    layers = [type(m) for m in model.modules() if not isinstance(m, (nn.Sequential,)) and m is not model]
+    assert layers == [nn.Flatten, nn.Linear, nn.Tanh, nn.Dropout, nn.Linear, nn.Sigmoid, nn.Dropout, nn.Linear, nn.Softmax]
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+    assert shapes == [(784, 96), (96, 256), (256, 10)]
+    assert all(m.p == 0.2 for m in model.modules() if isinstance(m, nn.Dropout))
+
+
+def test_summary_matches_seed_table_line_for_line():
+    assert summary_text(build_model("mnist-mlp")).splitlines() == SEED_SUMMARY.splitlines()
+
+
+def test_summary_cli_prints_table(capsys):
+    from edgeport.cli import main
+
+    assert main(["summary"]) == 0
+    assert capsys.readouterr().out.splitlines() == SEED_SUMMARY.splitlines()
+
+
+def test_forward_gives_probabilities_and_logits_match():
+    model = build_model("mnist-mlp").eval()
+    x = torch.randn(5, 1, 28, 28)
+    probs = model(x)
+    assert probs.shape == (5, 10)
+    torch.testing.assert_close(probs.sum(1), torch.ones(5))
+    torch.testing.assert_close(torch.softmax(model.logits(x), 1), probs)
+
+
+def test_registry_lists_and_rejects_unknown():
+    assert "mnist-mlp" in available_models()
+    with pytest.raises(ConfigError, match="unknown model"):
+        build_model("nope")
+    with pytest.raises(ConfigError, match="cannot import"):
+        build_model("no_such_module_xyz:factory")
