@@ -1,0 +1,1 @@
+"""Calibration set and int8 quantization for every format."""
