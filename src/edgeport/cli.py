@@ -126,6 +126,162 @@ def cmd_predict_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .config import CalibrationConfig, ExportConfig
+    from .export.api import export
+
+    if not args.run and not args.model_ref:
+        raise_config(
+            "give --run RUN (a folder from `edgeport train`) or --model pkg.mod:factory --weights FILE"
+        )
+    config = ExportConfig(
+        formats=tuple(args.formats), opset=args.opset, fp16=args.fp16, int8=args.int8, mobile=args.mobile
+    )
+    calibration = CalibrationConfig(size=args.calibration_size, method=args.calibration_method)
+    calibration.validate()
+    bundle = export(
+        run=args.run,
+        out=args.out,
+        config=config,
+        calibration=calibration if args.int8 else None,
+        data_dir=args.data_dir,
+        force=args.force,
+        progress=not args.quiet,
+        model_ref=args.model_ref,
+        weights=args.weights,
+        input_shape=tuple(args.input_shape) if args.input_shape else None,
+    )
+    _print_bundle(bundle)
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .config import CalibrationConfig
+    from .export.api import quantize
+
+    calibration = CalibrationConfig(size=args.calibration_size, method=args.calibration_method)
+    calibration.validate()
+    bundle = quantize(
+        args.bundle,
+        calibration=calibration,
+        data_dir=args.data_dir,
+        formats=args.formats,
+        progress=not args.quiet,
+        force=args.force,
+    )
+    _print_bundle(bundle)
+    return 0
+
+
+def _print_bundle(bundle) -> None:
+    print(f"bundle {bundle.path}:")
+    for a in bundle.artifacts:
+        print(f"  {a.key:<18} {a.file:<32} {a.bytes / 1024:8.1f} KiB  sha256 {a.sha256[:12]}")
+
+
+def raise_config(message: str) -> None:
+    from .errors import ConfigError
+
+    raise ConfigError(message)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import format_json, format_predictions, predict_files
+
+    results = predict_files(
+        args.bundle,
+        args.images,
+        backend=args.backend,
+        precision=args.precision,
+        device=args.device,
+        top_k=args.top_k,
+    )
+    print(format_json(results) if args.json else format_predictions(results))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.writer import write_report
+
+    md, html = write_report(args.run)
+    print(md)
+    print(html)
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    import json
+
+    from .runtime.registry import list_devices
+
+    rows = list_devices()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(f"{r['backend']}:{r['device']}") for r in rows)
+    for r in rows:
+        name = f"{r['backend']}:{r['device']}"
+        status = "usable" if r["usable"] else f"unavailable - {r['reason']}"
+        print(f"{name:<{width}}  {status}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .runtime.verify import print_table, raise_if_failed, verify, write_json
+
+    if args.out:
+        _check_writable(args.out, args.force)
+    report = verify(
+        args.bundle,
+        data_dir=args.data_dir,
+        backends=args.backends,
+        precisions=args.precisions,
+        devices=args.devices,
+        atol=args.atol,
+        max_accuracy_drop=args.max_accuracy_drop / 100.0,
+        progress=not args.quiet,
+    )
+    print_table(report)
+    if args.out:
+        write_json(report, args.out)
+        print(f"-> {args.out}")
+    raise_if_failed(report)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .config import BenchConfig
+    from .runtime.benchmark import bench, markdown_table, write_csv, write_json, write_markdown
+
+    if args.out:
+        _check_writable(args.out, args.force)
+    config = BenchConfig(
+        batch_sizes=tuple(args.batch_sizes),
+        threads=args.threads,
+        warmup_seconds=args.warmup_seconds,
+        min_iters=args.min_iters,
+        min_seconds=args.min_seconds,
+    )
+    report = bench(
+        args.bundle,
+        backends=args.backends,
+        precisions=args.precisions,
+        devices=args.devices,
+        config=config,
+        progress=not args.quiet,
+    )
+    print(markdown_table(report))
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.out:
+        stem = os.path.splitext(args.out)[0]
+        write_json(report, args.out)
+        write_csv(report, stem + ".csv")
+        write_markdown(report, stem + ".md")
+        print(f"-> {args.out}, {stem}.csv, {stem}.md")
+    return 0
+
+
 def _check_writable(path: str, force: bool) -> None:
     from .errors import ConfigError
 
@@ -142,7 +298,7 @@ def _check_writable(path: str, force: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import TrainConfig
+    from .config import CALIBRATION_METHODS, FORMATS, CalibrationConfig, ExportConfig, TrainConfig
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -198,6 +354,165 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which test images to show")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=cmd_predict_grid)
+
+    def calibration_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--calibration-size",
+            type=_positive_int,
+            default=CalibrationConfig.size,
+            help="class-balanced training images used to calibrate int8",
+        )
+        p.add_argument(
+            "--calibration-method",
+            default=CalibrationConfig.method,
+            choices=list(CALIBRATION_METHODS),
+            help="auto tries each candidate and keeps the best on the validation split",
+        )
+
+    p = sub.add_parser(
+        "export",
+        help="export a trained run (or your own model) to TorchScript, ONNX and OpenVINO IR in one bundle",
+        formatter_class=_Formatter,
+        description="Writes BUNDLE/manifest.json plus artifacts atomically, after checking every artifact "
+        "against PyTorch at batch sizes 1, 2, 7 and 64.",
+    )
+    p.add_argument("--run", default=None, help="run folder written by `edgeport train`")
+    p.add_argument("--out", required=True, help="bundle folder to create")
+    p.add_argument(
+        "--formats", type=_csv_list, default=list(FORMATS), help="comma list of " + ",".join(FORMATS)
+    )
+    p.add_argument("--opset", type=_positive_int, default=ExportConfig.opset, help="ONNX opset (>= 17)")
+    p.add_argument(
+        "--fp16", action="store_true", help="also write an OpenVINO IR with fp16-compressed weights"
+    )
+    p.add_argument("--mobile", action="store_true", help="also write a TorchScript lite-interpreter file")
+    p.add_argument("--int8", action="store_true", help="add calibrated int8 versions of every format")
+    calibration_args(p)
+    _data_dir_arg(p)
+    p.add_argument("--model", dest="model_ref", default=None, help="your own model as package.module:factory")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights for --model: .safetensors (or a state_dict .pt, loaded weights-only)",
+    )
+    p.add_argument(
+        "--input-shape", type=_int_list, default=None, help="input shape for --model, e.g. 1,1,28,28"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing bundle (atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "quantize", help="add calibrated int8 artifacts to an existing bundle", formatter_class=_Formatter
+    )
+    p.add_argument("bundle", help="bundle folder written by `edgeport export`")
+    calibration_args(p)
+    p.add_argument(
+        "--formats",
+        type=_csv_list,
+        default=None,
+        help="comma list (default: every fp32 format in the bundle)",
+    )
+    _data_dir_arg(p)
+    p.add_argument("--force", action="store_true", help="redo int8 artifacts the bundle already has")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "devices",
+        help="list every backend x device and whether it is usable here",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_devices)
+
+    def selection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("bundle", help="bundle folder written by `edgeport export`")
+        p.add_argument(
+            "--backends",
+            type=_csv_list,
+            default=None,
+            help="comma list: torch,torchscript,onnxruntime,openvino (default: all available)",
+        )
+        p.add_argument(
+            "--precisions",
+            type=_csv_list,
+            default=None,
+            help="comma list: fp32,fp16,int8 (default: all in the bundle)",
+        )
+        p.add_argument(
+            "--devices",
+            type=_csv_list,
+            default=None,
+            help="comma list, e.g. cpu,cuda,auto (default: every usable device)",
+        )
+        p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser(
+        "verify",
+        help="check every artifact against PyTorch on the MNIST test set (exit 1 on any failure)",
+        formatter_class=_Formatter,
+    )
+    selection(p)
+    _data_dir_arg(p)
+    p.add_argument(
+        "--atol",
+        type=_positive_float,
+        default=None,
+        help="elementwise tolerance for fp32 (default 1e-5, rtol 1e-5)",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.2,
+        help="accuracy points an int8/fp16 artifact may lose against PyTorch",
+    )
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "bench",
+        help="latency percentiles, throughput and memory for every backend with one timing method",
+        formatter_class=_Formatter,
+    )
+    selection(p)
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 32, 256], help="comma list of batch sizes")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="threads per runner (default: 1 for batch <= 16, all cores above)",
+    )
+    p.add_argument("--warmup-seconds", type=float, default=0.5)
+    p.add_argument("--min-iters", type=_positive_int, default=200)
+    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--out", default=None, help="write JSON here (plus .csv and .md beside it)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify PNG/JPEG files with a bundle (works without torch)",
+        formatter_class=_Formatter,
+        description="Images of any size are converted to grayscale, inverted if dark-on-light, "
+        "fitted into 28x28 MNIST style and preprocessed as the manifest says.",
+    )
+    p.add_argument("bundle", help="bundle folder written by `edgeport export`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--device", default="cpu", help="device for the backend (cpu, cuda, CPU, GPU, AUTO ...)")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="how many probabilities to show")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild RUN/report.md and RUN/report.html from the run's JSON files",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("run", help="run folder written by `edgeport pipeline`")
+    p.set_defaults(func=cmd_report)
 
     return parser
 

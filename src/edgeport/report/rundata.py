@@ -1,0 +1,182 @@
+"""Everything the report reads from a run folder, in one place.
+
+Each stage's JSON is read tolerantly: a missing file is ``None`` ("not run"),
+an unreadable one is noted, and a missing field shows as "–".  If a stage
+renames a field, adapt the accessors here; the writer and plots only see
+:class:`RunData` and :class:`Row`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DASH = "–"
+FILES = {
+    "train": "train.json",
+    "manifest": "bundle/manifest.json",
+    "verify": "verify.json",
+    "bench": "bench.json",
+    "devices": "devices.json",
+}
+# The artifact format each backend runs, when a row does not say.
+BACKEND_FORMAT = {
+    "onnxruntime": "onnx",
+    "openvino": "openvino",
+    "torchscript": "torchscript",
+    "torch": "torch",
+}
+
+
+@dataclass
+class Row:
+    """One backend x precision x device: verification joined with benchmark rows."""
+
+    backend: str
+    device: str
+    precision: str
+    format: str
+    accuracy: float | None = None
+    max_abs: float | None = None
+    agreement: float | None = None
+    passed: bool | None = None
+    reasons: list = field(default_factory=list)
+    p50_us: float | None = None  # at the smallest benchmarked batch size
+    p99_us: float | None = None
+    latency_batch: int | None = None
+    throughput: float | None = None  # best over batch sizes
+    throughput_batch: int | None = None
+    size_bytes: int | None = None
+    scaling: dict = field(default_factory=dict)  # batch size -> samples/s
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}/{self.device}/{self.precision}"
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    raw: dict  # stage -> parsed JSON, or None when the file is missing
+    problems: dict  # stage -> why the file could not be read
+    rows: list[Row]
+
+    def ran(self, stage: str) -> bool:
+        return self.raw.get(stage) is not None
+
+    def status(self, stage: str) -> str:
+        if stage in self.problems:
+            return f"{FILES[stage]} is unreadable ({self.problems[stage]})"
+        return f"not run ({FILES[stage]} not found)"
+
+
+def _read(path: Path):
+    try:
+        return json.loads(path.read_text()), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def load(run_dir: str | Path) -> RunData:
+    run_dir = Path(run_dir)
+    raw, problems = {}, {}
+    for stage, rel in FILES.items():
+        raw[stage], problem = _read(run_dir / rel)
+        if problem:
+            problems[stage] = problem
+    rows = build_rows(raw)
+    ckpt = run_dir / "model.safetensors"  # the torch rows run the checkpoint itself
+    for r in rows:
+        if r.format in ("torch", "checkpoint") and r.size_bytes is None and ckpt.is_file():
+            r.size_bytes = ckpt.stat().st_size
+    return RunData(run_dir, raw, problems, rows)
+
+
+def _num(d: dict, *keys):
+    for k in keys:
+        v = d.get(k) if isinstance(d, dict) else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def _list(obj, key: str) -> list:
+    if isinstance(obj, list):
+        return [x for x in obj if isinstance(x, dict)]
+    if isinstance(obj, dict) and isinstance(obj.get(key), list):
+        return [x for x in obj[key] if isinstance(x, dict)]
+    return []
+
+
+def _key(d: dict) -> tuple[str, str, str]:
+    return (str(d.get("backend", "?")), str(d.get("device", "cpu")).lower(), str(d.get("precision", "fp32")))
+
+
+def build_rows(raw: dict) -> list[Row]:
+    rows: dict[tuple, Row] = {}
+
+    def row_for(d: dict) -> Row:
+        k = _key(d)
+        if k not in rows:
+            fmt = d.get("format") or BACKEND_FORMAT.get(k[0], k[0])
+            rows[k] = Row(backend=k[0], device=str(d.get("device", "cpu")), precision=k[2], format=str(fmt))
+        return rows[k]
+
+    verify = raw.get("verify")
+    for v in _list(verify, "results") or _list(verify, "rows"):  # runtime/verify.py writes "rows"
+        r = row_for(v)
+        r.accuracy = _num(v, "accuracy")
+        r.max_abs = _num(v, "max_abs", "max_abs_error")
+        r.agreement = _num(v, "agreement", "top1_agreement")
+        r.passed = v.get("passed") if isinstance(v.get("passed"), bool) else None
+        r.reasons = [str(x) for x in v.get("reasons") or []]
+    for b in _list(raw.get("bench"), "rows"):
+        r = row_for(b)
+        bs = int(_num(b, "batch_size") or 1)
+        lat = b.get("latency_us") if isinstance(b.get("latency_us"), dict) else {}
+        if r.latency_batch is None or bs < r.latency_batch:
+            r.latency_batch, r.p50_us, r.p99_us = bs, _num(lat, "p50"), _num(lat, "p99")
+        tput = _num(b, "throughput_per_s", "throughput")
+        if tput is not None:
+            r.scaling[bs] = tput
+            if r.throughput is None or tput > r.throughput:
+                r.throughput, r.throughput_batch = tput, bs
+    sizes = {}
+    for a in _list(raw.get("manifest"), "artifacts"):
+        k = (str(a.get("format")), str(a.get("precision", "fp32")))
+        extra = sum(int(_num(e, "bytes") or 0) for e in _list(a.get("extra_files"), ""))  # openvino .bin
+        sizes[k] = sizes.get(k, 0) + int(_num(a, "bytes", "size") or 0) + extra
+    for r in rows.values():
+        r.size_bytes = sizes.get((r.format, r.precision)) or None
+    order = {"torch": 0, "torchscript": 1, "onnxruntime": 2, "openvino": 3}
+    return sorted(rows.values(), key=lambda r: (order.get(r.backend, 9), r.backend, r.device, r.precision))
+
+
+def environment(raw: dict) -> dict[str, str]:
+    """Flattened ``environment`` of every stage (later stages win), ``a.b: value``."""
+    env: dict[str, str] = {}
+    for stage in ("train", "manifest", "verify", "bench"):
+        src = raw.get(stage)
+        if isinstance(src, dict) and isinstance(src.get("environment"), dict):
+            _flatten(src["environment"], "", env)
+    return env
+
+
+def _flatten(d: dict, prefix: str, out: dict) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _flatten(v, key + ".", out)
+        elif isinstance(v, list):
+            text = ", ".join(map(str, v))
+            out[key] = text if len(text) <= 300 else text[:300] + " …"
+        else:
+            out[key] = str(v)
+
+
+def devices(raw: dict) -> list[dict]:
+    d = raw.get("devices")
+    return _list(d, "devices")

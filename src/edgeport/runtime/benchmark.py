@@ -1,0 +1,329 @@
+"""One timing method for every backend.
+
+For each backend x precision x device x batch size: load a runner with an
+explicit thread count, fill one input *outside* the timed region, bind it with
+``runner.prepare(x)`` (the backend's zero-copy path: ORT IO binding with
+preallocated OrtValues, an OpenVINO infer request with a preset tensor,
+TorchScript under inference mode), warm up, then time each call of that
+prepared callable with ``time.perf_counter_ns`` until both ``min_iters`` and
+``min_seconds`` are reached.  Statistics are numpy percentiles over the per-call
+latencies.  Only this module times anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import BenchConfig
+from ..errors import ConfigError
+from .base import DEFAULT_MAX_BATCH
+from .plan import environment, open_bundle, select_runs
+from .registry import backend_class
+
+SCHEMA = "edgeport.bench/1"
+COV_WARNING = 0.10
+INPUT_NOTE = (
+    "filled once outside the timed region (seeded uniform over the preprocessing value range) "
+    "and bound once with runner.prepare(); every timed call reuses it"
+)
+
+
+def time_callable(call, *, warmup_seconds: float, min_iters: int, min_seconds: float) -> np.ndarray:
+    """Per-call latencies in ns of ``call()``, after warm-up, >= min_iters calls and >= min_seconds."""
+    clock = time.perf_counter_ns
+    end = clock() + int(warmup_seconds * 1e9)
+    call()
+    while clock() < end:
+        call()
+    times: list[int] = []
+    append = times.append
+    deadline = clock() + int(min_seconds * 1e9)
+    n = 0
+    while True:
+        t0 = clock()
+        call()
+        t1 = clock()
+        append(t1 - t0)
+        n += 1
+        if n >= min_iters and t1 >= deadline:
+            break
+    return np.asarray(times, dtype=np.int64)
+
+
+def latency_stats(times_ns: np.ndarray) -> dict:
+    us = np.asarray(times_ns, dtype=np.float64) / 1e3
+    p50, p90, p95, p99 = np.percentile(us, [50, 90, 95, 99])
+    return {
+        "p50": float(p50),
+        "p90": float(p90),
+        "p95": float(p95),
+        "p99": float(p99),
+        "mean": float(us.mean()),
+        "std": float(us.std()),
+        "min": float(us.min()),
+        "max": float(us.max()),
+    }
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, process peak RSS) in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    try:
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        current = float("nan")
+    return current, peak
+
+
+def bench_input(runner, batch_size: int, seed: int = 0) -> np.ndarray:
+    lo, hi = runner.bundle.preprocessing.value_range()
+    rng = np.random.default_rng(seed)
+    return rng.uniform(lo, hi, size=(batch_size, *runner.input_shape)).astype(np.float32)
+
+
+def bench_runner(runner, batch_size: int, config: BenchConfig, *, load_seconds: float | None = None) -> dict:
+    """One result row for a loaded runner at ``batch_size``."""
+    x = bench_input(runner, batch_size)
+    t0 = time.perf_counter_ns()
+    runner.run(x)
+    first_run_us = (time.perf_counter_ns() - t0) / 1e3
+    prepared = runner.prepare(x)
+    try:
+        times = time_callable(
+            prepared.call,
+            warmup_seconds=config.warmup_seconds,
+            min_iters=config.min_iters,
+            min_seconds=config.min_seconds,
+        )
+    finally:
+        prepared.release()
+    stats = latency_stats(times)
+    rss, peak = _rss_mb()
+    cov = stats["std"] / stats["mean"] if stats["mean"] > 0 else 0.0
+    info = runner.describe()
+    row = {
+        **{k: info[k] for k in ("backend", "device", "format", "precision", "threads")},
+        "batch_size": batch_size,
+        "iterations": int(len(times)),
+        "latency_us": stats,
+        "throughput_per_s": float(batch_size * len(times) / (times.sum() / 1e9)),
+        "load_seconds": load_seconds,
+        "first_run_us": first_run_us,
+        "peak_rss_mb": peak,
+        "rss_mb": rss,
+        "cov": cov,
+        "warnings": [],
+        "details": {
+            k: v for k, v in info.items() if k not in ("backend", "device", "format", "precision", "threads")
+        },
+    }
+    if cov > COV_WARNING:
+        row["warnings"].append(
+            f"{runner.name} batch {batch_size}: latency varies a lot (CoV {cov * 100:.0f}% > "
+            f"{COV_WARNING * 100:.0f}%); the machine may be busy, rerun on a quiet machine"
+        )
+    return row
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_description(self, text):
+        pass
+
+    def write(self, text):
+        print(text, file=sys.stderr)
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, leave=False)
+
+
+def _validate(config: BenchConfig) -> None:
+    if not config.batch_sizes or any(b < 1 for b in config.batch_sizes):
+        raise ConfigError(f"--batch-sizes must be whole numbers >= 1, got {list(config.batch_sizes)}")
+    if config.threads is not None and config.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {config.threads}")
+    if config.min_iters < 1 or config.min_seconds < 0 or config.warmup_seconds < 0:
+        raise ConfigError("--min-iters must be >= 1 and --min-seconds/--warmup-seconds >= 0")
+
+
+def bench(
+    bundle_or_path,
+    *,
+    backends=None,
+    precisions=None,
+    devices=None,
+    config: BenchConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Benchmark every selected backend x precision x device at each batch size; the report dict."""
+    config = config or BenchConfig()
+    _validate(config)
+    bundle = open_bundle(bundle_or_path)
+    runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
+    bar = progress_bar(len(runs) * len(config.batch_sizes), progress, "bench")
+    rows: list[dict] = []
+    try:
+        for backend, precision, device in runs:
+            runners: dict[int, tuple] = {}  # one runner per thread count, reused across batch sizes
+            try:
+                for bs in config.batch_sizes:
+                    threads = config.threads or backend_class(backend).default_threads_for(bs)
+                    bar.set_description(f"{backend}:{device} {precision} batch {bs}")
+                    if threads not in runners:
+                        t0 = time.perf_counter()
+                        r = bundle.runner(
+                            backend,
+                            precision,
+                            device,
+                            threads=threads,
+                            max_batch=max(DEFAULT_MAX_BATCH, max(config.batch_sizes)),
+                        )
+                        r.load()
+                        runners[threads] = (r, time.perf_counter() - t0)
+                    runner, load_s = runners[threads]
+                    row = bench_runner(runner, bs, config, load_seconds=load_s)
+                    for w in row["warnings"]:
+                        bar.write(f"warning: {w}")
+                    rows.append(row)
+                    bar.update(1)
+            finally:
+                for r, _ in runners.values():
+                    r.close()
+    finally:
+        bar.close()
+    return {
+        "schema": SCHEMA,
+        "bundle": str(getattr(bundle, "path", "")),
+        "model": getattr(bundle.manifest, "model", None),
+        "method": {
+            "timer": "time.perf_counter_ns around each call of the runner's prepared zero-copy callable",
+            "input": INPUT_NOTE,
+            "warmup_seconds": config.warmup_seconds,
+            "min_iters": config.min_iters,
+            "min_seconds": config.min_seconds,
+            "batch_sizes": list(config.batch_sizes),
+            "threads": config.threads
+            if config.threads
+            else "default: 1 for batch <= 16, else every usable core (torch: every core always)",
+            "statistics": "numpy percentiles (linear interpolation) over per-call latencies; "
+            "throughput = batch_size * iterations / sum of latencies",
+            "peak_rss_mb": "process high-water mark (ru_maxrss) after the row",
+        },
+        "environment": environment(sorted({r[0] for r in runs})),
+        "rows": rows,
+        "skipped": skipped,
+        "warnings": [w for r in rows for w in r["warnings"]],
+    }
+
+
+# ----------------------------------------------------------------------------- writers
+CSV_FIELDS = (
+    "backend",
+    "device",
+    "format",
+    "precision",
+    "batch_size",
+    "threads",
+    "iterations",
+    "p50_us",
+    "p90_us",
+    "p95_us",
+    "p99_us",
+    "mean_us",
+    "std_us",
+    "min_us",
+    "max_us",
+    "throughput_per_s",
+    "load_seconds",
+    "first_run_us",
+    "peak_rss_mb",
+    "cov",
+)
+
+
+def flat_row(row: dict) -> dict:
+    flat = {k: row.get(k) for k in CSV_FIELDS if not k.endswith("_us") or k == "first_run_us"}
+    for k, v in row["latency_us"].items():
+        flat[f"{k}_us"] = v
+    return {k: flat.get(k) for k in CSV_FIELDS}
+
+
+def write_json(report: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return path
+
+
+def write_csv(report: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for row in report["rows"]:
+            w.writerow(flat_row(row))
+    return path
+
+
+def markdown_table(report: dict) -> str:
+    head = (
+        "| backend | device | precision | batch | threads | p50 µs | p99 µs | throughput/s "
+        "| CoV | load s | peak RSS MB |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in report["rows"]:
+        lat = r["latency_us"]
+        lines.append(
+            f"| {r['backend']} | {r['device']} | {r['precision']} | {r['batch_size']} | {r['threads']} "
+            f"| {lat['p50']:.1f} | {lat['p99']:.1f} | {r['throughput_per_s']:,.0f} | {r['cov'] * 100:.1f}% "
+            f"| {(r['load_seconds'] or 0):.3f} | {r['peak_rss_mb']:.0f} |"
+        )
+    lines.append("")
+    lines.append(f"Input: {report['method']['input']}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: dict, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown_table(report))
+    return path
+
+
+# ----------------------------------------------------------------------------- roofline
+def sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """The machine's large-sgemm rate (numpy/BLAS, every core), best of repeated n x n x n products."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    np.matmul(a, b, out=c)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9

@@ -1,0 +1,48 @@
+"""Bundles exported once per session for the export and bundle tests.
+
+Test modules wrap these helpers in their own fixtures; the module-level cache
+keeps the export to one per session however many modules use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from edgeport.config import ExportConfig
+
+_CACHE: dict[str, Path] = {}
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file (and symlink target) under ``folder``."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            out[p.relative_to(folder).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
+    """Every format, plus the fp16 OpenVINO IR and the mobile TorchScript file."""
+    if "full" not in _CACHE:
+        from edgeport.export.api import export
+
+        out = tmp_path_factory.mktemp("export") / "full"
+        export(
+            tiny_run,
+            out,
+            config=ExportConfig(fp16=True, mobile=True),
+            data_dir=synthetic_mnist,
+            progress=False,
+        )
+        _CACHE["full"] = out
+    return _CACHE["full"]
+
+
+def bundle_copy(full_bundle, tmp_path) -> Path:
+    """A private copy of the session bundle that a test may damage."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(full_bundle, dst)
+    return dst

@@ -1,0 +1,37 @@
+"""User models for the "bring your own model" export tests (imported as ``user_models:...``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(8 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.head(self.dropout(self.features(x).flatten(1))), dim=1)
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(3)
+    return SmallCNN()
+
+
+def rgb_mlp() -> nn.Module:
+    """Non-MNIST input shape (3, 8, 8) and 5 classes."""
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 5), nn.Softmax(dim=1)
+    )
