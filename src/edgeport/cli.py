@@ -185,6 +185,56 @@ def raise_config(message: str) -> None:
     raise ConfigError(message)
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .calibration.layer_report import format_layer_report
+    from .export.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    m = bundle.manifest
+    print(f"bundle {bundle.path}  (schema {m.schema_version}, model {m.model})")
+    print(f"input  {m.input.get('name')} {m.input.get('shape')} {m.input.get('dtype')}")
+    print(f"output {m.output.get('name')} {m.output.get('shape')} {m.output.get('dtype')}")
+    print(f"preprocessing {m.preprocessing}  labels {','.join(m.labels)}")
+    _print_bundle(bundle)
+    if m.calibration:
+        cal = m.calibration
+        print(
+            f"calibration: {cal.get('size')} training images, method {cal.get('method')}, sha256 {str(cal.get('sha256'))[:12]}"
+        )
+    print(format_layer_report(bundle))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from .config import TrainConfig
+    from .pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig(
+        train=TrainConfig(epochs=args.epochs, seed=args.seed),
+        int8=args.int8,
+        backends=tuple(args.backends) if args.backends else None,
+        max_accuracy_drop=args.max_accuracy_drop,
+        atol=args.atol,
+        batch_sizes=tuple(args.batch_sizes),
+    )
+    result = run_pipeline(
+        out=args.out,
+        data_dir=args.data_dir,
+        config=config,
+        force=args.force,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    total = sum(result.stages.values())
+    if result.passed:
+        print(f"pipeline passed in {total:.0f} s: {result.run_dir}/report.html")
+        return 0
+    for line in result.gates:
+        print(f"{PROG}: gate failed: {line}", file=sys.stderr)
+    print(f"pipeline FAILED ({len(result.gates)} gate(s)); outputs kept in {result.run_dir}", file=sys.stderr)
+    return 1
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import format_json, format_predictions, predict_files
 
@@ -417,6 +467,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo int8 artifacts the bundle already has")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser(
+        "inspect",
+        help="show a bundle's manifest, artifacts and int8 per-layer error report",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("bundle", help="bundle folder")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "pipeline",
+        help="train -> export (fp32 + int8) -> verify -> bench -> report, with pass/fail gates",
+        formatter_class=_Formatter,
+        description="The main job. Exits 1 with one line per failed gate (parity, int8 accuracy drop); "
+        "every stage's output stays in the run folder.",
+    )
+    _data_dir_arg(p)
+    p.add_argument("--out", required=True, help="run folder to create (report.html lands here)")
+    p.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=True, help="add calibrated int8 artifacts"
+    )
+    p.add_argument(
+        "--backends", type=_csv_list, default=None, help="comma list (default: every available backend)"
+    )
+    p.add_argument(
+        "--max-accuracy-drop", type=float, default=0.2, help="accuracy points an int8 artifact may lose"
+    )
+    p.add_argument(
+        "--atol", type=_positive_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)"
+    )
+    p.add_argument("--batch-sizes", type=_int_list, default=[1, 256], help="batch sizes to benchmark")
+    p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--resume", action="store_true", help="reuse stages whose outputs already exist in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser(
         "devices",
