@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 
 run: venv
 	$(VENV)/bin/edgeport summary
-	$(VENV)/bin/edgeport train $(if $(DATA),--data-dir $(DATA)) --out $(RUN) --force
+	$(VENV)/bin/edgeport pipeline $(if $(DATA),--data-dir $(DATA)) --out $(RUN) --force
 
 test: venv
 	$(PY) -m pytest -q

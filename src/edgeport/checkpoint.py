@@ -6,10 +6,12 @@ unpickles anything, so a hostile checkpoint cannot run code.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -51,17 +53,72 @@ def prepare_target(target: Path, force: bool, what: str = "output folder") -> No
             f"{what} {target} already exists; pass --force to replace it or choose another path"
         )
     parent = target.parent if str(target.parent) else Path(".")
+    for above in (parent, *parent.parents):
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise ConfigError(f"{above} is a file, not a folder; choose another path for the {what}")
+            break
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create {parent}: {exc.strerror}; choose a writable location") from None
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"cannot write to {parent} (permission denied); choose a writable location")
+    probe_writable(parent)
+
+
+def probe_writable(folder: Path) -> None:
+    """Create and remove a temporary folder in ``folder``; :class:`ConfigError` if that fails.
+
+    ``os.access`` says yes to root everywhere and knows nothing of read-only
+    mounts or pseudo file systems such as /proc, so only a real write tells.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".edgeport-probe-", dir=folder))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to {folder} ({exc.strerror or exc}); choose a writable location"
+        ) from None
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False  # file system or kernel without exchange: fall back to two renames
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def atomic_commit(tmp: Path, target: Path) -> None:
-    """fsync ``tmp`` and rename it to ``target``, replacing an old folder atomically."""
+    """fsync ``tmp`` and rename it to ``target``, replacing an old folder atomically.
+
+    On Linux an existing ``target`` is swapped with ``tmp`` in one
+    renameat2(RENAME_EXCHANGE) call, so at every instant ``target`` names a
+    complete folder (old or new), even if the process is killed.  Elsewhere the
+    old folder is renamed aside first; a kill between the two renames leaves it
+    as ``.NAME.old-*``, which ``edgeport.export.staging.clean_leftovers`` restores.
+    """
     fsync_tree(tmp)
+    if target.is_dir() and not target.is_symlink() and _exchange(tmp, target):
+        _fsync_dir(target.parent)
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the old folder
+        return
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -73,13 +130,17 @@ def atomic_commit(tmp: Path, target: Path) -> None:
         if old is not None:
             os.rename(old, target)
         raise
-    dfd = os.open(target.parent, os.O_RDONLY)
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    dfd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def make_staging(target: Path) -> Path:

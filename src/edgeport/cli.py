@@ -47,6 +47,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _points(text: str) -> float:
+    value = _nonneg_float(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"expected accuracy points between 0 and 100, got {text}")
+    return value
+
+
 def _csv_list(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
@@ -60,6 +77,13 @@ def _int_list(text: str) -> list[int]:
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``edgeport CMD: error: ...; see edgeport CMD --help``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
 def _data_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -208,6 +232,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from .config import TrainConfig
     from .pipeline import PipelineConfig, run_pipeline
+    from .runtime.registry import BACKENDS
+
+    unknown = [b for b in args.backends or [] if b not in BACKENDS]
+    if unknown:  # before training, not after it
+        raise_config(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
 
     config = PipelineConfig(
         train=TrainConfig(epochs=args.epochs, seed=args.seed),
@@ -333,15 +362,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _check_writable(path: str, force: bool) -> None:
+    """Refuse an output file that exists (without --force) or cannot be written, before any work."""
     from .errors import ConfigError
 
+    if os.path.isdir(path):
+        raise ConfigError(f"--out {path} is a folder; give a file name")
     if os.path.exists(path) and not force:
         raise ConfigError(f"{path} already exists; pass --force to overwrite it")
     parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ConfigError(f"{parent} is a file, not a folder; choose another --out")
     if not os.path.isdir(parent):
         raise ConfigError(f"folder {parent} does not exist; create it or choose another --out")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write to {parent} (permission denied); choose another --out")
+    import tempfile
+
+    try:  # os.access says yes to root everywhere, and knows nothing of read-only mounts or /proc
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {parent} ({exc.strerror or exc}); choose another --out") from None
 
 
 # --------------------------------------------------------------------------- parser
@@ -350,7 +389,7 @@ def _check_writable(path: str, force: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .config import CALIBRATION_METHODS, FORMATS, CalibrationConfig, ExportConfig, TrainConfig
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Take a PyTorch classifier from training to the edge: train, export to "
         "TorchScript/ONNX/OpenVINO (fp32 and int8), verify, benchmark and embed.",
@@ -492,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backends", type=_csv_list, default=None, help="comma list (default: every available backend)"
     )
     p.add_argument(
-        "--max-accuracy-drop", type=float, default=0.2, help="accuracy points an int8 artifact may lose"
+        "--max-accuracy-drop", type=_points, default=0.2, help="accuracy points an int8 artifact may lose"
     )
     p.add_argument(
         "--atol", type=_positive_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)"
@@ -551,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-accuracy-drop",
-        type=float,
+        type=_points,
         default=0.2,
         help="accuracy points an int8/fp16 artifact may lose against PyTorch",
     )
@@ -571,9 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="threads per runner (default: 1 for batch <= 16, all cores above)",
     )
-    p.add_argument("--warmup-seconds", type=float, default=0.5)
+    p.add_argument("--warmup-seconds", type=_nonneg_float, default=0.5)
     p.add_argument("--min-iters", type=_positive_int, default=200)
-    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--min-seconds", type=_nonneg_float, default=2.0)
     p.add_argument("--out", default=None, help="write JSON here (plus .csv and .md beside it)")
     p.set_defaults(func=cmd_bench)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, BundleError
 from .base import Prepared, Runner, cpu_count
 
 
@@ -48,9 +48,17 @@ class TorchRunnerBase(Runner):
         raise NotImplementedError
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            y = self._module(torch.from_numpy(x).to(self._dev))
-            return y.float().cpu().numpy()
+        try:
+            with torch.inference_mode():
+                y = self._module(torch.from_numpy(x).to(self._dev))
+                return y.float().cpu().numpy()
+        except (RuntimeError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            # x passed the manifest's input checks, so the model does not fit its manifest.
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise BundleError(
+                f"{self.artifact.key} failed on an input of shape {list(x.shape)} that matches the "
+                f"manifest ({type(exc).__name__}: {first}); re-export the bundle"
+            ) from None
 
     def _prepare(self, x: np.ndarray) -> Prepared:
         self._apply_threads()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import resource
 import sys
@@ -158,13 +159,23 @@ def progress_bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, leave=False)
 
 
+# The largest batch bench will allocate (64 Ki MNIST images are ~200 MB of float32 input).
+MAX_BENCH_BATCH = 65536
+
+
 def _validate(config: BenchConfig) -> None:
     if not config.batch_sizes or any(b < 1 for b in config.batch_sizes):
         raise ConfigError(f"--batch-sizes must be whole numbers >= 1, got {list(config.batch_sizes)}")
     if config.threads is not None and config.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {config.threads}")
-    if config.min_iters < 1 or config.min_seconds < 0 or config.warmup_seconds < 0:
-        raise ConfigError("--min-iters must be >= 1 and --min-seconds/--warmup-seconds >= 0")
+    if max(config.batch_sizes) > MAX_BENCH_BATCH:
+        raise ConfigError(
+            f"--batch-sizes: {max(config.batch_sizes)} is larger than the {MAX_BENCH_BATCH} bench allows; "
+            "choose a smaller batch size"
+        )
+    seconds = (config.min_seconds, config.warmup_seconds)
+    if config.min_iters < 1 or not all(math.isfinite(s) and s >= 0 for s in seconds):
+        raise ConfigError("--min-iters must be >= 1 and --min-seconds/--warmup-seconds finite and >= 0")
 
 
 def bench(

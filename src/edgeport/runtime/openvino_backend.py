@@ -77,14 +77,22 @@ class OpenVinoRunner(Runner):
         # Hashes are checked before OpenVINO parses anything.
         xml = self.bundle.read_verified(self.artifact)
         weights = self.bundle.read_verified(self.artifact, file=bin_entry.path)
+        head = xml[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not (head.startswith(b"<?xml") or head.startswith(b"<net")):
+            # read_model also accepts ONNX, TF, Paddle... bytes; only IR XML is allowed here.
+            raise BundleError(
+                f"{self.artifact.key}: {self.artifact.file} is not OpenVINO IR XML; "
+                "re-export the bundle or restore it from a trusted copy"
+            )
         c = core()
         try:
             model = c.read_model(xml, ov.Tensor(np.frombuffer(weights, dtype=np.uint8).copy()))
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise BundleError(
                 f"OpenVINO cannot read {self.artifact.key} ({first}); re-export the bundle"
             ) from None
+        self._check_io(model)
         try:
             self._compiled = c.compile_model(model, self.device.upper(), self._config())
         except Exception as exc:
@@ -93,6 +101,30 @@ class OpenVinoRunner(Runner):
                 f"OpenVINO cannot compile {self.artifact.key} for {self.device.upper()}: {first}"
             ) from None
         self._requests: queue.SimpleQueue = queue.SimpleQueue()
+
+    def _check_io(self, model) -> None:
+        """The model's input/output must be the ones the manifest describes."""
+        try:
+            ins, outs = model.inputs, model.outputs
+            shape = ins[0].get_partial_shape() if len(ins) == 1 else None
+            got = [d.get_length() if d.is_static else None for d in shape] if shape is not None else []
+            rank_ok = shape is not None and shape.rank.is_static
+            etype = ins[0].get_element_type().get_type_name() if ins else ""
+        except Exception as exc:  # noqa: BLE001 - a malformed model can fail anywhere here
+            raise BundleError(f"OpenVINO cannot inspect {self.artifact.key} ({exc}); re-export") from None
+        want = list(self.bundle.manifest.input["shape"][1:])
+        if len(ins) != 1 or len(outs) != 1 or not rank_ok:
+            raise BundleError(
+                f"{self.artifact.key} has {len(ins)} inputs and {len(outs)} outputs (expected 1 and 1 "
+                "with a known rank, as the manifest says); re-export the bundle"
+            )
+        if len(got) != len(want) + 1 or any(g is not None and g != w for g, w in zip(got[1:], want)):
+            raise BundleError(
+                f"{self.artifact.key} takes input shape {got}, but the manifest says "
+                f"{self.bundle.manifest.input['shape']}; re-export the bundle"
+            )
+        if etype != "f32":
+            raise BundleError(f"{self.artifact.key} takes {etype} input, expected f32; re-export the bundle")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:
@@ -104,6 +136,12 @@ class OpenVinoRunner(Runner):
             req.set_input_tensor(ov.Tensor(x, shared_memory=True))
             req.infer()
             return req.get_output_tensor(0).data.copy()
+        except RuntimeError as exc:  # x already passed the manifest's checks
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise BundleError(
+                f"{self.artifact.key} failed on an input of shape {list(x.shape)} that matches the "
+                f"manifest ({first}); the artifact does not fit its manifest: re-export the bundle"
+            ) from None
         finally:
             self._requests.put(req)
 

@@ -6,6 +6,7 @@ TorchScript archives are code: they are loaded only after the manifest hash matc
 from __future__ import annotations
 
 import io
+import zipfile
 
 import torch
 
@@ -21,6 +22,21 @@ def _set_quantized_engine() -> None:
             return
 
 
+def _check_zip(data: bytes, key: str) -> None:
+    """A TorchScript archive is a zip: check its structure and every member's CRC in Python
+    first, so torch's C++ reader only ever sees a well-formed archive."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+    except Exception as exc:  # noqa: BLE001 - zipfile raises many types on a damaged archive
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BundleError(
+            f"{key} is not a readable TorchScript archive ({type(exc).__name__}: {first}); re-export"
+        ) from None
+    if bad is not None:
+        raise BundleError(f"{key}: member {bad[:100]!r} of the TorchScript archive is corrupt; re-export")
+
+
 class TorchScriptRunner(TorchRunnerBase):
     backend = "torchscript"
     format = "torchscript"
@@ -29,10 +45,11 @@ class TorchScriptRunner(TorchRunnerBase):
         if self.precision == "int8":
             _set_quantized_engine()
         data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
+        _check_zip(data, self.artifact.key)
         try:
             module = torch.jit.load(io.BytesIO(data), map_location=self._dev)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise BundleError(
                 f"torch.jit.load cannot read {self.artifact.key} ({first}); re-export"
             ) from None

@@ -1,0 +1,112 @@
+import json
+
+import pytest
+
+from edgeport.cli import main
+from edgeport.config import TrainConfig
+from edgeport.pipeline import PipelineConfig, run_pipeline
+
+FAST = dict(bench_min_seconds=0.05, bench_min_iters=5, bench_warmup_seconds=0.01)
+
+
+@pytest.fixture(scope="module")
+def synthetic_pipeline(tmp_path_factory, synthetic_mnist):
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), max_accuracy_drop=100.0, **FAST)
+    result = run_pipeline(out=out, data_dir=synthetic_mnist, config=config, progress=False)
+    return out, result
+
+
+def test_pipeline_end_to_end_on_synthetic_data(synthetic_pipeline):
+    out, result = synthetic_pipeline
+    assert result.passed, result.gates
+    for name in (
+        "train.json",
+        "model.safetensors",
+        "bundle/manifest.json",
+        "verify.json",
+        "bench.json",
+        "devices.json",
+        "grid.png",
+        "report.md",
+        "report.html",
+        "pipeline.json",
+    ):
+        assert (out / name).is_file(), name
+    verify = json.loads((out / "verify.json").read_text())
+    precisions = {(r["backend"], r["precision"]) for r in verify["rows"]}
+    assert {
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+        ("openvino", "int8"),
+        ("torchscript", "int8"),
+    } <= precisions
+    bench = json.loads((out / "bench.json").read_text())
+    assert {r["batch_size"] for r in bench["rows"]} == {1, 256}
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5  # training, latency, pareto, scaling, grid
+    summary = json.loads((out / "pipeline.json").read_text())
+    assert summary["passed"] and set(summary["stages_seconds"]) >= {
+        "train",
+        "export",
+        "verify",
+        "bench",
+        "report",
+    }
+
+
+def test_pipeline_refuses_existing_run_and_resumes(synthetic_pipeline, synthetic_mnist, capsys):
+    out, _ = synthetic_pipeline
+    before = (out / "model.safetensors").read_bytes()
+    assert main(["pipeline", "--data-dir", str(synthetic_mnist), "--out", str(out), "--quiet"]) == 2
+    assert "--force" in capsys.readouterr().err
+    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), max_accuracy_drop=100.0, **FAST)
+    result = run_pipeline(out=out, data_dir=synthetic_mnist, config=config, resume=True, progress=False)
+    assert result.skipped == ["train", "export"] and result.passed
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_failing_gate_exits_nonzero_with_one_line_per_gate(tmp_path, synthetic_mnist, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "pipeline",
+            "--data-dir",
+            str(synthetic_mnist),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--atol",
+            "1e-12",
+            "--no-int8",
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "gate failed: export parity" in err and "Traceback" not in err
+    assert "pipeline FAILED" in err
+    # the stages that ran stay on disk for inspection
+    assert (out / "model.safetensors").is_file() and (out / "pipeline.json").is_file()
+    assert json.loads((out / "pipeline.json").read_text())["passed"] is False
+
+
+def test_report_rebuilds_from_saved_json(synthetic_pipeline, capsys):
+    out, _ = synthetic_pipeline
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+    assert "report.html" in capsys.readouterr().out
+
+
+@pytest.mark.mnist
+def test_real_pipeline_passes_all_gates(mnist_root, tmp_path):
+    out = tmp_path / "run"
+    result = run_pipeline(out=out, data_dir=mnist_root, config=PipelineConfig(**FAST), progress=False)
+    assert result.passed, result.gates
+    info = json.loads((out / "train.json").read_text())
+    assert info["test_accuracy"] >= 0.98
+    verify = json.loads((out / "verify.json").read_text())
+    int8 = [r for r in verify["rows"] if r["precision"] == "int8"]
+    assert len(int8) >= 3 and all(r["passed"] for r in verify["rows"])
