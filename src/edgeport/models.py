@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -110,8 +111,25 @@ def load_factory(ref: str) -> Callable[[], nn.Module]:
     return obj
 
 
-def build_model(name_or_ref: str) -> nn.Module:
-    """A fresh model from a registered name or a ``module:factory`` reference."""
+TRUST_ENV = "EDGEPORT_TRUST_MODEL_CODE"
+
+
+def code_is_trusted(explicit: bool = False) -> bool:
+    """Whether a ``module:factory`` named by a bundle may be imported (it runs code)."""
+    return explicit or os.environ.get(TRUST_ENV) == "1"
+
+
+def build_model(name_or_ref: str, *, trust_code: bool = True) -> nn.Module:
+    """A fresh model from a registered name or a ``module:factory`` reference.
+
+    Importing ``module:factory`` runs that module's code.  Callers that take the
+    name from a file (a bundle's manifest) pass ``trust_code=code_is_trusted()``.
+    """
+    if ":" in name_or_ref and not trust_code:
+        raise ConfigError(
+            f"the bundle names its model as code to import ({name_or_ref[:120]!r}), and importing it runs that "
+            f"code; if you trust this bundle, set {TRUST_ENV}=1 and run again"
+        )
     factory = get_spec(name_or_ref).factory if ":" not in name_or_ref else load_factory(name_or_ref)
     model = factory()
     if not isinstance(model, nn.Module):

@@ -251,9 +251,9 @@ def quantize(
         )
     from safetensors.torch import load as load_safetensors
 
-    from ..models import build_model
+    from ..models import build_model, code_is_trusted
 
-    model = build_model(old.manifest.model)
+    model = build_model(old.manifest.model, trust_code=code_is_trusted())
     try:
         model.load_state_dict(load_safetensors(old.read_verified(old.artifact("torch"))), strict=True)
     except RuntimeError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import PurePosixPath
@@ -49,7 +50,8 @@ def _check_keys(where: str, d: dict, required: set[str], optional: set[str] = fr
     if missing:
         raise BundleError(f"{MANIFEST_FILE}: {where} lacks field(s) {', '.join(missing)}; {_HINT}")
     if extra:
-        raise BundleError(f"{MANIFEST_FILE}: {where} has unknown field(s) {', '.join(extra)}; {_HINT}")
+        names = ", ".join(repr(k)[:60] for k in extra[:5]) + (", ..." if len(extra) > 5 else "")
+        raise BundleError(f"{MANIFEST_FILE}: {where} has unknown field(s) {names}; {_HINT}")
 
 
 def check_relpath(where: str, rel) -> str:
@@ -270,9 +272,16 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as inf
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def parse_manifest(text: str | bytes) -> Manifest:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(f"{MANIFEST_FILE} is not valid JSON ({str(exc)[:120]}); {_HINT}") from None
     return Manifest.from_dict(data)

@@ -13,7 +13,7 @@ class TorchRunner(TorchRunnerBase):
     def _build(self):
         from safetensors.torch import load as load_safetensors
 
-        from ..models import build_model
+        from ..models import build_model, code_is_trusted
 
         data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
         try:
@@ -22,7 +22,7 @@ class TorchRunner(TorchRunnerBase):
             raise BundleError(
                 f"{self.artifact.key} is not a readable safetensors file ({exc}); re-export"
             ) from None
-        model = build_model(self.bundle.manifest.model)
+        model = build_model(self.bundle.manifest.model, trust_code=code_is_trusted())
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
