@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, EdgeportError
 from .preprocessing import MNIST_LABELS, MNIST_PREPROCESSING, Preprocessing
 
 ENV_ROOT = "EDGEPORT_MNIST_ROOT"
@@ -76,7 +76,14 @@ def _missing_message(root: Path, why: str) -> str:
 
 
 def _open(root: Path, train: bool, download: bool):
-    import torchvision
+    try:
+        import torchvision
+    except ImportError:
+        from .errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "reading MNIST needs torchvision, which the light install lacks: pip install 'edgeport[export]'"
+        ) from None
 
     try:
         return torchvision.datasets.MNIST(root=str(root), train=train, download=False)
@@ -109,7 +116,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
         y_all = train.targets.numpy()
         x_test = test.data.numpy()
         y_test = test.targets.numpy()
-    except DataError:
+    except EdgeportError:
         raise
     except Exception as exc:  # truncated or corrupt IDX files
         raise DataError(
