@@ -35,7 +35,17 @@ def test_seed_network_parameters_and_layer_order():
     model = build_model("mnist-mlp")
     assert count_parameters(model) == 102_762
     layers = [type(m) for m in model.modules() if not isinstance(m, (nn.Sequential,)) and m is not model]
-    assert layers == [nn.Flatten, nn.Linear, nn.Tanh, nn.Dropout, nn.Linear, nn.Sigmoid, nn.Dropout, nn.Linear, nn.Softmax]
+    assert layers == [
+        nn.Flatten,
+        nn.Linear,
+        nn.Tanh,
+        nn.Dropout,
+        nn.Linear,
+        nn.Sigmoid,
+        nn.Dropout,
+        nn.Linear,
+        nn.Softmax,
+    ]
     shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
     assert shapes == [(784, 96), (96, 256), (256, 10)]
     assert all(m.p == 0.2 for m in model.modules() if isinstance(m, nn.Dropout))

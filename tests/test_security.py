@@ -286,7 +286,9 @@ def test_bundle_naming_model_code_is_not_imported_without_trust(tmp_path, monkey
     from edgeport.models import TRUST_ENV, build_model
 
     canary = tmp_path / "canary"
-    (tmp_path / "evil_mod.py").write_text(f"open({str(canary)!r}, 'w').write('x')\ndef f():\n    return None\n")
+    (tmp_path / "evil_mod.py").write_text(
+        f"open({str(canary)!r}, 'w').write('x')\ndef f():\n    return None\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv(TRUST_ENV, raising=False)
     with pytest.raises(ConfigError, match=TRUST_ENV):

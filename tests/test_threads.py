@@ -98,7 +98,9 @@ def test_shared_runner_8_threads_x_1000(int8_bundle, combo):
     total = N_THREADS * RUNS_PER_THREAD
     assert not errors, f"{len(errors)} thread(s) failed: {errors[:3]!r}"
     assert sum(done) == total
-    assert sum(mismatches) == 0, f"{sum(mismatches)} of {total} threaded runs differ from single-threaded runs"
+    assert sum(mismatches) == 0, (
+        f"{sum(mismatches)} of {total} threaded runs differ from single-threaded runs"
+    )
 
 
 def test_4_threads_load_the_same_bundle_at_once(int8_bundle_path):

@@ -33,7 +33,16 @@ def test_same_seed_same_result(synthetic_mnist):
 def test_checkpoint_round_trip(tiny_run):
     model, info = load_run(tiny_run)
     saved = json.loads((tiny_run / "train.json").read_text())
-    for key in ("model", "params", "epochs", "seed", "train_seconds", "val_accuracy", "test_accuracy", "history"):
+    for key in (
+        "model",
+        "params",
+        "epochs",
+        "seed",
+        "train_seconds",
+        "val_accuracy",
+        "test_accuracy",
+        "history",
+    ):
         assert key in saved, key
     assert saved["params"] == 102_762 and len(saved["history"]) == saved["epochs"]
     assert not model.training
@@ -83,7 +92,10 @@ def test_random_shift_moves_pixels_within_bounds():
 
 def test_predict_grid_writes_png(tmp_path, tiny_run, synthetic_mnist):
     out = tmp_path / "grid.png"
-    assert main(["predict-grid", "--run", str(tiny_run), "--data-dir", str(synthetic_mnist), "--out", str(out)]) == 0
+    assert (
+        main(["predict-grid", "--run", str(tiny_run), "--data-dir", str(synthetic_mnist), "--out", str(out)])
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

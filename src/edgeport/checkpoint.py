@@ -64,21 +64,26 @@ def prepare_target(target: Path, force: bool, what: str = "output folder") -> No
         raise ConfigError(f"cannot create {parent}: {exc.strerror}; choose a writable location") from None
     if not os.access(parent, os.W_OK):
         raise ConfigError(f"cannot write to {parent} (permission denied); choose a writable location")
-    probe_writable(parent)
+    probe_writable(parent, prefix=f".{target.name}.tmp-probe-")
 
 
-def probe_writable(folder: Path) -> None:
+def probe_writable(folder: Path, prefix: str = ".edgeport-probe-") -> None:
     """Create and remove a temporary folder in ``folder``; :class:`ConfigError` if that fails.
 
     ``os.access`` says yes to root everywhere and knows nothing of read-only
     mounts or pseudo file systems such as /proc, so only a real write tells.
+    (The ``.NAME.tmp-`` prefix lets the next export clean it up if we are killed here.)
     """
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=".edgeport-probe-", dir=folder))
+        probe = tempfile.mkdtemp(prefix=prefix, dir=folder)
     except OSError as exc:
         raise ConfigError(
             f"cannot write to {folder} ({exc.strerror or exc}); choose a writable location"
         ) from None
+    try:
+        os.rmdir(probe)
+    except FileNotFoundError:  # a concurrent export's leftover cleaning got there first
+        pass
 
 
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -144,9 +149,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def make_staging(target: Path) -> Path:
-    """A fresh temporary folder beside ``target`` (same filesystem, so rename is atomic)."""
+    """A fresh temporary folder beside ``target`` (same filesystem, so rename is atomic).
+
+    Its name carries the owner's pid (``.NAME.tmp-<pid>-<random>``), so a
+    cleaner can tell a live export's folder from a dead one's at any moment.
+    """
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     except OSError as exc:
         raise ConfigError(
             f"cannot write to {target.parent}: {exc.strerror}; choose a writable location"

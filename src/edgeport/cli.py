@@ -47,6 +47,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _opset(text: str) -> int:
+    value = _positive_int(text)
+    if value < 17:
+        raise argparse.ArgumentTypeError(f"ONNX opset {value} is too old; choose 17 or newer")
+    return value
+
+
 def _nonneg_float(text: str) -> float:
     try:
         value = float(text)
@@ -136,6 +143,7 @@ def cmd_predict_grid(args: argparse.Namespace) -> int:
     from .preprocessing import Preprocessing
     from .report.grid import prediction_grid
 
+    _check_writable(args.out, args.force)
     model, info = load_run(args.run)
     data = load_mnist(args.data_dir)
     pre = Preprocessing.from_dict(info["preprocessing"])
@@ -144,7 +152,6 @@ def cmd_predict_grid(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         probs = model(torch.from_numpy(pre.apply(data.test_images[idx])))
     pred = probs.argmax(1).numpy()
-    _check_writable(args.out, args.force)
     prediction_grid(data.test_images[idx], data.test_labels[idx], pred, args.out, labels=info.get("labels"))
     print(f"{int((pred == data.test_labels[idx]).sum())}/16 correct -> {args.out}")
     return 0
@@ -470,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--formats", type=_csv_list, default=list(FORMATS), help="comma list of " + ",".join(FORMATS)
     )
-    p.add_argument("--opset", type=_positive_int, default=ExportConfig.opset, help="ONNX opset (>= 17)")
+    p.add_argument("--opset", type=_opset, default=ExportConfig.opset, help="ONNX opset (>= 17)")
     p.add_argument(
         "--fp16", action="store_true", help="also write an OpenVINO IR with fp16-compressed weights"
     )

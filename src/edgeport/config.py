@@ -84,7 +84,7 @@ class ExportConfig:
                 f"--formats: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(FORMATS)}"
             )
         if self.opset < 17:
-            raise ConfigError(f"--opset must be >= 17, got {self.opset}")
+            raise ConfigError(f"--opset must be >= 17, got {self.opset}; choose 17 or newer")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -78,6 +78,11 @@ def run_pipeline(
         )
     if not config.atol > 0:
         raise ConfigError(f"--atol must be positive, got {config.atol}")
+    from .runtime.registry import BACKENDS
+
+    unknown = [b for b in config.backends or () if b not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     run = Path(out)
     resuming = resume and (run / ckpt.TRAIN_FILE).is_file() and (run / ckpt.WEIGHTS_FILE).is_file()
     if not resuming:

@@ -45,7 +45,7 @@ def predict_files(
     if not files:
         raise ConfigError("no image files given; pass one or more PNG or JPEG files")
     if not isinstance(top_k, int) or top_k < 1:
-        raise ConfigError(f"top_k must be a whole number >= 1, got {top_k!r}")
+        raise ConfigError(f"top_k must be a whole number >= 1, got {top_k!r}; pass 1 or more")
     images = load_images(files)  # bad files fail before the bundle is loaded
     bundle = _load_bundle(bundle_path)
     with bundle.runner(backend=backend, precision=precision, device=device) as runner:

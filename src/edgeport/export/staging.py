@@ -8,6 +8,7 @@ from a concurrent one (kept).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,12 +44,18 @@ def clean_leftovers(target: Path) -> list[Path]:
         try:
             pid = int((d / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
-            pid = None
+            pid = _pid_in_name(d.name)
         if pid is not None and pid != os.getpid() and _pid_alive(pid):
             continue  # another export is writing it right now
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)
     return removed
+
+
+def _pid_in_name(name: str) -> int | None:
+    """The owner pid in ``.NAME.tmp-<pid>-<random>`` (see checkpoint.make_staging)."""
+    m = re.search(r"\.tmp-(\d+)-[^-]*$", name)
+    return int(m.group(1)) if m else None
 
 
 @contextmanager

@@ -200,6 +200,14 @@ class Runner:
 
         Applies the manifest's preprocessing; names of the classes are ``runner.labels``.
         """
+        try:
+            images = np.asarray(images)
+        except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot stack
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise InputError(
+                f"{self.name}: images must be a uint8 array [N,H,W], got something numpy cannot "
+                f"convert ({first})"
+            ) from None
         x = self.bundle.preprocessing.apply(images)
         if len(x) < 1:
             raise InputError(f"{self.name}: no images given; pass at least one image")
