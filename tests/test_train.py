@@ -9,7 +9,7 @@ from edgeport.cli import main
 from edgeport.config import TrainConfig
 from edgeport.data import load_mnist
 from edgeport.errors import BundleError, ConfigError
-from edgeport.train import fit, random_shift, train
+from edgeport.train import fast_dropout, fit, shifted_epoch, train
 
 
 def test_loss_falls_on_synthetic_idx(synthetic_mnist):
@@ -80,14 +80,38 @@ def test_corrupt_checkpoint_is_bundle_error(tmp_path, tiny_run):
         load_run(run)
 
 
-def test_random_shift_moves_pixels_within_bounds():
-    x = torch.zeros(4, 1, 28, 28)
-    x[:, :, 14, 14] = 1.0
-    out = random_shift(x, 2, 0.0, torch.Generator().manual_seed(0))
-    for img in out:
-        r, c = np.argwhere(img[0].numpy() == 1.0)[0]
-        assert abs(r - 14) <= 2 and abs(c - 14) <= 2
-    assert torch.equal(random_shift(x, 0, 0.0, torch.Generator()), x)
+def test_shifted_epoch_moves_each_image_within_bounds():
+    n, k = 64, 2
+    images = np.zeros((n, 28, 28), np.uint8)
+    images[:, 14, 14] = 255
+    padded = np.pad(images, ((0, 0), (k, k), (k, k)))
+    labels = torch.arange(n)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    x, y = shifted_epoch(padded, labels, perm, k, torch.Generator().manual_seed(1))
+    assert x.shape == (n, 1, 28, 28) and x.dtype == torch.uint8
+    assert torch.equal(y, labels[perm])
+    offsets = set()
+    for img in x:
+        (r, c), *_ = np.argwhere(img[0].numpy() == 255)
+        assert abs(r - 14) <= k and abs(c - 14) <= k
+        offsets.add((int(r), int(c)))
+    assert len(offsets) > 5  # offsets differ per image, not per batch
+    x0, _ = shifted_epoch(np.asarray(images), labels, perm, 0, torch.Generator())
+    assert torch.equal(x0[:, 0], torch.from_numpy(images)[perm])
+
+
+def test_fast_dropout_keeps_rate_and_scale_and_restores_module():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.2)).train()
+    x = torch.ones(200, 500)
+    with fast_dropout(model, seed=0):
+        out = model(x)
+        model.eval()
+        assert torch.equal(model(x), x)  # eval: identity
+        model.train()
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.8) < 0.01
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.8))
+    assert "forward" not in vars(model[0])  # plain nn.Dropout again
 
 
 def test_predict_grid_writes_png(tmp_path, tiny_run, synthetic_mnist):
