@@ -6,6 +6,8 @@
 - ``mnist_root``: the real MNIST from ``$EDGEPORT_MNIST_ROOT`` (tests marked
   ``mnist`` skip with a reason when it is unset).
 - ``tiny_run``: a run folder trained briefly on the synthetic data.
+- ``int8_bundle_path``: the real export of ``tiny_run``, every format in fp32
+  and calibrated int8 (the runtime contract and thread tests run on it).
 """
 
 from __future__ import annotations
@@ -59,4 +61,21 @@ def tiny_run(tmp_path_factory, synthetic_mnist) -> Path:
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(TrainConfig(epochs=2, batch_size=64, lr=5e-3), data_dir=synthetic_mnist, out=out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def int8_bundle_path(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
+    from edgeport.config import CalibrationConfig, ExportConfig
+    from edgeport.export.api import export
+
+    out = tmp_path_factory.mktemp("int8") / "bundle"
+    export(
+        run=tiny_run,
+        out=out,
+        config=ExportConfig(int8=True),
+        calibration=CalibrationConfig(size=100, method="minmax"),
+        data_dir=synthetic_mnist,
+        progress=False,
+    )
     return out

@@ -41,6 +41,17 @@ def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
     return _CACHE["full"]
 
 
+def plain_bundle(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
+    """The default export (every format, fp32) of the session's tiny run."""
+    if "plain" not in _CACHE:
+        from edgeport.export.api import export
+
+        out = tmp_path_factory.mktemp("export") / "plain"
+        export(tiny_run, out, data_dir=synthetic_mnist, progress=False)
+        _CACHE["plain"] = out
+    return _CACHE["plain"]
+
+
 def bundle_copy(full_bundle, tmp_path) -> Path:
     """A private copy of the session bundle that a test may damage."""
     dst = tmp_path / "bundle"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,24 +11,39 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import _bundle_standin as standin
+import export_fixtures as fx
 from test_imageio import digit_like
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "edge_app.py"
 
 
 @pytest.fixture
-def bundle(tmp_path_factory, request):
-    return standin.make_bundle(tmp_path_factory, request)
+def bundle(tmp_path_factory, tiny_run, synthetic_mnist):
+    return fx.plain_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
+
+
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(name + " is not installed on this edge device")
+sys.meta_path.insert(0, _NoTorch())
+"""
 
 
 def run_app(tmp_path, *args):
+    """Run the example as on a device without torch: importing torch fails."""
+    site = tmp_path / "no_torch_site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCK_TORCH)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
         [sys.executable, str(APP), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
-        env=standin.subprocess_env(tmp_path),
+        env=env,
     )
 
 

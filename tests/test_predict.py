@@ -10,18 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import _bundle_standin as standin
+import export_fixtures as fx
 from edgeport import predict
 from edgeport.errors import DataError
 from test_imageio import digit_like
 
 
 @pytest.fixture
-def bundle(tmp_path_factory, request, monkeypatch):
-    path = standin.make_bundle(tmp_path_factory, request)
-    if not standin.real_export_available():
-        monkeypatch.setattr(predict, "_load_bundle", standin.load_bundle)
-    return path
+def bundle(tmp_path_factory, tiny_run, synthetic_mnist):
+    return fx.plain_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
 
 
 @pytest.fixture
@@ -92,7 +89,6 @@ def test_predict_imports_nothing_heavy(bundle, images, tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        env=standin.subprocess_env(tmp_path),
     )
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout and "white.png: " in out.stdout

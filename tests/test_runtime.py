@@ -188,8 +188,8 @@ def test_unknown_names(runtime_bundle):  # noqa: F811
         runtime_bundle.runner("tensorrt")
     with pytest.raises(ConfigError, match="no device"):
         runtime_bundle.runner("onnxruntime", device="tpu")
-    with pytest.raises(BundleError, match="no torchscript/int8"):
-        runtime_bundle.runner("torchscript", "int8")
+    with pytest.raises(BundleError, match="no openvino/fp16"):
+        runtime_bundle.runner("openvino", "fp16")
     with pytest.raises(ConfigError, match="threads"):
         runtime_bundle.runner("onnxruntime", threads=0)
 

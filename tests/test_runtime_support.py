@@ -113,8 +113,9 @@ def write_bundle(out: Path, *, seed: int = 0, perturb_onnx: float = 0.0, int8: b
 
 
 @pytest.fixture(scope="session")
-def runtime_bundle_path(tmp_path_factory) -> Path:
-    return write_bundle(tmp_path_factory.mktemp("rt") / "bundle")
+def runtime_bundle_path(int8_bundle_path) -> Path:
+    """The real export (fp32 + int8 of every format): runners are tested on what users get."""
+    return int8_bundle_path
 
 
 @pytest.fixture(scope="session")

@@ -21,23 +21,6 @@ N_INPUTS = 16
 
 
 @pytest.fixture(scope="session")
-def int8_bundle_path(tmp_path_factory, tiny_run, synthetic_mnist):
-    from edgeport.config import CalibrationConfig, ExportConfig
-    from edgeport.export.api import export
-
-    out = tmp_path_factory.mktemp("threads") / "bundle"
-    export(
-        run=tiny_run,
-        out=out,
-        config=ExportConfig(int8=True),
-        calibration=CalibrationConfig(size=100, method="minmax"),
-        data_dir=synthetic_mnist,
-        progress=False,
-    )
-    return out
-
-
-@pytest.fixture(scope="session")
 def int8_bundle(int8_bundle_path):
     from edgeport.export.bundle import load_bundle
 

@@ -54,9 +54,9 @@ class _Samples:
 def nncf_dataset(calset: CalibrationSet):
     """An ``nncf.Dataset`` of single images, so NNCF collects per-sample statistics
     (no batchwise-statistics caveat) and ``subset_size=len(calset)`` counts images."""
-    import nncf
+    from . import import_nncf
 
-    return nncf.Dataset(_Samples(calset))
+    return import_nncf().Dataset(_Samples(calset))
 
 
 def torch_batches(calset: CalibrationSet) -> Iterator:

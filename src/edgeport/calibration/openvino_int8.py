@@ -41,8 +41,11 @@ def quantize_openvino(
     fast_bias_correction: bool = True,
 ) -> dict:
     """Write an int8 IR (``out_xml`` + ``.bin``) from ``fp32_xml``; returns the settings used."""
-    import nncf
     import openvino as ov
+
+    from . import import_nncf
+
+    nncf = import_nncf()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
