@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -97,11 +98,14 @@ def predict(fn, x: np.ndarray, bs: int = 1000) -> np.ndarray:
     return np.concatenate([fn(x[i : i + bs]) for i in range(0, len(x), bs)])
 
 
-def row(label, fp32_fn, int8_fn, fp32_path, int8_path, xt, yt, ref, seconds):
-    p32 = predict(fp32_fn, xt).argmax(1)
-    p8 = predict(int8_fn, xt).argmax(1)
-    l32, l8 = timed(fp32_fn, xt[:1], seconds), timed(int8_fn, xt[:1], seconds)
-    t32, t8 = timed(fp32_fn, xt[:256], seconds), timed(int8_fn, xt[:256], seconds)
+def row(label, make_fp32, make_int8, fp32_path, int8_path, xt, yt, ref, seconds, threads=None):
+    """``make_*(threads) -> fn``.  Threads as edgeport's runtime defaults them unless
+    --threads is given: 1 at batch 1, every core at batch 256."""
+    b1, b256 = threads or 1, threads or (os.cpu_count() or 1)
+    p32 = predict(make_fp32(b256), xt).argmax(1)
+    p8 = predict(make_int8(b256), xt).argmax(1)
+    l32, l8 = timed(make_fp32(b1), xt[:1], seconds), timed(make_int8(b1), xt[:1], seconds)
+    t32, t8 = timed(make_fp32(b256), xt[:256], seconds), timed(make_int8(b256), xt[:256], seconds)
     print(
         f"{label:<34} {np.mean(p32 == yt) * 100:6.2f} {np.mean(p8 == yt) * 100:6.2f} "
         f"{np.mean(p8 == ref) * 100:7.2f} {artifact_bytes(int8_path) / artifact_bytes(fp32_path):6.3f} "
@@ -117,7 +121,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None, help="MNIST root (default: $EDGEPORT_MNIST_ROOT)")
     ap.add_argument("--calibration-size", type=int, default=1000, help="default: %(default)s")
     ap.add_argument("--calibration-method", default="auto", help="default: %(default)s")
-    ap.add_argument("--threads", type=int, default=None, help="threads per backend (default: backend's own)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per backend (default: 1 at batch 1, every core at batch 256, as edgeport bench)",
+    )
     ap.add_argument(
         "--seconds", type=float, default=1.0, help="timing window per measurement (default: %(default)s)"
     )
@@ -164,36 +173,39 @@ def main(argv=None) -> int:
         files = {a["format"]: staging / a["file"] for a in res.artifacts}
         row(
             "torchscript  x86/fbgemm static",
-            ts_fn(fp32["torchscript"], th),
-            ts_fn(files["torchscript"], th),
+            lambda t: ts_fn(fp32["torchscript"], t),
+            lambda t: ts_fn(files["torchscript"], t),
             fp32["torchscript"],
             files["torchscript"],
             xt,
             yt,
             ref,
             args.seconds,
+            th,
         )
         row(
             "onnx  ORT QDQ (exported)",
-            ort_fn(fp32["onnx"], th),
-            ort_fn(files["onnx"], th),
+            lambda t: ort_fn(fp32["onnx"], t),
+            lambda t: ort_fn(files["onnx"], t),
             fp32["onnx"],
             files["onnx"],
             xt,
             yt,
             ref,
             args.seconds,
+            th,
         )
         row(
             "openvino  NNCF (exported)",
-            ov_fn(fp32["openvino"], th),
-            ov_fn(files["openvino"], th),
+            lambda t: ov_fn(fp32["openvino"], t),
+            lambda t: ov_fn(files["openvino"], t),
             fp32["openvino"],
             files["openvino"],
             xt,
             yt,
             ref,
             args.seconds,
+            th,
         )
         # Alternatives, for speed at batch 256 (not shipped unless they win).
         calset = CalibrationSet.from_data(data, cfg)
@@ -202,14 +214,15 @@ def main(argv=None) -> int:
         quantize_onnx(fp32["onnx"], qop, calset, method=method, quant_format="qoperator")
         row(
             f"onnx  ORT QOperator ({method})",
-            ort_fn(fp32["onnx"], th),
-            ort_fn(qop, th),
+            lambda t: ort_fn(fp32["onnx"], t),
+            lambda t: ort_fn(qop, t),
             fp32["onnx"],
             qop,
             xt,
             yt,
             ref,
             args.seconds,
+            th,
         )
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -217,26 +230,28 @@ def main(argv=None) -> int:
         quantize_dynamic(str(fp32["onnx"]), str(dyn), per_channel=True, weight_type=QuantType.QInt8)
         row(
             "onnx  ORT dynamic (MatMulInteger)",
-            ort_fn(fp32["onnx"], th),
-            ort_fn(dyn, th),
+            lambda t: ort_fn(fp32["onnx"], t),
+            lambda t: ort_fn(dyn, t),
             fp32["onnx"],
             dyn,
             xt,
             yt,
             ref,
             args.seconds,
+            th,
         )
         for hint in ("THROUGHPUT", "LATENCY"):
             row(
                 f"openvino  NNCF, hint {hint}",
-                ov_fn(fp32["openvino"], th, hint),
-                ov_fn(files["openvino"], th, hint),
+                lambda t, h=hint: ov_fn(fp32["openvino"], t, h),
+                lambda t, h=hint: ov_fn(files["openvino"], t, h),
                 fp32["openvino"],
                 files["openvino"],
                 xt,
                 yt,
                 ref,
                 args.seconds,
+                th,
             )
     return 0
 

@@ -1,8 +1,9 @@
 """The whole edgeport error hierarchy.
 
 Every error a user can cause is an :class:`EdgeportError`.  Messages say what
-happened, what was seen, what was expected and what to do.  ``cli.py`` is the
-only place that catches them; it prints one line and exits with
+happened, what was seen, what was expected and what to do.  The
+``edgeport.cli`` package is the only place that catches them; it prints one
+line and exits with
 ``exit_code`` (2 for usage/configuration problems, 1 for failed checks).
 """
 
