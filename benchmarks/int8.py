@@ -171,42 +171,25 @@ def main(argv=None) -> int:
         )
         th = args.threads
         files = {a["format"]: staging / a["file"] for a in res.artifacts}
-        row(
-            "torchscript  x86/fbgemm static",
-            lambda t: ts_fn(fp32["torchscript"], t),
-            lambda t: ts_fn(files["torchscript"], t),
-            fp32["torchscript"],
-            files["torchscript"],
-            xt,
-            yt,
-            ref,
-            args.seconds,
-            th,
-        )
-        row(
-            "onnx  ORT QDQ (exported)",
-            lambda t: ort_fn(fp32["onnx"], t),
-            lambda t: ort_fn(files["onnx"], t),
-            fp32["onnx"],
-            files["onnx"],
-            xt,
-            yt,
-            ref,
-            args.seconds,
-            th,
-        )
-        row(
-            "openvino  NNCF (exported)",
-            lambda t: ov_fn(fp32["openvino"], t),
-            lambda t: ov_fn(files["openvino"], t),
-            fp32["openvino"],
-            files["openvino"],
-            xt,
-            yt,
-            ref,
-            args.seconds,
-            th,
-        )
+        makers = {"torchscript": ts_fn, "onnx": ort_fn, "openvino": ov_fn}
+        labels = {
+            "torchscript": "torchscript  x86/fbgemm static",
+            "onnx": "onnx  ORT QDQ (exported)",
+            "openvino": "openvino  NNCF (exported)",
+        }
+        for fmt, make in makers.items():
+            row(
+                labels[fmt],
+                lambda t, m=make, f=fmt: m(fp32[f], t),
+                lambda t, m=make, f=fmt: m(files[f], t),
+                fp32[fmt],
+                files[fmt],
+                xt,
+                yt,
+                ref,
+                args.seconds,
+                th,
+            )
         # Alternatives, for speed at batch 256 (not shipped unless they win).
         calset = CalibrationSet.from_data(data, cfg)
         method = res.artifacts[1]["details"]["selected"]

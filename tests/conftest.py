@@ -79,3 +79,19 @@ def int8_bundle_path(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
         progress=False,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
+    """Every format plus the fp16 IR and the mobile file, exported once per session."""
+    import export_fixtures as fx
+
+    return fx.full_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
+
+
+@pytest.fixture
+def bundle_copy(full_bundle, tmp_path) -> Path:
+    """A private copy of ``full_bundle`` that a test may damage."""
+    import export_fixtures as fx
+
+    return fx.bundle_copy(full_bundle, tmp_path)

@@ -9,19 +9,8 @@ import sys
 
 import pytest
 
-import export_fixtures as fx
 from edgeport.errors import BundleError
 from edgeport.export.bundle import MANIFEST_FILE, SCHEMA_VERSION, Manifest, load_bundle, parse_manifest
-
-
-@pytest.fixture(scope="session")
-def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist):
-    return fx.full_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
-
-
-@pytest.fixture
-def bundle_copy(full_bundle, tmp_path):
-    return fx.bundle_copy(full_bundle, tmp_path)
 
 
 def _manifest(path) -> dict:

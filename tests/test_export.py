@@ -24,16 +24,6 @@ from edgeport.export.bundle import load_bundle
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist):
-    return fx.full_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
-
-
-@pytest.fixture
-def bundle_copy(full_bundle, tmp_path):
-    return fx.bundle_copy(full_bundle, tmp_path)
-
-
 def _test_data(bundle):
     import onnx
     from onnx import numpy_helper

@@ -28,16 +28,6 @@ TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
 
 
-@pytest.fixture(scope="module")
-def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist):
-    return fx.full_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
-
-
-@pytest.fixture
-def bundle_copy(full_bundle, tmp_path):
-    return fx.bundle_copy(full_bundle, tmp_path)
-
-
 class Canary:
     """Unpickling this creates ``path``."""
 
