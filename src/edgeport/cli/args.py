@@ -71,7 +71,21 @@ def _int_list(text: str) -> list[int]:
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows each option's default, unless there is none or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        default = action.default
+        if isinstance(default, (list, tuple)):
+            return f"{text} (default: {','.join(map(str, default))})"
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -88,8 +88,13 @@ def add_parsers(sub) -> None:
         "--atol", type=_positive_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)"
     )
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 256], help="batch sizes to benchmark")
-    p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs, help="training epochs")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=TrainConfig.seed,
+        help="training seed (the same seed gives the same model)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--resume", action="store_true", help="reuse stages whose outputs already exist in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -179,9 +179,9 @@ def add_parsers(sub) -> None:
         default=None,
         help="threads per runner (default: 1 for batch <= 16, all cores above)",
     )
-    p.add_argument("--warmup-seconds", type=_nonneg_float, default=0.5)
-    p.add_argument("--min-iters", type=_positive_int, default=200)
-    p.add_argument("--min-seconds", type=_nonneg_float, default=2.0)
+    p.add_argument("--warmup-seconds", type=_nonneg_float, default=0.5, help="untimed runs first, per row")
+    p.add_argument("--min-iters", type=_positive_int, default=200, help="timed iterations per row, at least")
+    p.add_argument("--min-seconds", type=_nonneg_float, default=2.0, help="timed seconds per row, at least")
     p.add_argument("--out", default=None, help="write JSON here (plus .csv and .md beside it)")
     p.set_defaults(func=cmd_bench)
 
@@ -194,8 +194,15 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"])
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["onnxruntime", "openvino"],
+        help="runtime to classify with",
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="which artifact of the bundle"
+    )
     p.add_argument("--device", default="cpu", help="device for the backend (cpu, cuda, CPU, GPU, AUTO ...)")
     p.add_argument("--top-k", type=_positive_int, default=3, help="how many probabilities to show")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -75,8 +75,13 @@ def add_parsers(sub) -> None:
     _data_dir_arg(p)
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--model", default="mnist-mlp", help="registered model name")
-    p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
-    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size)
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=TrainConfig.epochs,
+        help="passes over the 55,000 training images",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size, help="images per step")
     p.add_argument(
         "--lr",
         type=_positive_float,
@@ -89,7 +94,9 @@ def add_parsers(sub) -> None:
         default=TrainConfig.shift,
         help="random translation augmentation, in pixels",
     )
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument(
+        "--seed", type=int, default=TrainConfig.seed, help="the same seed gives the same model and accuracy"
+    )
     p.add_argument(
         "--threads", type=_positive_int, default=None, help="torch threads (default: one per core)"
     )
