@@ -95,7 +95,3 @@ def list_devices(backends: list[str] | None = None) -> list[dict]:
             usable, reason = cls.device_status(device)
             rows.append({"backend": backend, "device": device, "usable": usable, "reason": reason})
     return rows
-
-
-def usable_devices(backend: str) -> list[str]:
-    return [r["device"] for r in list_devices([backend]) if r["usable"]]
