@@ -16,19 +16,23 @@ from .errors import (  # noqa: F401  (re-exported)
     EdgeportError,
     ExportError,
     InputError,
+    OutputError,
     ParityError,
+    RemoteError,
 )
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": "edgeport.train:train",
-    "TrainConfig": "edgeport.train:TrainConfig",
+    "train": "edgeport.seed.train:train",
+    "TrainConfig": "edgeport.config:TrainConfig",
     "load_run": "edgeport.checkpoint:load_run",
     "export": "edgeport.export.api:export",
-    "load_bundle": "edgeport.export.bundle:load_bundle",
+    "quantize": "edgeport.export.api:quantize",
+    "load_bundle": "edgeport.bundle:load_bundle",
     "verify": "edgeport.runtime.verify:verify",
     "bench": "edgeport.runtime.benchmark:bench",
+    "selfcheck": "edgeport.device.selfcheck:selfcheck",
 }
 
 

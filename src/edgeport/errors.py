@@ -42,6 +42,18 @@ class InputError(EdgeportError):
     """An input array has the wrong rank, shape, dtype or non-finite values."""
 
 
+class OutputError(EdgeportError):
+    """A backend returned outputs that break the manifest's specs (shape, dtype, batch, NaN)."""
+
+    exit_code = 1
+
+
+class RemoteError(EdgeportError):
+    """A remote device or fleet node could not be reached, or its command failed."""
+
+    exit_code = 1
+
+
 class ParityError(EdgeportError):
     """Artifact outputs differ from the PyTorch reference beyond tolerance."""
 
@@ -60,5 +72,27 @@ __all__ = [
     "ExportError",
     "BundleError",
     "InputError",
+    "OutputError",
     "ParityError",
+    "RemoteError",
+    "safe_text",
 ]
+
+
+def safe_text(text, limit: int = 2000) -> str:
+    """``text`` with control characters, escapes and lone surrogates made visible, for terminals.
+
+    Untrusted text (labels, file names, messages that quote a manifest) must not
+    move the cursor, recolour the terminal or start a fake result line.
+    """
+    s = str(text)
+    if len(s) > limit:
+        s = s[:limit] + "..."
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if o < 0x20 or 0x7F <= o < 0xA0 or 0xD800 <= o < 0xE000 or o in (0x2028, 0x2029, 0x202E, 0x2066):
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,23 +1,29 @@
-"""``edgeport pipeline``: data -> trained run -> bundle (fp32 + int8) -> verify -> bench -> report.
+"""``edgeport pipeline``: [train ->] export (fp32 + int8) -> verify -> bench -> report, with gates.
 
-Every stage writes its output into the run folder before the next starts,
-so a failed run can be inspected, and ``resume=True`` skips the stages whose
-outputs are already there.  Gates (parity, int8 accuracy drop) are collected
-and returned, one line each; the CLI exits 1 when any failed.
+Training applies to registry models only (the seed workload); a model you
+bring (``--model`` with ``--weights``) starts at export, on your data.  Every
+stage writes its output into the run folder before the next starts, so a
+failed run can be inspected, and ``resume=True`` skips the stages whose
+outputs are already there (and says why when one has to be redone).  Gates
+(parity, int8 accuracy drop) are collected and returned, one line each.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import fsutil
 from .config import BenchConfig, CalibrationConfig, ExportConfig, TrainConfig
-from .errors import ConfigError, ParityError
+from .errors import ConfigError, EdgeportError, ParityError
 
 BUNDLE_DIR = "bundle"
+FILES = ("train.json", "model.safetensors", "bundle/", "verify.json", "bench.json", "devices.json", "grid.png",
+         "samples.png", "report.md", "report.html", "plots/", "pipeline.json")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,14 +31,31 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     int8: bool = True
     backends: tuple[str, ...] | None = None  # None: every available backend
-    max_accuracy_drop: float = 0.2  # points of accuracy an int8 artifact may lose
+    formats: tuple[str, ...] | None = None  # None: export's defaults
+    max_accuracy_drop: float = 0.2  # points of accuracy an int8 artifact may lose (0..100)
     atol: float = 1e-5
     batch_sizes: tuple[int, ...] = (1, 256)
-    # Shorter than `edgeport bench`'s defaults so the whole pipeline fits in
-    # about three minutes on two cores; `edgeport bench` measures longer.
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    # Shorter than `edgeport bench`'s defaults so the seed pipeline fits in about a minute on two cores.
     bench_min_seconds: float = 1.0
     bench_min_iters: int = 100
     bench_warmup_seconds: float = 0.2
+
+
+@dataclass
+class ModelInput:
+    """A model the user brings (no training): the same options `edgeport export` takes."""
+
+    model_ref: str
+    weights: str | None = None
+    random_init: bool = False
+    model_args: dict = field(default_factory=dict)
+    inputs: list | None = None
+    input_shape: tuple | None = None
+    outputs: list | None = None
+    preprocessing: str | None = None
+    overrides: dict = field(default_factory=dict)
+    labels: list | None = None
 
 
 @dataclass
@@ -49,13 +72,21 @@ class PipelineResult:
 
 def _log(msg: str, progress: bool) -> None:
     if progress:
-        print(f"[edgeport] {msg}", flush=True)
+        print(f"[edgeport] {msg}", file=sys.stderr, flush=True)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def _validate(config: PipelineConfig) -> None:
+    from .runtime.registry import BACKENDS
+
+    config.train.validate()
+    config.calibration.validate()
+    if not 0 <= config.max_accuracy_drop <= 100:
+        raise ConfigError(f"--max-accuracy-drop must be between 0 and 100 points, got {config.max_accuracy_drop}")
+    if not 0 < config.atol <= 1:
+        raise ConfigError(f"--atol must be in (0, 1], got {config.atol}")
+    unknown = [b for b in config.backends or () if b not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
 
 
 def run_pipeline(
@@ -66,111 +97,161 @@ def run_pipeline(
     force: bool = False,
     resume: bool = False,
     progress: bool = True,
+    model: ModelInput | None = None,
+    data: str | None = None,
+    calibration_data: str | None = None,
+    eval_data: str | None = None,
+    max_pixels: int | None = None,
 ) -> PipelineResult:
-    from . import checkpoint as ckpt
-    from .data import load_mnist
-
     config = config or PipelineConfig()
-    config.train.validate()
-    if not 0 <= config.max_accuracy_drop <= 100:
-        raise ConfigError(
-            f"--max-accuracy-drop must be between 0 and 100 points, got {config.max_accuracy_drop}"
-        )
-    if not config.atol > 0:
-        raise ConfigError(f"--atol must be positive, got {config.atol}")
-    from .runtime.registry import BACKENDS
-
-    unknown = [b for b in config.backends or () if b not in BACKENDS]
-    if unknown:
-        raise ConfigError(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    _validate(config)
     run = Path(out)
-    resuming = resume and (run / ckpt.TRAIN_FILE).is_file() and (run / ckpt.WEIGHTS_FILE).is_file()
-    if not resuming:
-        ckpt.prepare_target(run, force, what="run folder")
     result = PipelineResult(run_dir=run)
     t_all = time.perf_counter()
+    resuming = _open_run(run, force, resume)
+    mnist = None
+    if model is None:  # the seed workload: train a registry model on MNIST
+        mnist, info, module = _train_stage(run, config, data_dir, resuming, result, progress)
+        data = data or "mnist"
+    bundle = _export_stage(run, config, model, data, calibration_data, eval_data, data_dir, max_pixels, mnist,
+                           resume, result, progress)
+    if bundle is None:
+        _summary(run, result, config, t_all)
+        return result
+    source = _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config)
+    if model is None:
+        _mnist_grid(module, mnist, info, run / "grid.png")
+    else:
+        _sample_grid(bundle, source, run / "samples.png")
+    _verify_stage(run, bundle, source, config, result, progress)
+    _bench_stage(run, bundle, config, result, progress)
+    _report_stage(run, result, config, t_all, progress)
+    return result
+
+
+def _open_run(run: Path, force: bool, resume: bool) -> bool:
+    """True when resuming an existing run folder; otherwise a fresh, empty run folder is swapped in."""
+    if resume and run.is_dir() and fsutil.folder_kind(run) in ("pipeline", "run"):
+        return True
+    fsutil.clean_leftovers(run)
+    fsutil.prepare_target(run, force, "pipeline")
+    with fsutil.staging_dir(run, "pipeline"):
+        pass
+    return False
+
+
+def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
+    from . import checkpoint as ckpt
+    from .sources.mnist import load_mnist
 
     t0 = time.perf_counter()
-    data = load_mnist(data_dir)
+    mnist = load_mnist(data_dir)
     result.stages["data"] = time.perf_counter() - t0
-
-    # 1. train
     t0 = time.perf_counter()
-    if resuming:
-        model, info = ckpt.load_run(run)
+    if resuming and (run / ckpt.TRAIN_FILE).is_file() and (run / ckpt.WEIGHTS_FILE).is_file():
+        module, info = ckpt.load_run(run)
         result.skipped.append("train")
         _log(f"train: reusing {run} (test accuracy {info['test_accuracy'] * 100:.2f}%)", progress)
     else:
-        from .train import fit, save_run
+        from .seed.train import fit
 
         _log(f"train: {config.train.model}, {config.train.epochs} epochs", progress)
-        model, info = fit(config.train, data, progress=progress)
-        save_run(run, model, info, force=True)
-        _log(
-            f"train: test accuracy {info['test_accuracy'] * 100:.2f}% in {info['train_seconds']:.1f} s",
-            progress,
-        )
+        module, info = fit(config.train, mnist, progress=progress)
+        _write_run(run, module, info)
+        _log(f"train: test accuracy {info['test_accuracy'] * 100:.2f}% in {info['train_seconds']:.1f} s", progress)
     result.stages["train"] = time.perf_counter() - t0
+    return mnist, info, module
 
-    # 2. grid of predictions (cheap, and the report wants it)
-    _prediction_grid(model, data, info, run / "grid.png")
 
-    # 3. export (+ int8)
+def _write_run(run: Path, module, info: dict) -> None:
+    from safetensors.torch import save
+
+    from . import checkpoint as ckpt
+
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    data = save(state, metadata={"model": info["model"], "format": "edgeport-checkpoint/1"})
+    fsutil.atomic_write(run / ckpt.WEIGHTS_FILE, data)
+    info = dict(info, checkpoint_sha256=ckpt.sha256_file(run / ckpt.WEIGHTS_FILE))
+    fsutil.atomic_write(run / ckpt.TRAIN_FILE, json.dumps(info, indent=2) + "\n")
+
+
+def _export_stage(run, config, model, data, calibration_data, eval_data, data_dir, max_pixels, mnist, resume,
+                  result, progress):
+    from .bundle import load_bundle
     from .export.api import export
-    from .export.bundle import load_bundle
 
     t0 = time.perf_counter()
     bundle_dir = run / BUNDLE_DIR
-    bundle = None
     if resume and (bundle_dir / "manifest.json").is_file():
         try:
             bundle = load_bundle(bundle_dir)
-            has_int8 = any(a.precision == "int8" for a in bundle.artifacts)
-            if config.int8 and not has_int8:
-                bundle = None
+            if config.int8 and not any(a.precision == "int8" for a in bundle.artifacts):
+                _log("export: the bundle in the run folder has no int8 artifacts; exporting again", progress)
             else:
+                bundle.trusted = True  # this pipeline's own run folder
                 result.skipped.append("export")
                 _log(f"export: reusing {bundle_dir}", progress)
-        except Exception:
-            bundle = None
-    if bundle is None:
-        _log(
-            "export: TorchScript, ONNX, OpenVINO" + (" + int8 (calibrated)" if config.int8 else ""), progress
+                result.stages["export"] = time.perf_counter() - t0
+                return bundle
+        except EdgeportError as exc:
+            _log(f"export: the bundle in the run folder cannot be reused ({exc}); exporting again", progress)
+    kwargs = dict(
+        out=bundle_dir,
+        config=ExportConfig(
+            int8=config.int8, atol=config.atol, rtol=config.atol,
+            **({"formats": config.formats} if config.formats else {}),
+        ),
+        calibration=CalibrationConfig(**{**asdict(config.calibration), "max_accuracy_drop": config.max_accuracy_drop / 100}),
+        data=data, calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
+        force=True, progress=progress, max_pixels=max_pixels, mnist=mnist,
+        formats_explicit=config.formats is not None,
+    )
+    if model is None:
+        kwargs["run"] = run
+    else:
+        kwargs |= dict(
+            model_ref=model.model_ref, weights=model.weights, random_init=model.random_init,
+            model_args=model.model_args, inputs=model.inputs, input_shape=model.input_shape, outputs=model.outputs,
+            preprocessing=model.preprocessing, preprocessing_overrides=model.overrides, labels=model.labels,
         )
-        try:
-            bundle = export(
-                run=run,
-                out=bundle_dir,
-                config=ExportConfig(int8=config.int8, atol=config.atol, rtol=config.atol),
-                calibration=CalibrationConfig() if config.int8 else None,
-                data=data,
-                force=True,
-                progress=progress,
-            )
-        except ParityError as exc:
-            result.gates.append(f"export parity: {exc}")
-            result.stages["export"] = time.perf_counter() - t0
-            _write_json(run / "pipeline.json", _summary(result, config, t_all))
-            return result
+    _log("export: every format" + (" + int8 (calibrated)" if config.int8 else ""), progress)
+    try:
+        bundle = export(**kwargs)
+    except ParityError as exc:
+        result.gates.append(f"export parity: {exc}")
+        bundle = None
     result.stages["export"] = time.perf_counter() - t0
+    return bundle
 
-    # 4. devices + verify
+
+def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config):
+    """The same eval split export used (the split is deterministic and recorded)."""
+    from .export.api import _default_data
+    from .sources.data import plan_data
+
+    m = bundle.manifest
+    plan = plan_data(
+        signature=m.signature, preprocessing=bundle.preprocessing,
+        data=_default_data(bundle.preprocessing, m.random_init, data, calibration_data, eval_data),
+        calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
+        calibration_size=config.calibration.size, selection_size=config.calibration.selection_size,
+        seed=config.calibration.seed, max_pixels=max_pixels, mnist=mnist,
+    )
+    return plan.eval
+
+
+def _verify_stage(run, bundle, source, config, result, progress) -> None:
     from .runtime.registry import list_devices
     from .runtime.verify import verify
 
-    devices = list_devices()
-    _write_json(run / "devices.json", devices)
+    fsutil.write_json(run / "devices.json", list_devices())
     t0 = time.perf_counter()
-    _log("verify: every backend x precision x device on the MNIST test set", progress)
+    _log(f"verify: every backend x precision x device on {len(source)} samples ({source.kind})", progress)
     report = verify(
-        bundle,
-        data=(data.test_images, data.test_labels),
-        backends=list(config.backends) if config.backends else None,
-        atol=config.atol,
-        max_accuracy_drop=config.max_accuracy_drop / 100.0,
-        progress=progress,
+        bundle, data=source, backends=list(config.backends) if config.backends else None, atol=config.atol,
+        max_accuracy_drop=config.max_accuracy_drop / 100.0, progress=progress,
     )
-    _write_json(run / "verify.json", report)
+    fsutil.write_json(run / "verify.json", report)
     for row in report.get("rows", []):
         if not row.get("passed", False):
             name = f"{row.get('backend')}:{row.get('device')} {row.get('format')}/{row.get('precision')}"
@@ -179,55 +260,68 @@ def run_pipeline(
             result.gates.append(f"{kind} gate: {name}: {why}")
     result.stages["verify"] = time.perf_counter() - t0
 
-    # 5. bench
+
+def _bench_stage(run, bundle, config, result, progress) -> None:
     from .runtime.benchmark import bench
 
     t0 = time.perf_counter()
     _log(f"bench: batch sizes {', '.join(map(str, config.batch_sizes))}", progress)
-    bench_report = bench(
+    report = bench(
         bundle,
         backends=list(config.backends) if config.backends else None,
         config=BenchConfig(
-            batch_sizes=config.batch_sizes,
-            warmup_seconds=config.bench_warmup_seconds,
-            min_iters=config.bench_min_iters,
-            min_seconds=config.bench_min_seconds,
+            batch_sizes=config.batch_sizes, warmup_seconds=config.bench_warmup_seconds,
+            min_iters=config.bench_min_iters, min_seconds=config.bench_min_seconds,
         ),
         progress=progress,
     )
-    _write_json(run / "bench.json", bench_report)
+    fsutil.write_json(run / "bench.json", report)
     result.stages["bench"] = time.perf_counter() - t0
 
-    # 6. report
+
+def _report_stage(run, result, config, t_all, progress) -> None:
     from .report.writer import write_report
 
     t0 = time.perf_counter()
-    _write_json(run / "pipeline.json", _summary(result, config, t_all))
-    md, html = write_report(run)
+    _summary(run, result, config, t_all)
+    md, html = write_report(run, force=True)
     result.stages["report"] = time.perf_counter() - t0
-    _write_json(run / "pipeline.json", _summary(result, config, t_all))
+    _summary(run, result, config, t_all)
     _log(f"report: {md} and {html}", progress)
-    return result
 
 
-def _summary(result: PipelineResult, config: PipelineConfig, t_all: float) -> dict:
-    return {
+def _summary(run: Path, result: PipelineResult, config: PipelineConfig, t_all: float) -> None:
+    fsutil.write_json(run / "pipeline.json", {
         "passed": result.passed,
         "gates": result.gates,
         "stages_seconds": {k: round(v, 3) for k, v in result.stages.items()},
         "skipped": result.skipped,
         "total_seconds": round(time.perf_counter() - t_all, 3),
         "config": asdict(config),
-    }
+    })
 
 
-def _prediction_grid(model, data, info: dict, out: Path) -> None:
+def _mnist_grid(model, data, info: dict, out: Path) -> None:
     import numpy as np
     import torch
 
-    from .report.grid import prediction_grid
+    from .seed.grid import prediction_grid
 
     idx = np.random.default_rng(0).choice(len(data.test_images), 16, replace=False)
     with torch.inference_mode():
         pred = model(torch.from_numpy(data.preprocessing.apply(data.test_images[idx]))).argmax(1).numpy()
     prediction_grid(data.test_images[idx], data.test_labels[idx], pred, out, labels=info.get("labels"))
+
+
+def _sample_grid(bundle, source, out: Path) -> None:
+    """Sample images of the user's data with the reference model's predictions (the report shows it)."""
+    from .report.plots import sample_grid
+
+    if bundle.preprocessing is None:
+        return
+    images, labels = source.display_images(16)
+    if not images:
+        return
+    with bundle.runner("torch", "fp32", "cpu") as r:
+        pred, _ = r.predict(images)
+    sample_grid(images, labels, pred, out, labels=bundle.labels)

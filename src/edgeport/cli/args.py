@@ -1,73 +1,77 @@
-"""argparse pieces every subcommand shares: value types, the parser and help
-formatter classes, shared option adders and the --out pre-flight check."""
+"""argparse pieces every subcommand shares: bounded value types, the parser and help formatter
+classes, and the option groups several commands use (model, data, selection, output files)."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import math
 from collections.abc import Callable
 
 PROG = "edgeport"
+MAX_SEED = 2**32 - 1
 
-_INF = float("inf")
 
-
-def _number(text: str, convert: Callable[[str], float], ok: Callable[[float], bool], expected: str):
-    """Parse ``text`` with ``convert`` (int or float) and insist on ``ok(value)``.
-
-    Whole numbers echo the parsed value in the range error, other numbers the text as typed.
-    """
+def _number(text: str, convert: Callable[[str], float], lo, hi, what: str = ""):
+    """Parse ``text`` with ``convert`` (int or float) and insist on ``lo <= value <= hi``."""
     whole = convert is int
     try:
         value = convert(text)
-    except ValueError:
-        noun = "a whole number" if whole else "a number"
-        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value if whole else text}")
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"expected {'a whole number' if whole else 'a number'}, got {text[:40]!r}") from None
+    if not whole and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:40]!r}")
+    if not lo <= value <= hi:
+        rng = f"between {lo:g} and {hi:g}" if not whole else f"between {lo} and {hi:,}"
+        raise argparse.ArgumentTypeError(f"expected {what or 'a number'} {rng}, got {text[:40]}")
     return value
 
 
-def _positive_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 1, "a number >= 1")
+def bounded_int(lo: int, hi: int, what: str = "a whole number"):
+    def parse(text: str) -> int:
+        return _number(text, int, lo, hi, what)
+
+    parse.__name__ = f"int {lo}..{hi}"
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    return _number(text, int, lambda v: v >= 0, "a number >= 0")
+def bounded_float(lo: float, hi: float, *, lo_open: bool = False):
+    def parse(text: str) -> float:
+        value = _number(text, float, lo, hi)
+        if lo_open and value <= lo:
+            raise argparse.ArgumentTypeError(f"expected a number > {lo:g}, got {text[:40]}")
+        return value
+
+    parse.__name__ = f"float {lo}..{hi}"
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    return _number(text, float, lambda v: v > 0 and v != _INF, "a positive number")
+positive_int = bounded_int(1, 1 << 31)
+threads_int = bounded_int(1, 256, "a thread count")
+seed_int = bounded_int(0, MAX_SEED, "a seed")
+batch_int = bounded_int(1, 65536, "a batch size")
+seconds_float = bounded_float(0.0, 3600.0)
+points_float = bounded_float(0.0, 100.0)
+atol_float = bounded_float(0.0, 1.0, lo_open=True)
+pixels_int = bounded_int(1, 1_000_000_000, "a pixel count")
 
 
-def _nonneg_float(text: str) -> float:
-    # the chained comparison also refuses nan
-    return _number(text, float, lambda v: 0 <= v < _INF, "a finite number >= 0")
-
-
-def _opset(text: str) -> int:
-    value = _positive_int(text)
-    if value < 17:
-        raise argparse.ArgumentTypeError(f"ONNX opset {value} is too old; choose 17 or newer")
-    return value
-
-
-def _points(text: str) -> float:
-    value = _nonneg_float(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"expected accuracy points between 0 and 100, got {text}")
-    return value
-
-
-def _csv_list(text: str) -> list[str]:
+def csv_list(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list")
     return items
 
 
-def _int_list(text: str) -> list[int]:
-    return [_positive_int(t) for t in _csv_list(text)]
+def batch_list(text: str) -> list[int]:
+    return [batch_int(t) for t in csv_list(text)]
+
+
+def shape_list(text: str) -> list[int]:
+    return [bounded_int(1, 1 << 20, "a size")(t) for t in csv_list(text)]
+
+
+def float_list(text: str) -> list[float]:
+    return [bounded_float(-1e6, 1e6)(t) for t in csv_list(text)]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -75,12 +79,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (
-            action.default is None
-            or action.default is False
-            or action.default == argparse.SUPPRESS
-            or "default" in text
-        ):
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS or "default" in text:
             return text
         default = action.default
         if isinstance(default, (list, tuple)):
@@ -92,15 +91,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``edgeport CMD: error: ...; see edgeport CMD --help``."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+        from ..errors import safe_text
 
-
-def _data_dir_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="MNIST root holding MNIST/raw/ (default: $EDGEPORT_MNIST_ROOT, else ~/.cache/edgeport/mnist, downloaded if missing)",
-    )
+        self.exit(2, f"{self.prog}: error: {safe_text(message, 500)}; see `{self.prog} --help`\n")
 
 
 def raise_config(message: str) -> None:
@@ -109,23 +102,83 @@ def raise_config(message: str) -> None:
     raise ConfigError(message)
 
 
-def _check_writable(path: str, force: bool) -> None:
-    """Refuse an output file that exists (without --force) or cannot be written, before any work."""
-    from ..errors import ConfigError
+# --------------------------------------------------------------------------- option groups
 
-    if os.path.isdir(path):
-        raise ConfigError(f"--out {path} is a folder; give a file name")
-    if os.path.exists(path) and not force:
-        raise ConfigError(f"{path} already exists; pass --force to overwrite it")
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(parent) and not os.path.isdir(parent):
-        raise ConfigError(f"{parent} is a file, not a folder; choose another --out")
-    if not os.path.isdir(parent):
-        raise ConfigError(f"folder {parent} does not exist; create it or choose another --out")
-    import tempfile
 
-    try:  # os.access says yes to root everywhere, and knows nothing of read-only mounts or /proc
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"cannot write to {parent} ({exc.strerror or exc}); choose another --out") from None
+def data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="MNIST root holding MNIST/raw/ (default: $EDGEPORT_MNIST_ROOT, else ~/.cache/edgeport/mnist, "
+        "downloaded if missing)",
+    )
+
+
+def data_args(p: argparse.ArgumentParser, *, split: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=None,
+        metavar="SOURCE",
+        help="mnist[:split], imagefolder:DIR, npz:FILE or synthetic[:N]"
+        + ("; split by recorded indices into calibration and eval" if split else ""),
+    )
+    if split:
+        g.add_argument("--calibration-data", default=None, metavar="SOURCE",
+                       help="calibrate on this source (with --eval-data); never used for the verdict")
+        g.add_argument("--eval-data", default=None, metavar="SOURCE", help="parity, accuracy and golden I/O on this source")
+    g.add_argument("--max-pixels", type=pixels_int, default=None,
+                   help="refuse (or, for JPEG, downscale while decoding) images above this many pixels "
+                   "(default: $EDGEPORT_MAX_PIXELS, else 25,000,000)")
+    data_dir_arg(g)
+
+
+def trust_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="allow artifacts that run code (TorchScript, pickled models, pkg.mod:factory) from a bundle this "
+        "process did not write; same as EDGEPORT_TRUST_MODEL_CODE=1",
+    )
+
+
+def apply_trust(args) -> None:
+    import os
+
+    if getattr(args, "trust_model_code", False):
+        from ..bundle import TRUST_ENV
+
+        os.environ[TRUST_ENV] = "1"
+
+
+def host_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote device")
+    g.add_argument("--host", default=None, metavar="USER@HOST[:PORT]",
+                   help="run on this device over SSH: the bundle is copied once (content-addressed), the same "
+                   "command runs there and its JSON comes back")
+    g.add_argument("--identity", default=None, metavar="KEY", help="SSH private key (default: ssh-agent / ~/.ssh)")
+    g.add_argument("--known-hosts", default=None, metavar="FILE",
+                   help="known_hosts file to check the host key against (default: ~/.ssh/known_hosts)")
+    g.add_argument("--remote-edgeport", default="edgeport", metavar="CMD",
+                   help="the edgeport command on the device (e.g. /opt/venv/bin/edgeport)")
+    g.add_argument("--connect-timeout", type=bounded_float(0.1, 600.0), default=10.0, help="seconds to connect")
+
+
+def selection_args(p: argparse.ArgumentParser, *, bundle: bool = True) -> None:
+    if bundle:
+        p.add_argument("bundle", help="bundle folder written by `edgeport export`")
+    from ..runtime.registry import BACKENDS
+
+    p.add_argument("--backends", type=csv_list, default=None,
+                   help=f"comma list: {','.join(BACKENDS)} (default: all available)")
+    p.add_argument("--precisions", type=csv_list, default=None, help="comma list: fp32,fp16,int8 (default: all in the bundle)")
+    p.add_argument("--devices", type=csv_list, default=None, help="comma list, e.g. cpu,cuda,auto (default: every usable device)")
+    p.add_argument("--force", action="store_true", help="overwrite the output files if they exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    trust_arg(p)
+
+
+def check_outputs(paths: list[str], force: bool) -> None:
+    from ..fsutil import check_new_files
+
+    check_new_files(paths, force)

@@ -4,154 +4,283 @@ from __future__ import annotations
 
 import argparse
 
-from .args import _csv_list, _data_dir_arg, _Formatter, _int_list, _opset, _positive_int, raise_config
+from ..errors import safe_text
+from .args import (
+    _Formatter,
+    apply_trust,
+    atol_float,
+    bounded_float,
+    bounded_int,
+    csv_list,
+    data_args,
+    float_list,
+    points_float,
+    raise_config,
+    seed_int,
+    shape_list,
+)
+
+
+def _calibration(args):
+    from ..config import CalibrationConfig
+
+    cfg = CalibrationConfig(
+        size=args.calibration_size,
+        method=args.calibration_method,
+        seed=args.calibration_seed,
+        max_accuracy_drop=args.max_accuracy_drop / 100.0,
+    )
+    cfg.validate()
+    return cfg
+
+
+def _overrides(args) -> dict:
+    out = {}
+    for key in ("mode", "resize", "scale"):
+        if getattr(args, key, None) is not None:
+            out[key] = getattr(args, key)
+    if args.crop is not None:
+        out["crop"] = tuple(args.crop) if len(args.crop) == 2 else args.crop[0]
+    if args.mean is not None:
+        out["mean"] = args.mean
+    if args.std is not None:
+        out["std"] = args.std
+    return out
+
+
+def _labels(args):
+    if not args.labels:
+        return None
+    from pathlib import Path
+
+    p = Path(args.labels)
+    if p.is_file():
+        lines = [ln.strip() for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
+        return lines
+    return [t.strip() for t in args.labels.split(",")]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..config import CalibrationConfig, ExportConfig
+    from ..config import DEFAULT_FORMATS, ExportConfig
     from ..export.api import export
+    from ..sources.models import parse_model_args
 
     if not args.run and not args.model_ref:
-        raise_config(
-            "give --run RUN (a folder from `edgeport train`) or --model pkg.mod:factory --weights FILE"
-        )
+        raise_config("give --run RUN (a folder from `edgeport train`), or --model MODEL with --weights FILE")
+    formats = tuple(args.formats) if args.formats else DEFAULT_FORMATS
     config = ExportConfig(
-        formats=tuple(args.formats), opset=args.opset, fp16=args.fp16, int8=args.int8, mobile=args.mobile
+        formats=formats, opset=args.opset, fp16=args.fp16, int8=args.int8, mobile=args.mobile,
+        atol=args.atol, rtol=args.atol, max_batch=args.max_batch, executorch_max_batch=args.executorch_max_batch,
+        golden_samples=args.golden_samples, parity_samples=args.parity_samples,
     )
-    calibration = CalibrationConfig(size=args.calibration_size, method=args.calibration_method)
-    calibration.validate()
     bundle = export(
         run=args.run,
         out=args.out,
         config=config,
-        calibration=calibration if args.int8 else None,
+        calibration=_calibration(args),
+        data=args.data,
+        calibration_data=args.calibration_data,
+        eval_data=args.eval_data,
         data_dir=args.data_dir,
         force=args.force,
         progress=not args.quiet,
         model_ref=args.model_ref,
         weights=args.weights,
+        random_init=args.random_init,
+        model_args=parse_model_args(args.model_arg),
+        inputs=args.input,
         input_shape=tuple(args.input_shape) if args.input_shape else None,
+        outputs=args.output,
+        preprocessing=args.preprocess,
+        preprocessing_overrides=_overrides(args),
+        labels=_labels(args),
+        int8_formats=args.int8_formats,
+        formats_explicit=args.formats is not None,
+        max_pixels=args.max_pixels,
     )
-    _print_bundle(bundle)
+    print_bundle(bundle)
     return 0
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from ..config import CalibrationConfig
     from ..export.api import quantize
 
-    calibration = CalibrationConfig(size=args.calibration_size, method=args.calibration_method)
-    calibration.validate()
+    apply_trust(args)
     bundle = quantize(
         args.bundle,
-        calibration=calibration,
+        calibration=_calibration(args),
+        data=args.data,
+        calibration_data=args.calibration_data,
+        eval_data=args.eval_data,
         data_dir=args.data_dir,
         formats=args.formats,
         progress=not args.quiet,
         force=args.force,
+        max_pixels=args.max_pixels,
     )
-    _print_bundle(bundle)
+    print_bundle(bundle)
     return 0
 
 
-def _print_bundle(bundle) -> None:
-    print(f"bundle {bundle.path}:")
+def print_bundle(bundle) -> None:
+    print(f"bundle {safe_text(bundle.path)}:")
+    for w in bundle.warnings:
+        print(f"  WARNING: {safe_text(w)}")
     for a in bundle.artifacts:
-        print(f"  {a.key:<18} {a.file:<32} {a.bytes / 1024:8.1f} KiB  sha256 {a.sha256[:12]}")
+        size = a.total_bytes
+        print(f"  {a.key:<18} {a.file:<34} {size / 1024:9.1f} KiB  sha256 {a.sha256[:12]}")
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ..calibration.layer_report import format_layer_report
-    from ..export.bundle import load_bundle
+    from ..bundle import load_bundle
+    from ..runtime.layer_table import format_layer_report
 
     bundle = load_bundle(args.bundle)
     m = bundle.manifest
-    print(f"bundle {bundle.path}  (schema {m.schema_version}, model {m.model})")
-    print(f"input  {m.input.get('name')} {m.input.get('shape')} {m.input.get('dtype')}")
-    print(f"output {m.output.get('name')} {m.output.get('shape')} {m.output.get('dtype')}")
-    print(f"preprocessing {m.preprocessing}  labels {','.join(m.labels)}")
-    _print_bundle(bundle)
+    schema = f"schema {m.schema_version}" + (f", read from schema {m.upgraded_from} (read-only)" if m.read_only else "")
+    print(f"bundle {safe_text(bundle.path)}  ({schema}, model {safe_text(m.model)})")
+    for w in m.warnings:
+        print(f"WARNING: {safe_text(w)}")
+    for s in m.signature.inputs:
+        vr = f" range {s.value_range[0]:.3g}..{s.value_range[1]:.3g}" if s.value_range else ""
+        print(f"input  {safe_text(s.describe())}{vr}")
+    for s in m.signature.outputs:
+        print(f"output {safe_text(s.describe())}")
+    for name, d in m.signature.dims.items():
+        print(f"dim    {safe_text(name)}: {d.min}..{d.max}")
+    pre = bundle.preprocessing
+    print(f"preprocessing: {safe_text(pre.describe()) if pre else 'none (no image input)'}")
+    labels = ", ".join(m.labels[:20]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 20 else "")
+    print(f"labels: {safe_text(labels) or '-'}")
+    print_bundle(bundle)
+    for a in m.artifacts:
+        _artifact_notes(a)
     if m.calibration:
         cal = m.calibration
+        src = cal.get("source", {}) if isinstance(cal.get("source"), dict) else {}
         print(
-            f"calibration: {cal.get('size')} training images, method {cal.get('method')}, sha256 {str(cal.get('sha256'))[:12]}"
+            f"calibration: {cal.get('size')} samples ({safe_text(src.get('kind', cal.get('split', '?')))}, "
+            f"{safe_text(src.get('evidence', ''))}), method {safe_text(cal.get('method'))}"
         )
+    if m.golden:
+        print(f"golden I/O: {m.golden['n']} samples ({safe_text(m.golden.get('source', ''))})")
     print(format_layer_report(bundle))
     return 0
+
+
+def _artifact_notes(a) -> None:
+    d = a.details if isinstance(a.details, dict) else {}
+    notes = []
+    if a.precision == "int8" and isinstance(d.get("speedup_vs_fp32"), (int, float)):
+        notes.append(f"selected {safe_text(d.get('selected'))} ({safe_text(d.get('selection_rule', ''))}), "
+                     f"{d['speedup_vs_fp32']:.2f}x fp32 throughput at batch {d.get('speed_batch')}")
+        if d.get("slower_than_fp32"):
+            notes.append("SLOWER than its fp32 twin on the exporting machine")
+    deleg = d.get("delegation")
+    if isinstance(deleg, dict):
+        notes.append(
+            f"XNNPACK delegation: {deleg.get('delegated_ops', '?')} ops inside, {deleg.get('non_delegated_ops', '?')} "
+            f"outside {safe_text(deleg.get('outside', ''))[:200]}"
+        )
+    if isinstance(d.get("max_batch"), int):
+        notes.append(f"batch 1..{d['max_batch']}")
+    for n in notes:
+        print(f"    {a.key}: {n}")
 
 
 def _calibration_args(p: argparse.ArgumentParser) -> None:
     from ..config import CALIBRATION_METHODS, CalibrationConfig
 
-    p.add_argument(
-        "--calibration-size",
-        type=_positive_int,
-        default=CalibrationConfig.size,
-        help="class-balanced training images used to calibrate int8",
-    )
-    p.add_argument(
-        "--calibration-method",
-        default=CalibrationConfig.method,
-        choices=list(CALIBRATION_METHODS),
-        help="auto tries each candidate and keeps the best on the validation split",
-    )
+    g = p.add_argument_group("int8 calibration")
+    g.add_argument("--calibration-size", type=bounded_int(10, 100_000), default=CalibrationConfig.size,
+                   help="samples of the calibration split (class-balanced where labels exist)")
+    g.add_argument("--calibration-method", default=CalibrationConfig.method, choices=list(CALIBRATION_METHODS),
+                   help="auto tries each candidate; the fastest within the accuracy gate ships")
+    g.add_argument("--calibration-seed", type=seed_int, default=0, help="which samples calibrate")
+    g.add_argument("--max-accuracy-drop", type=points_float, default=0.2,
+                   help="accuracy points an int8 candidate may lose to be within the gate (0..100)")
 
 
 def add_parsers(sub) -> None:
-    from ..config import FORMATS, ExportConfig
+    from ..config import DEFAULT_FORMATS, FORMATS, ExportConfig
 
     p = sub.add_parser(
         "export",
-        help="export a trained run (or your own model) to TorchScript, ONNX and OpenVINO IR in one bundle",
+        help="export a model to TorchScript, ONNX, OpenVINO IR and ExecuTorch (fp32, and int8 with --int8) in one bundle",
         formatter_class=_Formatter,
-        description="Writes BUNDLE/manifest.json plus artifacts atomically, after checking every artifact "
-        "against PyTorch at batch sizes 1, 2, 7 and 64.",
+        description="Writes the bundle folder --out (manifest.json, every artifact, golden I/O) atomically, after "
+        "checking every artifact against PyTorch on the eval data at batch sizes 1, 2, 7 and 64. An existing "
+        "--out is replaced only with --force, and only if it is an edgeport bundle.",
     )
-    p.add_argument("--run", default=None, help="run folder written by `edgeport train`")
-    p.add_argument("--out", required=True, help="bundle folder to create")
-    p.add_argument(
-        "--formats", type=_csv_list, default=list(FORMATS), help="comma list of " + ",".join(FORMATS)
-    )
-    p.add_argument("--opset", type=_opset, default=ExportConfig.opset, help="ONNX opset (>= 17)")
-    p.add_argument(
-        "--fp16", action="store_true", help="also write an OpenVINO IR with fp16-compressed weights"
-    )
-    p.add_argument("--mobile", action="store_true", help="also write a TorchScript lite-interpreter file")
+    g = p.add_argument_group("model")
+    g.add_argument("--run", default=None, help="run folder written by `edgeport train`")
+    g.add_argument("--model", dest="model_ref", default=None,
+                   help="registry name (mnist-mlp, mnist-cnn), pkg.mod:factory, torchvision:NAME, timm:NAME, or a .pt2")
+    g.add_argument("--weights", default=None, help=".safetensors (or a state_dict .pt, loaded weights-only)")
+    g.add_argument("--random-init", action="store_true",
+                   help="export random weights, for speed work only: every output says 'random weights: not for accuracy'")
+    g.add_argument("--model-arg", action="append", default=None, metavar="NAME=VALUE",
+                   help="keyword argument for the model factory, e.g. num_classes=10 (repeatable)")
+    g.add_argument("--input", action="append", default=None, metavar="NAME:SHAPE[:DTYPE[:LAYOUT]]",
+                   help="one model input, batch first, e.g. image:1,3,224,224 or vec:1,16:float32 (repeatable, in order)")
+    g.add_argument("--input-shape", type=shape_list, default=None, help="shorthand for one float32 input, e.g. 1,3,224,224")
+    g.add_argument("--output", action="append", default=None, metavar="NAME[:KIND]",
+                   help="name (and kind: probs, logits, raw) of each output, in order (repeatable)")
+    g.add_argument("--labels", default=None, help="class names: a comma list or a file with one per line "
+                   "(default: the data's class folders, else 0..N-1)")
+    p.add_argument("--out", required=True, help="the bundle folder to create")
+    p.add_argument("--formats", type=csv_list, default=None,
+                   help=f"comma list of {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}; a format whose "
+                   "package is missing is skipped with a note)")
+    p.add_argument("--opset", type=bounded_int(17, 23), default=ExportConfig.opset, help="ONNX opset (17..23)")
+    p.add_argument("--fp16", action="store_true", help="also write an OpenVINO IR with fp16-compressed weights")
+    p.add_argument("--mobile", action="store_true", help="also write a TorchScript lite-interpreter file (PyTorch Mobile)")
     p.add_argument("--int8", action="store_true", help="add calibrated int8 versions of every format")
+    p.add_argument("--int8-formats", type=csv_list, default=None, help="quantize only these formats (default: all exported)")
+    p.add_argument("--atol", type=atol_float, default=ExportConfig.atol, help="fp32 parity tolerance (rtol the same)")
+    p.add_argument("--max-batch", type=bounded_int(1, 65536), default=ExportConfig.max_batch,
+                   help="the largest batch the manifest allows")
+    p.add_argument("--executorch-max-batch", type=bounded_int(1, 4096), default=ExportConfig.executorch_max_batch,
+                   help="the .pte plans memory for batches up to this")
+    p.add_argument("--parity-samples", type=bounded_int(1, 100_000), default=ExportConfig.parity_samples,
+                   help="eval samples checked at export (plus edge inputs)")
+    p.add_argument("--golden-samples", type=bounded_int(1, 4096), default=ExportConfig.golden_samples,
+                   help="eval samples stored as golden I/O for selfcheck (plus edge cases)")
+    g = p.add_argument_group("preprocessing (image inputs)")
+    g.add_argument("--preprocess", default=None, metavar="PRESET|FILE.json",
+                   help="mnist, imagenet, or a JSON file of steps (default: mnist for 1x28x28, imagenet-style for RGB)")
+    g.add_argument("--mode", choices=["L", "RGB"], default=None, help="decode images as grayscale (L) or RGB")
+    g.add_argument("--resize", type=bounded_int(1, 16384), default=None, help="resize the shorter side to this")
+    g.add_argument("--crop", type=shape_list, default=None, metavar="H[,W]", help="centre crop to HxW")
+    g.add_argument("--scale", type=bounded_float(1e-9, 1e3), default=None, help="multiply pixels by this (default 1/255)")
+    g.add_argument("--mean", type=float_list, default=None, help="per-channel mean after scaling, comma list")
+    g.add_argument("--std", type=float_list, default=None, help="per-channel std after scaling, comma list")
+    data_args(p)
     _calibration_args(p)
-    _data_dir_arg(p)
-    p.add_argument("--model", dest="model_ref", default=None, help="your own model as package.module:factory")
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="weights for --model: .safetensors (or a state_dict .pt, loaded weights-only)",
-    )
-    p.add_argument(
-        "--input-shape", type=_int_list, default=None, help="input shape for --model, e.g. 1,1,28,28"
-    )
-    p.add_argument("--force", action="store_true", help="replace an existing bundle (atomically)")
+    p.add_argument("--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
-        "quantize", help="add calibrated int8 artifacts to an existing bundle", formatter_class=_Formatter
+        "quantize",
+        help="add calibrated int8 artifacts to an existing bundle",
+        formatter_class=_Formatter,
+        description="Rewrites BUNDLE atomically with int8 artifacts added (existing ones are redone only with --force).",
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
+    p.add_argument("--formats", type=csv_list, default=None, help="comma list (default: every fp32 format in the bundle)")
+    data_args(p)
     _calibration_args(p)
-    p.add_argument(
-        "--formats",
-        type=_csv_list,
-        default=None,
-        help="comma list (default: every fp32 format in the bundle)",
-    )
-    _data_dir_arg(p)
     p.add_argument("--force", action="store_true", help="redo int8 artifacts the bundle already has")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    from .args import trust_arg
+
+    trust_arg(p)
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser(
         "inspect",
-        help="show a bundle's manifest, artifacts and int8 per-layer error report",
+        help="show a bundle's tensors, preprocessing, artifacts, calibration and int8 per-layer report",
         formatter_class=_Formatter,
     )
     p.add_argument("bundle", help="bundle folder")

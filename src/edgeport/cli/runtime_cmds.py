@@ -2,24 +2,29 @@
 
 ``predict`` is the light path of an edge install: nothing here may import torch,
 onnx or matplotlib at import time, and its handler imports only edgeport.predict.
+``verify`` and ``bench`` run on a remote device with ``--host``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from ..errors import safe_text
 from .args import (
-    _check_writable,
-    _csv_list,
-    _data_dir_arg,
     _Formatter,
-    _int_list,
-    _nonneg_float,
-    _points,
-    _positive_float,
-    _positive_int,
+    apply_trust,
+    atol_float,
+    batch_list,
+    bounded_int,
+    check_outputs,
+    data_args,
+    host_args,
+    pixels_int,
+    points_float,
+    seconds_float,
+    selection_args,
+    threads_int,
 )
 
 
@@ -35,175 +40,153 @@ def cmd_devices(args: argparse.Namespace) -> int:
     width = max(len(f"{r['backend']}:{r['device']}") for r in rows)
     for r in rows:
         name = f"{r['backend']}:{r['device']}"
-        status = "usable" if r["usable"] else f"unavailable - {r['reason']}"
-        print(f"{name:<{width}}  {status}")
+        print(f"{name:<{width}}  {'usable' if r['usable'] else 'unavailable - ' + safe_text(r['reason'])}")
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from ..runtime.verify import print_table, raise_if_failed, verify, write_json
+def _selection(args) -> dict:
+    return {"backends": args.backends, "precisions": args.precisions, "devices": args.devices}
 
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..fsutil import write_json
+    from ..runtime.verify import print_table, raise_if_failed, verify
+
+    apply_trust(args)
     if args.out:
-        _check_writable(args.out, args.force)
-    report = verify(
-        args.bundle,
-        data_dir=args.data_dir,
-        backends=args.backends,
-        precisions=args.precisions,
-        devices=args.devices,
-        atol=args.atol,
-        max_accuracy_drop=args.max_accuracy_drop / 100.0,
-        progress=not args.quiet,
-    )
+        check_outputs([args.out], args.force)
+    if args.host:
+        from ..device.remote import remote_report
+
+        report = remote_report(args, "verify")
+    else:
+        report = verify(
+            args.bundle, data=args.data, data_dir=args.data_dir, atol=args.atol,
+            max_accuracy_drop=args.max_accuracy_drop / 100.0, limit=args.limit, progress=not args.quiet,
+            max_pixels=args.max_pixels, **_selection(args),
+        )
     print_table(report)
     if args.out:
-        write_json(report, args.out)
-        print(f"-> {args.out}")
+        write_json(args.out, report)
+        print(f"-> {safe_text(args.out)}")
     raise_if_failed(report)
     return 0
 
 
+def bench_files(out: str) -> list[str]:
+    import os
+
+    stem = os.path.splitext(out)[0]
+    return [out, stem + ".csv", stem + ".md"]
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..config import BenchConfig
-    from ..runtime.benchmark import bench, markdown_table, write_csv, write_json, write_markdown
+    from ..fsutil import write_json
+    from ..runtime.benchmark import bench, markdown_table, write_csv, write_markdown
 
+    apply_trust(args)
     if args.out:
-        _check_writable(args.out, args.force)
+        check_outputs(bench_files(args.out), args.force)
     config = BenchConfig(
-        batch_sizes=tuple(args.batch_sizes),
-        threads=args.threads,
-        warmup_seconds=args.warmup_seconds,
-        min_iters=args.min_iters,
-        min_seconds=args.min_seconds,
+        batch_sizes=tuple(args.batch_sizes), threads=args.threads, warmup_seconds=args.warmup_seconds,
+        min_iters=args.min_iters, min_seconds=args.min_seconds,
     )
-    report = bench(
-        args.bundle,
-        backends=args.backends,
-        precisions=args.precisions,
-        devices=args.devices,
-        config=config,
-        progress=not args.quiet,
-    )
+    if args.host:
+        from ..device.remote import remote_report
+
+        report = remote_report(args, "bench")
+    else:
+        report = bench(args.bundle, config=config, progress=not args.quiet, **_selection(args))
     print(markdown_table(report))
-    for warning in report.get("warnings", []):
-        print(f"warning: {warning}", file=sys.stderr)
+    for w in report.get("warnings_bundle", []):
+        print(f"WARNING: {safe_text(w)}", file=sys.stderr)
+    noisy = [r for r in report.get("rows", []) if r.get("cov", 0) > 0.10]
+    if noisy:
+        print(f"warning: {len(noisy)} of {len(report['rows'])} rows vary a lot (CoV > 10%); the machine may be "
+              "busy: rerun on a quiet machine, or with --min-seconds higher", file=sys.stderr)
+    for s in report.get("skipped", []):
+        print(f"skipped {s['backend']}:{s['device']}: {safe_text(s['reason'])}", file=sys.stderr)
     if args.out:
-        stem = os.path.splitext(args.out)[0]
-        write_json(report, args.out)
-        write_csv(report, stem + ".csv")
-        write_markdown(report, stem + ".md")
-        print(f"-> {args.out}, {stem}.csv, {stem}.md")
+        js, csv_path, md = bench_files(args.out)
+        write_json(js, report)
+        write_csv(report, csv_path)
+        write_markdown(report, md)
+        print(f"-> {safe_text(js)}, {safe_text(csv_path)}, {safe_text(md)}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..predict import format_json, format_predictions, predict_files
 
-    results = predict_files(
-        args.bundle,
-        args.images,
-        backend=args.backend,
-        precision=args.precision,
-        device=args.device,
-        top_k=args.top_k,
+    apply_trust(args)
+    results, warnings = predict_files(
+        args.bundle, args.images, backend=args.backend, precision=args.precision, device=args.device,
+        top_k=args.top_k, max_pixels=args.max_pixels, with_warnings=True,
     )
+    for w in warnings:
+        print(f"WARNING: {safe_text(w)}", file=sys.stderr)
     print(format_json(results) if args.json else format_predictions(results))
     return 0
 
 
-def _selection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", help="bundle folder written by `edgeport export`")
-    p.add_argument(
-        "--backends",
-        type=_csv_list,
-        default=None,
-        help="comma list: torch,torchscript,onnxruntime,openvino (default: all available)",
-    )
-    p.add_argument(
-        "--precisions",
-        type=_csv_list,
-        default=None,
-        help="comma list: fp32,fp16,int8 (default: all in the bundle)",
-    )
-    p.add_argument(
-        "--devices",
-        type=_csv_list,
-        default=None,
-        help="comma list, e.g. cpu,cuda,auto (default: every usable device)",
-    )
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def add_parsers(sub) -> None:
-    p = sub.add_parser(
-        "devices",
-        help="list every backend x device and whether it is usable here",
-        formatter_class=_Formatter,
-    )
+    p = sub.add_parser("devices", help="list every backend x device and whether it is usable here", formatter_class=_Formatter)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser(
         "verify",
-        help="check every artifact against PyTorch on the MNIST test set (exit 1 on any failure)",
+        help="check every artifact against PyTorch on your data, per output (exit 1 on any failure)",
         formatter_class=_Formatter,
+        description="Streams the eval data once through the reference and every artifact. With --out, writes that "
+        "one JSON file (refused if it exists, unless --force).",
     )
-    _selection_args(p)
-    _data_dir_arg(p)
-    p.add_argument(
-        "--atol",
-        type=_positive_float,
-        default=None,
-        help="elementwise tolerance for fp32 (default 1e-5, rtol 1e-5)",
-    )
-    p.add_argument(
-        "--max-accuracy-drop",
-        type=_points,
-        default=0.2,
-        help="accuracy points an int8/fp16 artifact may lose against PyTorch",
-    )
-    p.add_argument("--out", default=None, help="write the results as JSON here")
+    selection_args(p)
+    data_args(p, split=False)
+    p.add_argument("--atol", type=atol_float, default=None, help="elementwise fp32 tolerance (default 1e-5, rtol the same)")
+    p.add_argument("--max-accuracy-drop", type=points_float, default=0.2,
+                   help="accuracy points an int8/fp16 artifact may lose against PyTorch (0..100)")
+    p.add_argument("--limit", type=bounded_int(1, 100_000_000), default=None, help="verify on the first N samples only")
+    p.add_argument("--out", default=None, help="write the results as JSON to this file")
+    host_args(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
         "bench",
         help="latency percentiles, throughput and memory for every backend with one timing method",
         formatter_class=_Formatter,
+        description="With --out X.json, writes X.json, X.csv and X.md (each refused if it exists, unless --force).",
     )
-    _selection_args(p)
-    p.add_argument("--batch-sizes", type=_int_list, default=[1, 32, 256], help="comma list of batch sizes")
-    p.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
-        help="threads per runner (default: 1 for batch <= 16, all cores above)",
-    )
-    p.add_argument("--warmup-seconds", type=_nonneg_float, default=0.5, help="untimed runs first, per row")
-    p.add_argument("--min-iters", type=_positive_int, default=200, help="timed iterations per row, at least")
-    p.add_argument("--min-seconds", type=_nonneg_float, default=2.0, help="timed seconds per row, at least")
-    p.add_argument("--out", default=None, help="write JSON here (plus .csv and .md beside it)")
+    selection_args(p)
+    p.add_argument("--batch-sizes", type=batch_list, default=[1, 32, 256], help="comma list of batch sizes (1..65536)")
+    p.add_argument("--threads", type=threads_int, default=None,
+                   help="threads per runner, 1..256 (default: 1 for batch <= 16, all cores above)")
+    p.add_argument("--warmup-seconds", type=seconds_float, default=0.5, help="untimed runs first, per row (0..3600)")
+    p.add_argument("--min-iters", type=bounded_int(1, 10_000_000), default=200, help="timed iterations per row, at least")
+    p.add_argument("--min-seconds", type=seconds_float, default=2.0, help="timed seconds per row, at least (0..3600)")
+    p.add_argument("--out", default=None, help="write X.json here, plus X.csv and X.md beside it")
+    host_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "predict",
-        help="classify PNG/JPEG files with a bundle (works without torch)",
+        help="classify image files with a bundle (works without torch)",
         formatter_class=_Formatter,
-        description="Images of any size are converted to grayscale, inverted if dark-on-light, "
-        "fitted into 28x28 MNIST style and preprocessed as the manifest says.",
+        description="Each image is decoded (bounded by --max-pixels) and preprocessed exactly as the bundle's "
+        "manifest says, then classified; label names come from the bundle.",
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
-    p.add_argument(
-        "--backend",
-        default="onnxruntime",
-        choices=["onnxruntime", "openvino"],
-        help="runtime to classify with",
-    )
-    p.add_argument(
-        "--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="which artifact of the bundle"
-    )
-    p.add_argument("--device", default="cpu", help="device for the backend (cpu, cuda, CPU, GPU, AUTO ...)")
-    p.add_argument("--top-k", type=_positive_int, default=3, help="how many probabilities to show")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino", "executorch", "torchscript"],
+                   help="runtime to classify with")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="which artifact of the bundle")
+    p.add_argument("--device", default="cpu", help="device for the backend (cpu, cuda, gpu, auto ...)")
+    p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="how many classes to show")
+    p.add_argument("--max-pixels", type=pixels_int, default=None,
+                   help="refuse (or, for JPEG, downscale while decoding) larger images (default 25,000,000)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    from .args import trust_arg
+
+    trust_arg(p)
     p.set_defaults(func=cmd_predict)

@@ -1,5 +1,5 @@
-"""Export to TorchScript, ONNX and OpenVINO IR into a verified bundle.
+"""The export half: a PyTorch model plus the user's data -> a verified bundle.
 
-This package's ``__init__`` and ``bundle`` stay torch-free: the light runtime
-loads bundles through :func:`edgeport.export.bundle.load_bundle`.
+:func:`edgeport.export.api.export` runs the stages; each format's work lives in
+:mod:`edgeport.formats`, and the bundle contract in :mod:`edgeport.bundle`.
 """

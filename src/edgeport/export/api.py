@@ -1,40 +1,161 @@
-"""Public export API: :func:`export` (run or user model -> bundle) and :func:`quantize`
-(add int8 artifacts to an existing bundle).  Both write into a staging folder
-beside the target, fsync it and rename it into place, so an interrupted export
-leaves the previous bundle intact and no half bundle under the target name.
+"""Public export API: :func:`export` (a model -> a verified bundle) and :func:`quantize`
+(add int8 artifacts to an existing bundle).
+
+An export runs in stages a reader can follow: resolve the model, describe
+its tensors, plan its data, then - inside a staging folder beside the target -
+write the reference checkpoint, every format (through the format registry),
+check parity through the runtime's runners, quantize, store golden I/O and
+write the manifest.  The staging folder is fsynced and swapped in with one
+rename, so an interrupted export leaves the previous bundle intact.
 """
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+import importlib.util
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .. import checkpoint as ckpt
+from .. import fsutil
+from ..bundle import RANDOM_WEIGHTS_WARNING, SCHEMA_VERSION, Bundle, Manifest, load_bundle
+from ..bundle.writer import write_manifest
 from ..config import CalibrationConfig, ExportConfig
-from ..errors import BundleError, ConfigError, DataError
-from ..preprocessing import Preprocessing
-from ..runtime.parity import Tolerance
-from . import bundle as bnd
-from .environment import environment
-from .sources import MNIST_SAMPLE, parity_inputs, resolve_model, write_checkpoint
-from .staging import OWNER_FILE, clean_leftovers, staging_dir  # noqa: F401  (OWNER_FILE for tests)
+from ..device.info import device_info
+from ..errors import ConfigError
+from ..formats import checkpoint, registry
+from ..sources import models as msrc
+from ..sources.data import plan_data
+from ..specs import TensorSpec
+from .context import ExportContext
+from .signature import build_signature
 
-TORCHSCRIPT_FILE = "torchscript/model.pt"
-TORCHSCRIPT_MOBILE_FILE = "torchscript/model.ptl"
-ONNX_FILE = "onnx/model.onnx"
-OPENVINO_FILE = "openvino/model.xml"
-OPENVINO_FP16_FILE = "openvino/model.fp16.xml"
 DEFAULT_EXPORT = ExportConfig()
 DEFAULT_CALIBRATION = CalibrationConfig()
-N_ONNX_TEST_IMAGES = 16
 
 
-def _say(progress: bool, msg: str) -> None:
-    if progress:
-        print(f"export: {msg}", file=sys.stderr, flush=True)
+# ---------------------------------------------------------------- stages before writing
+
+
+def _formats(config: ExportConfig, explicit: bool) -> tuple[list[str], list[str]]:
+    """(formats to write, notes on defaults that were skipped because their package is missing)."""
+    out, notes = [], []
+    for f in config.formats:
+        fi = registry.info(f)
+        if importlib.util.find_spec(fi.package) is None:
+            if explicit:
+                raise ConfigError(f"--formats {f} needs the {fi.package} package: {fi.install}")
+            notes.append(f"{f} skipped: the {fi.package} package is not installed ({fi.install})")
+            continue
+        out.append(f)
+    return out, notes
+
+
+def _preprocessing(signature, source, preprocessing, overrides):
+    """The manifest's preprocessing for the first image input (None for models without one)."""
+    from .. import preprocessing as pp
+
+    images = signature.image_inputs
+    if not images:
+        if preprocessing or overrides:
+            raise ConfigError("preprocessing options need an image input (rank 4, NCHW or NHWC)")
+        return None
+    spec = images[0]
+    if isinstance(preprocessing, pp.Preprocessing):
+        pre = preprocessing
+    elif preprocessing is None and not overrides and source.preprocessing:
+        pre = _from_run(source.preprocessing, spec)
+    else:
+        preset = preprocessing or (source.spec.preset if source.spec else None)
+        pre = pp.build(input_spec=spec, preset=preset, **(overrides or {}))
+    problem = pre.mismatch(spec)
+    if problem:
+        raise ConfigError(f"preprocessing does not fit the model: {problem}")
+    return pre
+
+
+def _from_run(d: dict, spec):
+    """A run folder's preprocessing: schema-2 steps, or edgeport 0.1's scale/mean/std."""
+    from .. import preprocessing as pp
+
+    if "steps" in d:
+        return pp.Preprocessing(spec.name, tuple(d["steps"]), d.get("preset"))
+    base = pp.from_preset("mnist", spec.name)
+    steps = [dict(s) for s in base.steps]
+    steps[1]["factor"] = float(d["scale"])
+    steps[2] |= {"mean": [float(d["mean"])], "std": [float(d["std"])]}
+    return pp.Preprocessing(spec.name, tuple(steps), "mnist")
+
+
+def _with_ranges(signature, pre, calibration=None):
+    """Each float input's value range: from the preprocessing for images, else observed on real calibration data."""
+    from ..sources.data import first_batch
+
+    ins, sample = [], None
+    for spec in signature.inputs:
+        vr = spec.value_range
+        if pre is not None and spec.name == pre.input:
+            vr = pre.value_range()
+        elif spec.np_dtype.kind == "f" and calibration is not None and calibration.kind != "synthetic":
+            if sample is None:
+                sample, _ = first_batch(calibration, min(256, len(calibration)))
+            lo, hi = float(np.min(sample[spec.name])), float(np.max(sample[spec.name]))
+            vr = (lo, hi) if hi > lo else None
+        ins.append(dataclasses.replace(spec, value_range=vr) if vr is not None else spec)
+    return dataclasses.replace(signature, inputs=tuple(ins))
+
+
+def _labels(signature, source, plan, labels) -> list[str]:
+    primary = signature.primary_output
+    if not primary.is_classifier:
+        return list(labels or [])
+    n = int(primary.shape[-1])
+    found = list(labels or source.labels or plan.eval.classes or [])
+    if not found and source.spec is not None:
+        found = [str(i) for i in range(source.spec.num_classes)]
+    if not found:
+        found = [str(i) for i in range(n)]
+    if len(found) != n:
+        raise ConfigError(
+            f"{len(found)} labels ({', '.join(map(str, found[:4]))}...) but output {primary.name!r} has {n} classes; "
+            "pass --labels with one name per class"
+        )
+    return [str(x) for x in found]
+
+
+def _default_data(pre, random_init: bool, data, calibration_data, eval_data) -> str | None:
+    if data or calibration_data or eval_data:
+        return data
+    if pre is not None and pre.preset == "mnist":
+        return "mnist"
+    if random_init:
+        return "synthetic"
+    raise ConfigError(
+        "export needs data for parity and calibration: pass --data imagefolder:DIR, npz:FILE or mnist, or "
+        "--calibration-data with --eval-data (--data synthetic uses random inputs: weak evidence)"
+    )
+
+
+def reestimate_batchnorm(model: torch.nn.Module, calibration, names: list[str], batch: int) -> int:
+    """Random weights: recompute every BatchNorm's running statistics on the calibration split.
+
+    Without this a randomly initialised network's activations explode or
+    vanish through the layers and every output looks the same.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every batch
+        m.train()
+    with torch.no_grad():
+        for feeds, _ in calibration.batches(batch):
+            model(*[torch.from_numpy(feeds[n]) for n in names])
+    model.eval()
+    return len(norms)
 
 
 # ---------------------------------------------------------------- export
@@ -46,245 +167,242 @@ def export(
     *,
     config: ExportConfig = DEFAULT_EXPORT,
     calibration: CalibrationConfig | None = None,
+    data: str | None = None,
+    calibration_data: str | None = None,
+    eval_data: str | None = None,
     data_dir=None,
     force: bool = False,
     progress: bool = True,
     model_ref: str | None = None,
     weights=None,
-    input_shape: tuple[int, ...] | None = None,
-    data=None,
-    preprocessing: Preprocessing | None = None,
+    random_init: bool = False,
+    model_args: dict | None = None,
+    inputs=None,
+    input_shape=None,
+    outputs=None,
+    preprocessing=None,
+    preprocessing_overrides: dict | None = None,
     labels: list[str] | None = None,
-) -> bnd.Bundle:
-    """Export a run (or a user model) to a verified bundle at ``out``; returns the loaded bundle."""
+    int8_formats=None,
+    formats_explicit: bool = False,
+    max_pixels: int | None = None,
+    mnist=None,
+) -> Bundle:
+    """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded."""
+    t0 = time.perf_counter()
     config.validate()
-    calibration = calibration or CalibrationConfig()
-    if config.int8:
-        calibration.validate()
+    calibration = calibration or DEFAULT_CALIBRATION
+    calibration.validate()
     if out is None:
         raise ConfigError("--out is required: the folder to write the bundle to")
     target = Path(out)
-    clean_leftovers(target)
-    ckpt.prepare_target(target, force, what="bundle")
-    t0 = time.perf_counter()
-    model, ref_name, shape, pre, run_labels, prov, src = resolve_model(run, model_ref, weights, input_shape)
-    pre = preprocessing or pre
-    if data is None and (shape == MNIST_SAMPLE or config.int8):
-        from ..data import load_mnist
-
-        data = load_mnist(data_dir)
-    if config.int8 and shape != MNIST_SAMPLE:
-        raise ConfigError(
-            f"--int8 calibrates on MNIST images; the model's input shape {shape} is not 1,28,28"
-        )
-    x, n_real, note, value_range = parity_inputs(model, shape, pre, data, config.parity_images)
-    from .parity import torch_reference
-
-    ref = torch_reference(model, x)
-    n_classes = int(ref.shape[1])
-    labels = list(
-        labels
-        or run_labels
-        or (data.labels if data is not None and n_classes == 10 else [str(i) for i in range(n_classes)])
+    fsutil.clean_leftovers(target)
+    fsutil.prepare_target(target, force, "bundle")
+    formats, notes = _formats(config, formats_explicit)
+    int8 = _int8_formats(config, formats, int8_formats)
+    source = msrc.resolve(run=run, model_ref=model_ref, weights=weights, random_init=random_init, model_args=model_args)
+    model = source.module
+    signature, example = build_signature(
+        model, source, inputs=inputs, input_shape=input_shape, outputs=outputs, max_batch=config.max_batch
     )
-    if len(labels) != n_classes:
-        raise ConfigError(f"{len(labels)} labels given but the model has {n_classes} outputs")
-    example = torch.from_numpy(x[:2].copy())
-    with staging_dir(target) as staging:
-        arts, fp32_paths = [], {}
-        arts.append(
-            bnd.make_artifact(
-                staging,
-                "torch",
-                "fp32",
-                write_checkpoint(staging, model, ref_name, src),
-                details={"format": "safetensors", "model": ref_name},
-            )
-        )
-        prov.setdefault("checkpoint_sha256", arts[0].sha256)
-        if "torchscript" in config.formats:
-            from .torchscript import export_torchscript
-
-            _say(progress, "torchscript")
-            mobile = staging / TORCHSCRIPT_MOBILE_FILE if config.mobile else None
-            details = export_torchscript(model, staging / TORCHSCRIPT_FILE, example, mobile_path=mobile)
-            extra = [TORCHSCRIPT_MOBILE_FILE] if mobile else []
-            arts.append(bnd.make_artifact(staging, "torchscript", "fp32", TORCHSCRIPT_FILE, extra, details))
-            fp32_paths["torchscript"] = staging / TORCHSCRIPT_FILE
-        if "onnx" in config.formats:
-            from .onnx import export_onnx, metadata_props
-
-            _say(progress, "onnx")
-            k = min(N_ONNX_TEST_IMAGES, n_real)
-            details, files = export_onnx(
-                model,
-                staging / ONNX_FILE,
-                example,
-                opset=config.opset,
-                metadata=metadata_props(pre.to_dict(), labels),
-                test_input=x[:k],
-                test_output=ref[:k],
-            )
-            extra = [f.relative_to(staging).as_posix() for f in files]
-            arts.append(bnd.make_artifact(staging, "onnx", "fp32", ONNX_FILE, extra, details))
-            fp32_paths["onnx"] = staging / ONNX_FILE
-        if "openvino" in config.formats:
-            from .openvino import export_openvino
-
-            _say(progress, "openvino")
-            variants = [("fp32", OPENVINO_FILE, False)] + (
-                [("fp16", OPENVINO_FP16_FILE, True)] if config.fp16 else []
-            )
-            for precision, rel, fp16 in variants:
-                details = export_openvino(
-                    model, staging / rel, example, onnx_path=fp32_paths.get("onnx"), fp16=fp16
-                )
-                arts.append(
-                    bnd.make_artifact(
-                        staging, "openvino", precision, rel, [rel.removesuffix(".xml") + ".bin"], details
-                    )
-                )
-            fp32_paths["openvino"] = staging / OPENVINO_FILE
-        _say(progress, "parity against PyTorch")
-        from .parity import check_parity
-
-        checked = [(a.format, a.precision, staging / a.file) for a in arts if a.format != "torch"]
-        parity = check_parity(
-            checked,
-            x,
-            ref,
-            batch_sizes=config.parity_batch_sizes,
-            fp32_tolerance=Tolerance(config.atol, config.rtol, 1.0, None),
-            inputs_note=note,
-        )
-        calib = layer_report = None
-        if config.int8:
-            new, calib, layer_report = _int8(
-                staging, model, fp32_paths, data, calibration, list(fp32_paths), progress
-            )
-            arts += new
-        manifest = bnd.Manifest(
-            schema_version=bnd.SCHEMA_VERSION,
-            model=ref_name,
-            input={
-                "name": "input",
-                "shape": ["batch", *shape],
-                "dtype": "float32",
-                "value_range": [float(v) for v in value_range],
-            },
-            output={"name": "probs", "shape": ["batch", n_classes], "dtype": "float32"},
-            preprocessing=pre.to_dict(),
-            labels=labels,
-            artifacts=tuple(arts),
-            provenance=prov,
-            environment=environment(),
-            parity=parity,
-            calibration=calib,
-            layer_report=layer_report,
-        )
-        bnd.write_manifest(staging, manifest)
-    _say(progress, f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in arts)})")
-    return bnd.load_bundle(target)
-
-
-def _int8(staging, model, fp32_paths, data, calibration, formats, progress):
-    from .int8 import add_int8_artifacts
-
-    _say(progress, f"int8 ({', '.join(formats)})")
-    res = add_int8_artifacts(
-        staging=staging,
-        model=model,
-        fp32=fp32_paths,
-        data=data,
-        config=calibration,
-        formats=formats,
-        progress=progress,
+    pre = _preprocessing(signature, source, preprocessing, preprocessing_overrides)
+    signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
+    plan = plan_data(
+        signature=signature, preprocessing=pre,
+        data=_default_data(pre, source.random_init, data, calibration_data, eval_data),
+        calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
+        calibration_size=calibration.size, selection_size=calibration.selection_size, seed=calibration.seed,
+        max_pixels=max_pixels, mnist=mnist,
     )
-    arts = [
-        bnd.make_artifact(
-            staging,
-            a["format"],
-            a.get("precision", "int8"),
-            a["file"],
-            a.get("extra_files", []),
-            a.get("details", {}),
+    signature = _with_ranges(signature, pre, plan.calibration)
+    labels = _labels(signature, source, plan, labels)
+    warnings = list(notes)
+    if source.random_init:
+        warnings.insert(0, RANDOM_WEIGHTS_WARNING)
+        n = reestimate_batchnorm(model, plan.calibration, signature.input_names, calibration.batch_size)
+        if n:
+            source.provenance |= {"batchnorm_reestimated": f"{n} BatchNorm layers on the calibration split"}
+    if plan.eval.kind == "synthetic":
+        warnings.append("random inputs: weak evidence (parity and golden I/O use synthetic data)")
+    for w in warnings:
+        _say(progress, w)
+    from ..runtime.verify import label_map
+
+    with fsutil.staging_dir(target, "bundle") as staging:
+        ctx = ExportContext(
+            staging=staging, model=model, signature=signature, example=example, config=config,
+            calibration=calibration, labels=labels, preprocessing=pre.to_manifest() if pre else None,
+            progress=progress, model_ref=source.ref, model_args=source.args, random_init=source.random_init,
         )
-        for a in res.artifacts
-    ]
-    return arts, res.calibration, res.layer_report
+        ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
+        manifest = _write_bundle(ctx, source, plan, formats, int8, warnings)
+        write_manifest(staging, manifest)
+    bundle = load_bundle(target)
+    bundle.trusted = True  # this process wrote it: its TorchScript may load without the opt-in
+    _say(progress, f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in bundle.artifacts)})")
+    return bundle
+
+
+def _int8_formats(config: ExportConfig, formats: list[str], chosen) -> list[str]:
+    if not config.int8:
+        if chosen:
+            raise ConfigError("--int8-formats needs --int8")
+        return []
+    chosen = list(chosen or [f for f in formats if registry.info(f).int8])
+    bad = [f for f in chosen if f not in formats]
+    if bad:
+        raise ConfigError(f"--int8-formats {', '.join(bad)}: not among the exported --formats {', '.join(formats)}")
+    return chosen
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        import sys
+
+        print(f"export: {msg}", file=sys.stderr, flush=True)
+
+
+def _write_bundle(ctx: ExportContext, source, plan, formats, int8, warnings) -> Manifest:
+    """Every file of the bundle, in stage order; returns the manifest to write."""
+    from .golden import int8_agreement, write_golden
+    from .parity import check_parity, parity_feeds
+
+    ctx.artifacts += checkpoint.export(ctx, source)
+    golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
+    k = min(16, len(next(iter(g_in.values()))))
+    ctx.test_io = ({n: v[:k] for n, v in g_in.items()}, {n: v[:k] for n, v in g_out.items()})
+    if "onnx" in formats:
+        from ..formats.onnx import metadata_props
+
+        ctx.metadata = metadata_props(ctx.preprocessing, ctx.labels)
+    for fmt in formats:
+        ctx.say(registry.info(fmt).title)
+        ctx.artifacts += registry.module(fmt).export(ctx)
+    ctx.say("parity against PyTorch")
+    feeds, note = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
+    from ..runtime.parity import Tolerance
+    from .parity import reference
+
+    bundle = ctx.staged_bundle()
+    ref = reference(bundle, feeds)
+    checked = [a for a in ctx.artifacts if a.format != "torch"]
+    tol = Tolerance(ctx.config.atol, ctx.config.rtol, 1.0, None)
+    parity = check_parity(bundle, checked, feeds, ref, batch_sizes=ctx.config.parity_batch_sizes,
+                          fp32_tolerance=tol, inputs_note=note)
+    calib = layer = None
+    if int8:
+        from .int8 import int8_stage
+
+        ctx.say(f"int8 ({', '.join(int8)}), calibrated on {len(plan.calibration)} samples")
+        new, calib, layer, _speed = int8_stage(ctx, plan, int8)
+        golden["int8_agreement"] = int8_agreement(ctx, new, g_in, g_out)
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        model=source.ref,
+        signature=ctx.signature,
+        preprocessing=ctx.preprocessing,
+        labels=tuple(ctx.labels),
+        artifacts=tuple(ctx.artifacts),
+        provenance=dict(source.provenance),
+        environment=device_info(),
+        parity=parity,
+        model_args=dict(source.args),
+        random_init=source.random_init,
+        warnings=tuple(warnings),
+        calibration=calib,
+        layer_report=layer,
+        golden=golden,
+        data=plan.identity(),
+    )
 
 
 # ---------------------------------------------------------------- quantize
+
+
+def load_reference_model(bundle: Bundle) -> torch.nn.Module:
+    """The bundle's reference model, rebuilt from its checkpoint (model code needs explicit trust)."""
+    with bundle.runner("torch", "fp32", "cpu") as r:
+        return r._module
 
 
 def quantize(
     bundle_path,
     *,
     calibration: CalibrationConfig = DEFAULT_CALIBRATION,
+    data: str | None = None,
+    calibration_data: str | None = None,
+    eval_data: str | None = None,
     data_dir=None,
     formats=None,
     progress: bool = True,
     force: bool = False,
-    data=None,
-) -> bnd.Bundle:
+    max_pixels: int | None = None,
+    mnist=None,
+) -> Bundle:
     """Add int8 artifacts to an existing bundle, replacing it atomically.  ``force`` redoes existing int8 ones."""
     calibration.validate()
     target = Path(bundle_path)
-    clean_leftovers(target)
-    old = bnd.load_bundle(target)
-    have = {
-        a.format
-        for a in old.artifacts
-        if a.precision == "fp32" and a.format in ("onnx", "openvino", "torchscript")
-    }
-    formats = list(formats or sorted(have))
+    fsutil.clean_leftovers(target)
+    old = load_bundle(target)
+    m = old.manifest
+    if m.read_only:
+        raise ConfigError(f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it")
+    have = [a.format for a in old.artifacts if a.precision == "fp32" and a.format != "torch"]
+    formats = list(formats or [f for f in have if registry.info(f).int8])
     missing = [f for f in formats if f not in have]
     if missing:
-        raise ConfigError(
-            f"bundle {target} has no fp32 {', '.join(missing)} artifact to quantize; re-export with them"
-        )
+        raise ConfigError(f"bundle {target} has no fp32 {', '.join(missing)} artifact to quantize; re-export with them")
     existing = [a for a in old.artifacts if a.precision == "int8"]
     if existing and not force:
         raise ConfigError(
-            f"bundle {target} already has int8 artifacts ({', '.join(a.key for a in existing)}); "
-            "pass --force to redo them"
+            f"bundle {target} already has int8 artifacts ({', '.join(a.key for a in existing)}); pass --force to redo them"
         )
-    from safetensors.torch import load as load_safetensors
+    model = load_reference_model(old)
+    pre = old.preprocessing
+    plan = plan_data(
+        signature=m.signature, preprocessing=pre,
+        data=_default_data(pre, m.random_init, data, calibration_data, eval_data),
+        calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
+        calibration_size=calibration.size, selection_size=calibration.selection_size, seed=calibration.seed,
+        max_pixels=max_pixels, mnist=mnist,
+    )
+    from ..specs import random_feeds
 
-    from ..models import build_model, code_is_trusted
-
-    model = build_model(old.manifest.model, trust_code=code_is_trusted())
-    try:
-        model.load_state_dict(load_safetensors(old.read_verified(old.artifact("torch"))), strict=True)
-    except RuntimeError as exc:
-        raise BundleError(
-            f"bundle checkpoint does not fit {old.manifest.model}: {str(exc).splitlines()[0]}"
-        ) from None
-    model.eval()
-    if data is None:
-        from ..data import load_mnist
-
-        data = load_mnist(data_dir)
-    if tuple(old.input_shape) != MNIST_SAMPLE:
-        raise DataError(f"int8 calibration uses MNIST images; this bundle's input shape is {old.input_shape}")
+    ex = random_feeds(m.signature, 2)
+    example = tuple(torch.from_numpy(ex[n]) for n in m.signature.input_names)
     keep = [a for a in old.artifacts if a.precision != "int8"]
-    with staging_dir(target) as staging:
+    with fsutil.staging_dir(target, "bundle") as staging:
+        from ..bundle.writer import write_bytes
+
         for a in keep:
             for e in a.files():
-                dst = staging / e.path
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                dst.write_bytes(old.read_verified(a, e.path))
-        fp32 = {f: staging / old.artifact(f).file for f in formats}
-        new, calib, layer_report = _int8(staging, model, fp32, data, calibration, formats, progress)
-        m = old.manifest
-        manifest = bnd.Manifest(
-            **{
-                **{k: getattr(m, k) for k in m.__dataclass_fields__},
-                "artifacts": tuple(keep + new),
-                "calibration": calib,
-                "layer_report": layer_report,
-                "environment": environment(),
-            }
+                write_bytes(staging, e.path, old.read_verified(a, e.path))
+        golden = dict(m.golden) if m.golden else None
+        if golden:
+            for f in golden["files"]:
+                write_bytes(staging, f["path"], old.read_file(f["path"], f["bytes"], f["sha256"]))
+        ctx = ExportContext(
+            staging=staging, model=model, signature=m.signature, example=example, config=DEFAULT_EXPORT,
+            calibration=calibration, labels=list(m.labels), preprocessing=m.preprocessing, progress=progress,
+            model_ref=m.model, model_args=m.model_args, random_init=m.random_init, artifacts=list(keep),
         )
-        bnd.write_manifest(staging, manifest)
-    return bnd.load_bundle(target)
+        from ..runtime.verify import label_map
+        from .int8 import int8_stage
+
+        ctx.label_map = label_map(old, plan.eval)
+        new, calib, layer, _ = int8_stage(ctx, plan, formats)
+        if golden:
+            from .golden import int8_agreement
+
+            g = old.golden()
+            golden["int8_agreement"] = int8_agreement(ctx, new, g[0], g[1])
+        manifest = m.replace(
+            artifacts=tuple(ctx.artifacts), calibration=calib, layer_report=layer, environment=device_info(), golden=golden
+        )
+        write_manifest(staging, manifest)
+    bundle = load_bundle(target)
+    bundle.trusted = True
+    return bundle
+
+
+__all__ = ["export", "quantize", "load_reference_model", "reestimate_batchnorm", "TensorSpec"]

@@ -1,224 +1,166 @@
-"""The int8 step of an export: calibrate, quantize, select, prove, report.
+"""The int8 stage of an export: calibrate, quantize candidates, score, time, select, prove, report.
 
-``add_int8_artifacts`` is called by export/api.py after the fp32 artifacts
-exist in the staging folder.  For each format it quantizes every candidate
-configuration on one calibration set, scores each on the validation split
-(never test), keeps the best, proves the file really is int8 (ExportError
-otherwise), and measures per-layer error against the fp32 PyTorch model.
+For every format (through the format registry, never by name) each candidate
+configuration is quantized on the calibration split, run through the
+runtime's own runner on the selection split and scored (accuracy where labels
+exist, else top-1 agreement with fp32 and output SQNR), and timed with the
+benchmark's own loop.  The **fastest candidate within the accuracy gate**
+ships: on some CPUs the most accurate int8 configuration is slower than fp32
+(the "quantization paradox"), so speed is measured, not assumed.  If no
+candidate passes the gate, the most accurate one ships and verify says so.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
-import sys
 import time
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..calibration import layer_report as lr
-from ..calibration.adapters import torch_batches
-from ..calibration.dataset import CalibrationSet
-from ..calibration.proof import prove
-from ..config import CalibrationConfig
-from ..data import MnistData
-from ..errors import ConfigError, ExportError
+from ..formats import registry
+from ..formats.proof import prove_size
+from ..runtime.benchmark import measure
+from ..runtime.parity import ParityAccumulator, Tolerance
+from ..sources.data import first_batch
+from . import layer_report as lr
+from .parity import reference
 
-INT8_FILES = {
-    "onnx": "onnx/model.int8.onnx",
-    "openvino": "openvino/model.int8.xml",
-    "torchscript": "torchscript/model.int8.pt",
-}
-# Validation images the per-layer report runs on.
-LAYER_REPORT_IMAGES = 1000
+CANDIDATE_DIR = "int8-candidates"
+CACHE_BYTES = 256 << 20  # selection samples held in memory while candidates are scored
 
 
-@dataclass
-class Int8Result:
-    artifacts: list[dict]
-    calibration: dict
-    layer_report: dict
+def _sqnr(ref: np.ndarray, out: np.ndarray) -> float | None:
+    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+    noise = float(np.sum((ref - out) ** 2))
+    if noise == 0:
+        return None  # identical: infinite SQNR
+    return round(10 * math.log10(max(float(np.sum(ref**2)), 1e-30) / noise), 2)
 
 
-def candidates(fmt: str, method: str) -> list[tuple[str, dict]]:
-    """(name, quantizer kwargs) tried for ``fmt``; kept small so auto stays fast.
-
-    OpenVINO always tries both NNCF presets: which one keeps accuracy depends on
-    the model (the default ``performance`` preset lost 0.89 pt on one run here).
-    """
-    if fmt == "onnx":
-        methods = ("minmax", "percentile", "entropy") if method == "auto" else (method,)
-        return [(m, {"method": m}) for m in methods]
-    if fmt == "openvino":
-        pairs = (
-            [("mixed", "default"), ("performance", "default"), ("mixed", "minmax")]
-            if method == "auto"
-            else [("mixed", method), ("performance", method)]
-        )
-        return [(f"{p}/{e}", {"preset": p, "range_estimator": e}) for p, e in pairs]
-    if fmt == "torchscript":
-        if method == "auto":
-            return [("minmax", {"method": "minmax"}), ("histogram", {"method": "entropy"})]
-        return [(method if method == "minmax" else "histogram", {"method": method})]
-    raise ConfigError(f"no int8 support for format {fmt!r}; choose from {', '.join(INT8_FILES)}")
+def _selection(ctx, plan):
+    """Selection feeds (cached in memory, within a budget), their labels and the fp32 reference outputs."""
+    values = ctx.signature.example_values(1)
+    per = sum(int(np.prod(s.concrete_shape(values))) * s.np_dtype.itemsize for s in ctx.signature.inputs)
+    n = max(1, min(len(plan.selection), ctx.calibration.selection_size, CACHE_BYTES // max(per, 1)))
+    feeds, labels = first_batch(plan.selection, n)
+    if labels is not None and ctx.label_map is not None:
+        labels = ctx.label_map[labels]
+    return feeds, labels, reference(ctx.staged_bundle(), feeds)
 
 
-def _say(progress: bool, msg: str) -> None:
-    if progress:
-        print(f"int8: {msg}", file=sys.stderr, flush=True)
+def _speed_feeds(feeds: dict, batch: int) -> dict:
+    n = len(next(iter(feeds.values())))
+    reps = -(-batch // n)
+    return {k: np.ascontiguousarray(np.concatenate([v] * reps)[:batch]) for k, v in feeds.items()}
 
 
-def _companions(path: Path) -> list[Path]:
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+def _score(ctx, runner, sel, gate: Tolerance, name: str) -> dict:
+    feeds, labels, ref = sel
+    out = runner.run_all(feeds, 64)
+    acc = ParityAccumulator(ctx.signature, gate, name, "int8")
+    acc.update(ref, out, labels)
+    res = acc.result()
+    primary = ctx.signature.primary_output.name
+    return {
+        "accuracy": res.accuracy,
+        "ref_accuracy": res.ref_accuracy,
+        "agreement": res.agreement,
+        "sqnr_db": _sqnr(ref[primary], out[primary]),
+        "within_gate": res.passed,
+        "why_not": list(res.reasons),
+    }
 
 
-class _Quantizer:
-    """Per-format quantize-to-file and predict, so selection is one loop."""
-
-    def __init__(self, fmt: str, model, fp32: Path, calset: CalibrationSet):
-        self.fmt, self.model, self.fp32, self.calset = fmt, model, fp32, calset
-        self.eager = None  # torchscript: the eager int8 module of the last candidate
-
-    def quantize(self, out: Path, kwargs: dict) -> dict:
-        if self.fmt == "onnx":
-            from ..calibration.onnx_int8 import quantize_onnx
-
-            return quantize_onnx(self.fp32, out, self.calset, **kwargs)
-        if self.fmt == "openvino":
-            from ..calibration.openvino_int8 import quantize_openvino
-
-            return quantize_openvino(self.fp32, out, self.calset, **kwargs)
-        from .torchscript_int8 import quantize_torchscript
-
-        example = torch.from_numpy(next(iter(self.calset.batches(2))))
-        self.eager, settings = quantize_torchscript(
-            self.model, torch_batches(self.calset), example, out, **kwargs
-        )
-        return settings
-
-    def predict(self, path: Path, x: np.ndarray) -> np.ndarray:
-        if self.fmt == "onnx":
-            from ..calibration.onnx_int8 import ort_predict
-
-            return ort_predict(path, x)
-        if self.fmt == "openvino":
-            from ..calibration.openvino_int8 import ov_predict
-
-            return ov_predict(path, x)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream
-            module = torch.jit.load(str(path), map_location="cpu")
-        with torch.no_grad():
-            return np.concatenate(
-                [module(torch.from_numpy(x[i : i + 1000])).numpy() for i in range(0, len(x), 1000)]
-            )
+def _rank(c: dict) -> tuple:
+    s = c["score"]
+    sq = s["sqnr_db"] if s["sqnr_db"] is not None else 1e9
+    return (s["accuracy"] if s["accuracy"] is not None else -1.0, s["agreement"] or 0.0, sq)
 
 
-def _torch_predict(model, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate(
-            [model(torch.from_numpy(x[i : i + 1000])).numpy() for i in range(0, len(x), 1000)]
-        )
+def int8_stage(ctx, plan, formats: list[str]) -> tuple[list, dict, dict, dict]:
+    """(int8 artifacts, calibration block, layer report, speed summary) for ``formats``."""
+    cfg = ctx.calibration
+    gate = Tolerance(None, None, cfg.min_agreement, cfg.max_accuracy_drop)
+    sel = _selection(ctx, plan)
+    speed_feeds = _speed_feeds(sel[0], min(cfg.speed_batch, ctx.signature.max_batch))
+    artifacts, speed = [], {}
+    for fmt in formats:
+        art, summary = _quantize_format(ctx, fmt, plan.calibration, sel, speed_feeds, gate)
+        artifacts.append(art)
+        speed[fmt] = summary
+    shutil.rmtree(ctx.staging / CANDIDATE_DIR, ignore_errors=True)
+    report = lr.layer_report(ctx, artifacts, first_batch(plan.selection, min(len(plan.selection), 64))[0])
+    calibration = {
+        "size": len(plan.calibration),
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "source": plan.calibration.identity(),
+        "selection": {k: v for k, v in plan.selection.identity().items() if k not in ("indices", "files")},
+        "gate": {"min_agreement": cfg.min_agreement, "max_accuracy_drop": cfg.max_accuracy_drop},
+    }
+    return artifacts, calibration, report, speed
 
 
-def _quantize_format(
-    fmt, model, fp32_path: Path, staging: Path, calset, method, val, test, progress
-) -> tuple[dict, object]:
-    xv, yv, ref_v = val
-    q = _Quantizer(fmt, model, fp32_path, calset)
-    final = staging / INT8_FILES[fmt]
-    work = staging / ".int8-candidates" / fmt
-    work.mkdir(parents=True, exist_ok=True)
-    scores: dict[str, tuple[float, float]] = {}
-    best = None
+def _quantize_format(ctx, fmt: str, calibration, sel, speed_feeds, gate):
+    mod = registry.module(fmt)
+    backend = registry.info(fmt).backend
+    fp32 = ctx.fp32(fmt)
+    bundle = ctx.staged_bundle()
+    cands = []
     t0 = time.perf_counter()
-    for i, (name, kwargs) in enumerate(candidates(fmt, method)):
-        out = work / f"c{i}{final.suffix}"
-        settings = q.quantize(out, kwargs)
-        pred = q.predict(out, xv).argmax(1)
-        scores[name] = (float(np.mean(pred == yv)), float(np.mean(pred == ref_v)))
-        _say(
-            progress,
-            f"{fmt} {name}: val {scores[name][0] * 100:.2f}%, agreement {scores[name][1] * 100:.2f}%",
+    with bundle.runner(backend, "fp32", "cpu", artifact=fp32, threads=None) as r:
+        fp32_speed = measure(r, speed_feeds, seconds=ctx.calibration.speed_seconds)
+    suffix = "".join(fp32.file.rpartition("/")[2].partition(".")[1:]) or ".bin"
+    for i, (name, kwargs) in enumerate(mod.int8_candidates(ctx.calibration.method)):
+        rel = f"{CANDIDATE_DIR}/{fmt}/c{i}{suffix}"
+        files, settings = mod.quantize(ctx, fp32, calibration, rel, **kwargs)
+        art = ctx.artifact(fmt, "int8", files[0], files[1:], {})
+        with bundle.runner(backend, "int8", "cpu", artifact=art) as r:
+            score = _score(ctx, r, sel, gate, f"{fmt}/int8 {name}")
+            t = measure(r, speed_feeds, seconds=ctx.calibration.speed_seconds)
+        cands.append({"name": name, "files": files, "settings": settings, "score": score,
+                      "throughput_per_s": t["throughput_per_s"], "p50_us": t["p50"]})
+        ctx.say(
+            f"int8 {fmt} {name}: "
+            + (f"acc {score['accuracy'] * 100:.2f}%, " if score["accuracy"] is not None else "")
+            + f"agreement {(score['agreement'] or 0) * 100:.2f}%, {t['throughput_per_s']:,.0f}/s at batch "
+            f"{len(next(iter(speed_feeds.values())))}" + ("" if score["within_gate"] else " (outside the gate)")
         )
-        if best is None or scores[name] > scores[best[0]]:  # val accuracy, then agreement with fp32
-            best = (name, out, settings, q.eager)
-    name, out, settings, eager = best
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for src, dst in zip(_companions(out), _companions(final), strict=True):
-        src.replace(dst)
-    shutil.rmtree(work, ignore_errors=True)
-    proof = prove(fmt, final, fp32_path)  # raises ExportError naming the failed check
-    xt, yt, ref_t = test
-    pred_t = q.predict(final, xt).argmax(1)
+    passing = [c for c in cands if c["score"]["within_gate"]]
+    pick = max(passing, key=lambda c: c["throughput_per_s"]) if passing else max(cands, key=_rank)
+    final = _install(ctx, fmt, mod, pick)
+    proof = mod.prove_int8(ctx, ctx.staging / final.file)
+    ratio = prove_size(final, fp32)
     details = {
-        **settings,
-        "calibration_method": method if method != "auto" else f"auto -> {name}",
-        "selected": name,
-        "candidates": {n: round(s[0], 6) for n, s in scores.items()},
-        "candidate_agreement": {n: round(s[1], 6) for n, s in scores.items()},
-        "val_accuracy": scores[name][0],
-        "val_agreement": scores[name][1],
-        "test_accuracy": float(np.mean(pred_t == yt)),
-        "test_agreement": float(np.mean(pred_t == ref_t)),
+        **pick["settings"],
+        "selected": pick["name"],
+        "selection_rule": "fastest within the accuracy gate" if passing else "most accurate (none within the gate)",
+        "candidates": {c["name"]: {**c["score"], "throughput_per_s": round(c["throughput_per_s"], 1),
+                                   "p50_us": round(c["p50_us"], 2)} for c in cands},
+        "speed_batch": len(next(iter(speed_feeds.values()))),
+        "fp32_throughput_per_s": round(fp32_speed["throughput_per_s"], 1),
+        "speedup_vs_fp32": round(pick["throughput_per_s"] / max(fp32_speed["throughput_per_s"], 1e-9), 3),
+        "selection_accuracy": pick["score"]["accuracy"],
+        "selection_agreement": pick["score"]["agreement"],
         "proof": proof,
-        "size_ratio": proof["size_ratio"],
+        "size_ratio": round(ratio, 4),
         "quantize_seconds": round(time.perf_counter() - t0, 2),
     }
-    artifact = {
-        "format": fmt,
-        "precision": "int8",
-        "file": final.relative_to(staging).as_posix(),
-        "extra_files": [p.relative_to(staging).as_posix() for p in _companions(final)[1:]],
-        "details": details,
-    }
-    return artifact, (eager if fmt == "torchscript" else final)
+    details["slower_than_fp32"] = details["speedup_vs_fp32"] < 1.0
+    final = ctx.artifact(fmt, "int8", final.file, [e.path for e in final.extra_files], details)
+    ctx.artifacts.append(final)
+    return final, {"speedup_vs_fp32": details["speedup_vs_fp32"], "selected": pick["name"]}
 
 
-def add_int8_artifacts(
-    *,
-    staging: Path,
-    model: torch.nn.Module,
-    fp32: dict[str, Path],
-    data: MnistData,
-    config: CalibrationConfig,
-    formats: Sequence[str],
-    progress: bool = True,
-) -> Int8Result:
-    """Quantize each of ``formats`` from its fp32 file in ``fp32``; write the int8 files into ``staging``."""
-    config.validate()
-    staging = Path(staging)
-    missing = [f for f in formats if f not in fp32]
-    if missing:
-        raise ExportError(
-            f"int8 needs the fp32 {', '.join(missing)} artifact(s) first; export those formats too"
-        )
-    model = model.eval()
-    calset = CalibrationSet.from_data(data, config)
-    xv = data.preprocessing.apply(data.val_images)
-    xt = data.preprocessing.apply(data.test_images)
-    val = (xv, data.val_labels, _torch_predict(model, xv).argmax(1))
-    test = (xt, data.test_labels, _torch_predict(model, xt).argmax(1))
-    x_report = xv[:LAYER_REPORT_IMAGES]
-    artifacts, report = [], {}
-    for fmt in formats:
-        artifact, handle = _quantize_format(
-            fmt, model, Path(fp32[fmt]), staging, calset, config.method, val, test, progress
-        )
-        artifacts.append(artifact)
-        report[fmt] = lr.layer_errors(model, fmt, handle, x_report)
-    shutil.rmtree(staging / ".int8-candidates", ignore_errors=True)
-    return Int8Result(
-        artifacts=artifacts,
-        calibration=calset.to_manifest(config.method),
-        layer_report={
-            "reference": "pytorch fp32",
-            "split": "val",
-            "images": len(x_report),
-            "formats": report,
-        },
-    )
+def _install(ctx, fmt: str, mod, pick: dict):
+    """Move the chosen candidate's files to the format's int8 names."""
+    target = mod.INT8_FILE
+    names = [target] + ([target.removesuffix(".xml") + ".bin"] if len(pick["files"]) > 1 else [])
+    for src, dst in zip(pick["files"], names, strict=True):
+        ctx.path(dst)
+        (ctx.staging / src).replace(ctx.staging / dst)
+    scratch = ctx.scratch.get(f"{fmt}_int8")
+    if scratch and pick["files"][0] in scratch:
+        scratch[target] = scratch.pop(pick["files"][0])
+    return ctx.artifact(fmt, "int8", names[0], names[1:], {})

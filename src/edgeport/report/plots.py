@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .rundata import Row
 
 COLORS = {"fp32": "#1f77b4", "fp16": "#2ca02c", "int8": "#ff7f0e"}
@@ -19,16 +21,53 @@ def _plt():
 
 
 def _save(fig, out: Path) -> Path:
+    import io
+
+    from ..fsutil import atomic_write
+
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
     _plt().close(fig)
-    return out
+    return atomic_write(out, buf.getvalue())
+
+
+def _name(labels, i) -> str:
+    from ..errors import safe_text
+
+    i = int(i)
+    return safe_text(labels[i] if labels and 0 <= i < len(labels) else i, 24)
+
+
+def sample_grid(images: list, actual, predicted, out: Path, *, labels=None, title=None) -> Path:
+    """Up to 16 images (grey HW or RGB HWC, any size) titled "Actual: X / Predicted: Y" (red when wrong)."""
+    plt = _plt()
+    n = min(16, len(images))
+    fig, axes = plt.subplots(4, 4, figsize=(8, 8.6))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = np.asarray(images[i])
+        ax.imshow(img if img.ndim == 3 and img.shape[-1] == 3 else img.reshape(img.shape[:2]), cmap="gray")
+        pred = _name(labels, predicted[i])
+        if actual is None:
+            ax.set_title(f"Predicted: {pred}", fontsize=9)
+        else:
+            ok = int(actual[i]) == int(predicted[i])
+            ax.set_title(f"Actual: {_name(labels, actual[i])} / Predicted: {pred}", fontsize=9,
+                         color="black" if ok else "red")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out)
 
 
 def training_curve(history: list[dict], out: Path) -> Path | None:
     """Train/validation loss and validation accuracy per epoch."""
-    hist = [h for h in history if isinstance(h, dict) and "epoch" in h]
+    from .rundata import numbers
+
+    hist = numbers(history, ("train_loss", "val_loss", "val_accuracy"))
     if not hist:
         return None
     plt = _plt()

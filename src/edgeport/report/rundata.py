@@ -26,6 +26,7 @@ BACKEND_FORMAT = {
     "openvino": "openvino",
     "torchscript": "torchscript",
     "torch": "torch",
+    "executorch": "executorch",
 }
 
 
@@ -49,6 +50,8 @@ class Row:
     throughput_batch: int | None = None
     size_bytes: int | None = None
     scaling: dict = field(default_factory=dict)  # batch size -> samples/s
+    host: str = ""
+    notes: list = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -64,6 +67,25 @@ class RunData:
 
     def ran(self, stage: str) -> bool:
         return self.raw.get(stage) is not None
+
+    def warnings(self) -> list[str]:
+        out: list[str] = []
+        for stage in ("manifest", "verify"):
+            d = self.raw.get(stage)
+            if isinstance(d, dict) and isinstance(d.get("warnings"), list):
+                out += [str(w) for w in d["warnings"] if isinstance(w, str) and str(w) not in out]
+        return out
+
+    def evidence(self) -> str:
+        v = self.raw.get("verify")
+        if isinstance(v, dict) and isinstance(v.get("data"), dict):
+            ev, n, kind = v["data"].get("evidence"), v["data"].get("n"), v["data"].get("kind")
+            if isinstance(ev, str):
+                return f"verified on {n} samples ({kind}): {ev}"
+        return ""
+
+    def hosts(self) -> list[str]:
+        return sorted({r.host for r in self.rows})
 
     def status(self, stage: str) -> str:
         if stage in self.problems:
@@ -111,30 +133,40 @@ def _list(obj, key: str) -> list:
     return []
 
 
-def _key(d: dict) -> tuple[str, str, str]:
-    return (str(d.get("backend", "?")), str(d.get("device", "cpu")).lower(), str(d.get("precision", "fp32")))
+def _key(d: dict, host: str) -> tuple[str, str, str, str]:
+    return (host, str(d.get("backend", "?")), str(d.get("device", "cpu")).lower(), str(d.get("precision", "fp32")))
+
+
+def _host(report) -> str:
+    if isinstance(report, dict):
+        dev = report.get("device") if isinstance(report.get("device"), dict) else report.get("environment")
+        if isinstance(dev, dict) and isinstance(dev.get("hostname"), str):
+            return dev["hostname"]
+    return ""
 
 
 def build_rows(raw: dict) -> list[Row]:
     rows: dict[tuple, Row] = {}
 
-    def row_for(d: dict) -> Row:
-        k = _key(d)
+    def row_for(d: dict, host: str) -> Row:
+        k = _key(d, host)
         if k not in rows:
-            fmt = d.get("format") or BACKEND_FORMAT.get(k[0], k[0])
-            rows[k] = Row(backend=k[0], device=str(d.get("device", "cpu")), precision=k[2], format=str(fmt))
+            fmt = d.get("format") or BACKEND_FORMAT.get(k[1], k[1])
+            rows[k] = Row(backend=k[1], device=str(d.get("device", "cpu")), precision=k[3], format=str(fmt), host=host)
         return rows[k]
 
     verify = raw.get("verify")
+    vhost = _host(verify)
     for v in _list(verify, "results") or _list(verify, "rows"):  # runtime/verify.py writes "rows"
-        r = row_for(v)
+        r = row_for(v, vhost)
         r.accuracy = _num(v, "accuracy")
         r.max_abs = _num(v, "max_abs", "max_abs_error")
         r.agreement = _num(v, "agreement", "top1_agreement")
         r.passed = v.get("passed") if isinstance(v.get("passed"), bool) else None
         r.reasons = [str(x) for x in v.get("reasons") or []]
+    bhost = _host(raw.get("bench")) or vhost
     for b in _list(raw.get("bench"), "rows"):
-        r = row_for(b)
+        r = row_for(b, b.get("host") if isinstance(b.get("host"), str) else bhost)
         bs = int(_num(b, "batch_size") or 1)
         lat = b.get("latency_us") if isinstance(b.get("latency_us"), dict) else {}
         if r.latency_batch is None or bs < r.latency_batch:
@@ -151,8 +183,22 @@ def build_rows(raw: dict) -> list[Row]:
         sizes[k] = sizes.get(k, 0) + int(_num(a, "bytes", "size") or 0) + extra
     for r in rows.values():
         r.size_bytes = sizes.get((r.format, r.precision)) or None
-    order = {"torch": 0, "torchscript": 1, "onnxruntime": 2, "openvino": 3}
-    return sorted(rows.values(), key=lambda r: (order.get(r.backend, 9), r.backend, r.device, r.precision))
+    _flag_slow_int8(rows)
+    order = {"torch": 0, "torchscript": 1, "onnxruntime": 2, "openvino": 3, "executorch": 4}
+    return sorted(rows.values(), key=lambda r: (r.host, order.get(r.backend, 9), r.backend, r.device, r.precision))
+
+
+def _flag_slow_int8(rows: dict) -> None:
+    """Mark every int8 row whose throughput is below its fp32 twin's at the largest common batch."""
+    for (host, backend, device, prec), r in rows.items():
+        twin = rows.get((host, backend, device, "fp32"))
+        if prec != "int8" or twin is None:
+            continue
+        common = sorted(set(r.scaling) & set(twin.scaling))
+        if common:
+            b = common[-1]
+            if r.scaling[b] < twin.scaling[b]:
+                r.notes.append(f"int8 slower than fp32 at batch {b} ({r.scaling[b]:,.0f} vs {twin.scaling[b]:,.0f}/s)")
 
 
 def environment(raw: dict) -> dict[str, str]:
@@ -160,8 +206,11 @@ def environment(raw: dict) -> dict[str, str]:
     env: dict[str, str] = {}
     for stage in ("train", "manifest", "verify", "bench"):
         src = raw.get(stage)
-        if isinstance(src, dict) and isinstance(src.get("environment"), dict):
-            _flatten(src["environment"], "", env)
+        if not isinstance(src, dict):
+            continue
+        for key in ("environment", "device"):
+            if isinstance(src.get(key), dict):
+                _flatten({k: v for k, v in src[key].items() if k != "devices"}, "", env)
     return env
 
 
@@ -180,3 +229,14 @@ def _flatten(d: dict, prefix: str, out: dict) -> None:
 def devices(raw: dict) -> list[dict]:
     d = raw.get("devices")
     return _list(d, "devices")
+
+
+def numbers(history, keys: tuple[str, ...]) -> list[dict]:
+    """Per-epoch history entries whose ``epoch`` and ``keys`` are plain numbers (others dropped)."""
+    out = []
+    for h in history if isinstance(history, list) else []:
+        if not isinstance(h, dict) or not isinstance(h.get("epoch"), (int, float)) or isinstance(h.get("epoch"), bool):
+            continue
+        out.append({"epoch": h["epoch"], **{k: h[k] for k in keys if isinstance(h.get(k), (int, float))
+                                            and not isinstance(h.get(k), bool)}})
+    return out

@@ -20,28 +20,36 @@ from .rundata import DASH, FILES, Row, RunData, devices, environment, load
 SHIP_TOLERANCE = 0.002
 
 
-def write_report(run_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``RUN/report.md``, ``RUN/report.html`` and ``RUN/plots/*.png``; return both paths."""
+PLOTS = ("training.png", "latency.png", "pareto.png", "scaling.png")
+
+
+def write_report(run_dir: str | os.PathLike, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``RUN/report.md``, ``RUN/report.html`` and ``RUN/plots/*.png``; return both paths.
+
+    Each file is refused if it exists, unless ``force``; each is written atomically.
+    """
+    from ..fsutil import atomic_write, check_new_files
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run folder {run_dir} not found; run `edgeport pipeline --out {run_dir}` first")
+    md, page = run_dir / "report.md", run_dir / "report.html"
+    if (run_dir / "plots").is_dir() or not force:
+        check_new_files([md, page, *((run_dir / "plots" / n) for n in PLOTS if (run_dir / "plots").is_dir())], force)
     data = load(run_dir)
     try:
         sections = build_sections(data)
-        md, page = run_dir / "report.md", run_dir / "report.html"
-        _write(md, to_markdown(sections))
-        _write(page, to_html(sections))
-    except PermissionError as exc:
-        raise ConfigError(
-            f"cannot write the report into {run_dir} ({exc.strerror}); make it writable"
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise DataError(
+            f"the run folder {run_dir} holds a malformed JSON file ({type(exc).__name__}: {str(exc)[:120]}); "
+            "re-run the stage that wrote it"
         ) from None
+    try:
+        atomic_write(md, to_markdown(sections))
+        atomic_write(page, to_html(sections))
+    except PermissionError as exc:
+        raise ConfigError(f"cannot write the report into {run_dir} ({exc.strerror}); make it writable") from None
     return md, page
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -148,7 +156,7 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
                     "throughput /s",
                     "size",
                     "result",
-                ],
+                ] + (["host"] if len(data.hosts()) > 1 else []),
                 [
                     [
                         r.backend,
@@ -162,8 +170,8 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
                         _us(r.p99_us),
                         _tput(r),
                         _size(r.size_bytes),
-                        _status(r),
-                    ]
+                        _status(r) + (" (" + "; ".join(r.notes) + ")" if r.notes else ""),
+                    ] + ([r.host] if len(data.hosts()) > 1 else [])
                     for r in rows
                 ],
             )
@@ -194,21 +202,27 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
                 )
         sections.append((title, blocks))
 
-    grid = data.run_dir / "grid.png"
-    sections.append(
-        (
-            "Predictions on test images",
-            [("img", grid, "4x4 prediction grid")]
-            if grid.is_file()
-            else [("p", "Not run: grid.png not found (the pipeline renders it).")],
-        )
-    )
+    grid, samples = data.run_dir / "grid.png", data.run_dir / "samples.png"
+    if samples.is_file():
+        pred = [("p", "Sample images of your eval data with the reference model's predictions (red: wrong)."),
+                ("img", samples, "sample predictions")]
+    elif grid.is_file():
+        pred = [("img", grid, "4x4 prediction grid")]
+    else:
+        pred = [("p", "Not run: no grid.png or samples.png (the pipeline renders them).")]
+    sections.append(("Predictions", pred))
     sections.append(("Environment", _environment(data)))
     return sections
 
 
 def _summary(data: RunData, train: dict | None) -> list:
     parts = []
+    warns = data.warnings()
+    if warns:
+        parts.append("**WARNING: " + "; ".join(warns) + ".**")
+    ev = data.evidence()
+    if ev:
+        parts.append(f"Evidence: {ev}.")
     if train:
         parts.append(f"Model {train.get('model', DASH)}, test accuracy {_pct(train.get('test_accuracy'))}.")
     verified = [r for r in data.rows if r.passed is not None]
@@ -228,7 +242,7 @@ def _summary(data: RunData, train: dict | None) -> list:
 
 def _model_summary(train: dict) -> str:
     try:  # the torchsummary table, when torch is installed
-        from ..models import build_model, summary_text
+        from ..sources.models import build_model, summary_text
 
         shape = tuple(train.get("input_shape", [1, 1, 28, 28])[-3:])
         return summary_text(build_model(train["model"]), shape).strip()

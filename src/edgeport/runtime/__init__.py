@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .base import DEFAULT_MAX_BATCH, Prepared, Runner, default_threads
+from ..specs import DEFAULT_MAX_BATCH
+from .base import Prepared, Runner, default_threads
 from .registry import available_backends, create_runner, list_devices
 
 _LAZY = {

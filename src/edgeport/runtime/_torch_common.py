@@ -1,4 +1,4 @@
-"""Shared by the torch and TorchScript runners: devices, threads, the run path.
+"""Shared by the torch and TorchScript runners: devices, threads, the run path, output mapping.
 
 Imported only by those two backends, so the light runtime never imports torch.
 """
@@ -10,6 +10,21 @@ import torch
 
 from ..errors import BackendUnavailableError, BundleError
 from .base import Prepared, Runner, cpu_count
+
+
+def outputs_to_dict(y, names: list[str], key: str) -> dict:
+    """A model's return value (tensor, tuple/list, or dict) -> tensors by output name, in manifest order."""
+    if isinstance(y, torch.Tensor):
+        seq = [y]
+    elif isinstance(y, dict):
+        seq = [y[n] for n in names] if all(n in y for n in names) else list(y.values())
+    elif isinstance(y, (tuple, list)):
+        seq = list(y)
+    else:
+        raise BundleError(f"{key} returned a {type(y).__name__}, expected tensors; re-export the bundle")
+    if len(seq) != len(names):
+        raise BundleError(f"{key} returned {len(seq)} outputs, the manifest lists {len(names)}; re-export the bundle")
+    return dict(zip(names, seq, strict=True))
 
 
 class TorchRunnerBase(Runner):
@@ -43,40 +58,64 @@ class TorchRunnerBase(Runner):
         self._apply_threads()
         self._dev = self._torch_device()
         self._module = self._build()
+        self._in_names = self.signature.input_names
+        self._out_names = self.signature.output_names
 
     def _build(self):
         raise NotImplementedError
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _tensors(self, feeds: dict) -> list:
+        return [torch.from_numpy(feeds[n]).to(self._dev) for n in self._in_names]
+
+    def _call(self, tensors: list) -> dict:
+        y = self._module(*tensors)
+        return outputs_to_dict(y, self._out_names, self.artifact.key)
+
+    def _run(self, feeds: dict) -> dict:
         try:
             with torch.inference_mode():
-                y = self._module(torch.from_numpy(x).to(self._dev))
-                return y.float().cpu().numpy()
+                out = self._call(self._tensors(feeds))
+                return {k: v.detach().cpu().numpy() for k, v in out.items()}
+        except BundleError:
+            raise
         except (RuntimeError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            # x passed the manifest's input checks, so the model does not fit its manifest.
+            # The feeds passed the manifest's input checks, so the model does not fit its manifest.
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            shapes = {k: list(v.shape) for k, v in feeds.items()}
             raise BundleError(
-                f"{self.artifact.key} failed on an input of shape {list(x.shape)} that matches the "
-                f"manifest ({type(exc).__name__}: {first}); re-export the bundle"
+                f"{self.artifact.key} failed on inputs {shapes} that match the manifest "
+                f"({type(exc).__name__}: {first}); re-export the bundle"
             ) from None
 
-    def _prepare(self, x: np.ndarray) -> Prepared:
+    def _prepare(self, feeds: dict) -> Prepared:
         self._apply_threads()
-        t = torch.from_numpy(x).to(self._dev)
-        module = self._module
+        tensors = self._tensors(feeds)
         out: list = [None]
         sync = torch.cuda.synchronize if self._dev.type == "cuda" else None
+        module = self._module
 
         def call():
             with torch.inference_mode():
-                out[0] = module(t)
+                out[0] = module(*tensors)
             if sync is not None:
                 sync()
 
         call()
-        return Prepared(call=call, fetch=lambda: out[0].float().cpu().numpy().copy(), release=out.clear)
+
+        def fetch() -> dict:
+            d = outputs_to_dict(out[0], self._out_names, self.artifact.key)
+            return {k: v.detach().cpu().numpy().copy() for k, v in d.items()}
+
+        return Prepared(call=call, fetch=fetch, release=out.clear)
 
     def _close(self) -> None:
         self._module = None
         if getattr(self, "_dev", None) is not None and self._dev.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+__all__ = ["TorchRunnerBase", "first_line", "outputs_to_dict", "np"]

@@ -1,29 +1,30 @@
-"""The Runner template: one public lifecycle for every backend.
+"""The Runner template: one public lifecycle and one tensor contract for every backend.
 
 Public ``load / run / predict / prepare / close`` (and ``with`` use) check the
-state and the inputs, then call the backend's ``_load / _run / _prepare /
-_close``.  Backends never see an input that failed a check.  Timing lives in
-:mod:`edgeport.runtime.benchmark`, which times the zero-argument callable that
-:meth:`Runner.prepare` returns, so every backend is measured by the same loop.
+state and every input against the bundle's tensor specs, call the backend's
+``_load / _run / _prepare / _close``, then check every output: shape, dtype,
+batch equal to the input's, finite values.  Backends never see an input that
+failed a check, and nothing a backend returns reaches the caller unchecked.
+Timing lives in :mod:`edgeport.runtime.benchmark`, which times the
+zero-argument callable that :meth:`Runner.prepare` returns, so every backend
+is measured by the same loop.
 
 numpy only; never imports torch.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
+from ..specs import DEFAULT_MAX_BATCH
 
-# Larger batches are refused rather than risk exhausting memory on a small device;
-# predict() splits any batch into chunks of at most this size.
-DEFAULT_MAX_BATCH = 4096
+MAX_THREADS = 256
 
 
 def cpu_count() -> int:
@@ -34,40 +35,49 @@ def cpu_count() -> int:
 
 
 def default_threads(batch_size: int | None = None) -> int:
-    """Intra-op threads for a batch size.
-
-    A batch-1 inference of a small model takes a few microseconds of compute:
-    handing it to a thread pool costs more than it saves, so small batches run
-    on the calling thread.  Large batches are split over every core.
-    """
+    """Intra-op threads for a batch size: small batches on the calling thread, large ones on every core."""
     if batch_size is not None and batch_size <= 16:
         return 1
     return cpu_count()
 
 
+def check_threads(threads) -> int:
+    """Threads must be 1..max(256, 4 x cores): more only thrashes (or hangs) the machine."""
+    limit = max(MAX_THREADS, 4 * cpu_count())
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
+        raise ConfigError(f"threads must be a whole number between 1 and {limit}, got {threads!r}")
+    return threads
+
+
 @dataclass
 class Prepared:
-    """A fixed input bound to a runner: ``call()`` runs one inference, zero-copy.
+    """Fixed inputs bound to a runner: ``call()`` runs one inference, zero-copy.
 
-    ``call`` is what the benchmark times; ``fetch()`` returns (a copy of) the
-    latest output, for checking that the fast path computes the right thing.
+    ``call`` is what the benchmark times; ``fetch()`` returns (copies of) the
+    latest outputs by name, for checking that the fast path computes the right thing.
     """
 
     call: Callable[[], object]
-    fetch: Callable[[], np.ndarray]
+    fetch: Callable[[], dict]
     release: Callable[[], None] = lambda: None
 
     def __call__(self) -> object:
         return self.call()
 
 
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x.astype(np.float64) - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 class Runner:
     """Base class of every backend runner.
 
     Subclasses set ``backend`` and ``format`` and implement ``_load``, ``_run``,
-    ``_prepare`` and ``_close``.  ``_run`` receives a checked, C-contiguous
-    float32 array and returns ``[N, C]`` float32 probabilities; it must be safe
-    to call from several threads at once.
+    ``_prepare`` and ``_close``.  ``_run`` receives checked, C-contiguous arrays
+    by input name and returns arrays by output name; it must be safe to call
+    from several threads at once.
     """
 
     backend: str = ""
@@ -82,18 +92,26 @@ class Runner:
         device: str = "cpu",
         threads: int | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
+        artifact=None,
+        taps: Mapping[str, str] | None = None,
     ) -> None:
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"threads must be a whole number >= 1, got {threads!r}")
-        if not isinstance(max_batch, int) or max_batch < 1:
+        if threads is not None:
+            check_threads(threads)
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(f"max_batch must be a whole number >= 1, got {max_batch!r}")
         self.bundle = bundle
+        self.signature = bundle.signature
         self.precision = precision
         self.device = device.lower()
         self.threads = threads if threads is not None else default_threads()
-        self.max_batch = max_batch
-        self.artifact = bundle.artifact(self.format, precision)
-        self.input_shape = tuple(int(d) for d in bundle.input_shape)
+        self.artifact = artifact if artifact is not None else bundle.artifact(self.format, precision)
+        artifact_max = self.artifact.details.get("max_batch") if isinstance(self.artifact.details, dict) else None
+        bounds = [max_batch, self.signature.max_batch]
+        if isinstance(artifact_max, int) and not isinstance(artifact_max, bool) and artifact_max >= 1:
+            bounds.append(artifact_max)
+        self.max_batch = min(bounds)
+        # taps: label -> graph tensor (or module) name, read beside the outputs (per-layer reports)
+        self.taps = dict(taps or {})
         self._state = "new"
         self._lock = threading.Lock()
 
@@ -125,13 +143,19 @@ class Runner:
     def is_loaded(self) -> bool:
         return self._state == "loaded"
 
+    @property
+    def input_names(self) -> list[str]:
+        return self.signature.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.signature.output_names
+
     # -- lifecycle ----------------------------------------------------------
     def load(self) -> Runner:
         with self._lock:
             if self._state == "closed":
-                raise ConfigError(
-                    f"{self.name} runner is closed; create a new runner with bundle.runner(...)"
-                )
+                raise ConfigError(f"{self.name} runner is closed; create a new runner with bundle.runner(...)")
             if self._state == "new":
                 self._load()
                 self._state = "loaded"
@@ -152,102 +176,92 @@ class Runner:
     def _ensure_loaded(self) -> None:
         if self._state != "loaded":
             if self._state == "closed":
-                raise ConfigError(
-                    f"{self.name} runner is closed; create a new runner with bundle.runner(...)"
-                )
+                raise ConfigError(f"{self.name} runner is closed; create a new runner with bundle.runner(...)")
             self.load()
 
     # -- inference ----------------------------------------------------------
-    def check_input(self, x) -> np.ndarray:
-        """``x`` as a C-contiguous float32 array, or :class:`InputError` saying what is wrong."""
-        want = f"float32 [N,{','.join(map(str, self.input_shape))}]"
-        if not isinstance(x, np.ndarray):
-            raise InputError(f"{self.name}: input must be a numpy array {want}, got {type(x).__name__}")
-        if x.dtype != np.float32:
-            raise InputError(
-                f"{self.name}: input dtype is {x.dtype}, expected float32 {want}; "
-                "convert with x.astype(numpy.float32) or use predict() for uint8 images"
-            )
-        if x.ndim != len(self.input_shape) + 1:
-            raise InputError(
-                f"{self.name}: input has rank {x.ndim} (shape {list(x.shape)}), expected rank "
-                f"{len(self.input_shape) + 1} {want}; add the batch dimension with x[None]"
-            )
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise InputError(f"{self.name}: input shape {list(x.shape)} does not match {want}")
-        n = x.shape[0]
-        if n < 1:
-            raise InputError(f"{self.name}: empty batch (shape {list(x.shape)}); pass at least one sample")
-        if n > self.max_batch:
-            raise InputError(
-                f"{self.name}: batch of {n} exceeds max_batch {self.max_batch}; split it "
-                "or create the runner with a larger max_batch"
-            )
-        # A float64 sum of float32 values cannot overflow, so it is finite iff every value is.
-        if not math.isfinite(float(x.sum(dtype=np.float64))):
-            bad = int(np.count_nonzero(~np.isfinite(x)))
-            raise InputError(f"{self.name}: input holds {bad} NaN or infinite values; inputs must be finite")
-        return np.ascontiguousarray(x)
+    def check_feeds(self, feeds) -> tuple[dict, dict]:
+        """(checked arrays by input name, bound dim values); :class:`InputError` naming the tensor."""
+        return self.signature.check_feeds(feeds, self.name, self.max_batch)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """float32 ``[N, *input_shape]`` -> float32 ``[N, C]`` probabilities."""
-        x = self.check_input(x)
-        self._ensure_loaded()
-        return self._run(x)
+    def run(self, feeds):
+        """Inputs by name (or one array for a one-input model) -> outputs by name.
 
-    def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 images ``[N,H,W]`` (any N >= 1) -> (class indices ``[N]``, probabilities ``[N, C]``).
-
-        Applies the manifest's preprocessing; names of the classes are ``runner.labels``.
+        A one-input, one-output model called with one array returns one array.
         """
-        try:
-            images = np.asarray(images)
-        except (ValueError, TypeError) as exc:  # ragged nested lists, objects numpy cannot stack
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise InputError(
-                f"{self.name}: images must be a uint8 array [N,H,W], got something numpy cannot "
-                f"convert ({first})"
-            ) from None
-        x = self.bundle.preprocessing.apply(images)
-        if len(x) < 1:
-            raise InputError(f"{self.name}: no images given; pass at least one image")
-        per_sample = int(np.prod(self.input_shape))
-        if int(np.prod(x.shape[1:])) != per_sample:
-            raise InputError(
-                f"{self.name}: images of shape {list(np.shape(images))} do not fit the model input "
-                f"{list(self.input_shape)}"
-            )
-        x = x.reshape((len(x), *self.input_shape))
-        probs = np.concatenate(
-            [self.run(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
-        )
-        return probs.argmax(1), probs
+        checked, bound = self.check_feeds(feeds)
+        self._ensure_loaded()
+        outs = self.signature.check_outputs(self._run(checked), bound, self.name)
+        if not isinstance(feeds, Mapping) and len(outs) == 1:
+            return next(iter(outs.values()))
+        return outs
+
+    def run_all(self, feeds: Mapping, batch: int | None = None) -> dict:
+        """Inputs of any number of samples, run in chunks of at most ``max_batch`` (or ``batch``)."""
+        n = len(next(iter(feeds.values())))
+        size = min(batch or self.max_batch, self.max_batch)
+        parts = [self.run({k: v[a : a + size] for k, v in feeds.items()}) for a in range(0, n, size)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def run_taps(self, feeds) -> tuple[dict, dict]:
+        """(outputs, tapped tensors by label): for per-layer error reports."""
+        if not self.taps:
+            raise ConfigError(f"{self.name}: created without taps; pass taps={{label: tensor}} to bundle.runner")
+        checked, bound = self.check_feeds(feeds)
+        self._ensure_loaded()
+        outs, tapped = self._run_taps(checked)
+        return self.signature.check_outputs(outs, bound, self.name), tapped
+
+    def predict(self, images, **other_feeds) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded uint8 images -> (class indices ``[N]``, probabilities ``[N, C]``).
+
+        Applies the manifest's preprocessing steps to the image input; a
+        multi-input model takes its other inputs as keyword arguments.  A
+        logits output is turned into probabilities with a softmax.
+        """
+        pre = self.bundle.preprocessing
+        if pre is None:
+            raise ConfigError(f"{self.name}: this model has no image input with preprocessing; call run() instead")
+        x = pre.apply(images)
+        out = self.signature.primary_output
+        chunks = []
+        for i in range(0, len(x), self.max_batch):
+            feeds = {pre.input: x[i : i + self.max_batch]}
+            feeds.update({k: np.asarray(v)[i : i + self.max_batch] for k, v in other_feeds.items()})
+            chunks.append(self.run(feeds)[out.name])
+        scores = np.concatenate(chunks)
+        probs = softmax(scores) if out.kind == "logits" else scores
+        return probs.argmax(-1), probs
 
     @property
     def labels(self) -> list[str]:
         return list(self.bundle.labels)
 
-    def prepare(self, x: np.ndarray) -> Prepared:
-        """Bind a fixed input once (checked and copied); the returned ``call()`` does no checks."""
-        x = np.array(self.check_input(x), dtype=np.float32, order="C", copy=True)
+    def prepare(self, feeds) -> Prepared:
+        """Bind fixed inputs once (checked and copied); the returned ``call()`` does no checks."""
+        checked, _ = self.check_feeds(feeds)
+        checked = {k: np.array(v, order="C", copy=True) for k, v in checked.items()}
         self._ensure_loaded()
-        return self._prepare(x)
+        return self._prepare(checked)
 
     # -- backend hooks --------------------------------------------------------
     def _load(self) -> None:
         raise NotImplementedError
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, feeds: dict) -> dict:
         raise NotImplementedError
 
-    def _prepare(self, x: np.ndarray) -> Prepared:
+    def _run_taps(self, feeds: dict) -> tuple[dict, dict]:
+        raise ConfigError(f"{self.name}: this backend cannot tap intermediate tensors")
+
+    def _prepare(self, feeds: dict) -> Prepared:
         """Default: time the ordinary run path.  Backends override with their zero-copy path."""
-        out: list[np.ndarray] = []
+        out: list[dict] = [{}]
 
         def call():
-            out[:] = [self._run(x)]
+            out[0] = self._run(feeds)
 
-        return Prepared(call=call, fetch=lambda: out[0].copy())
+        return Prepared(call=call, fetch=lambda: {k: v.copy() for k, v in out[0].items()})
 
     def _close(self) -> None:
         raise NotImplementedError

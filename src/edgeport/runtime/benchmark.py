@@ -6,14 +6,14 @@ explicit thread count, fill one input *outside* the timed region, bind it with
 preallocated OrtValues, an OpenVINO infer request with a preset tensor,
 TorchScript under inference mode), warm up, then time each call of that
 prepared callable with ``time.perf_counter_ns`` until both ``min_iters`` and
-``min_seconds`` are reached.  Statistics are numpy percentiles over the per-call
+``min_seconds`` are reached.  Every input of a multi-input model is fed.  Statistics are numpy percentiles over the per-call
 latencies.  Only this module times anything.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 import resource
@@ -25,11 +25,13 @@ import numpy as np
 
 from ..config import BenchConfig
 from ..errors import ConfigError
-from .base import DEFAULT_MAX_BATCH
+from ..fsutil import atomic_write, write_json  # noqa: F401  (write_json re-exported for the CLI)
+from ..specs import DEFAULT_MAX_BATCH, random_feeds
+from .base import check_threads
 from .plan import environment, open_bundle, select_runs
 from .registry import backend_class
 
-SCHEMA = "edgeport.bench/1"
+SCHEMA = "edgeport.bench/2"
 COV_WARNING = 0.10
 INPUT_NOTE = (
     "filled once outside the timed region (seeded uniform over the preprocessing value range) "
@@ -85,10 +87,22 @@ def _rss_mb() -> tuple[float, float]:
     return current, peak
 
 
-def bench_input(runner, batch_size: int, seed: int = 0) -> np.ndarray:
-    lo, hi = runner.bundle.preprocessing.value_range()
-    rng = np.random.default_rng(seed)
-    return rng.uniform(lo, hi, size=(batch_size, *runner.input_shape)).astype(np.float32)
+def bench_input(runner, batch_size: int, seed: int = 0) -> dict:
+    """Seeded inputs for every input of the runner's model (uniform over each value range)."""
+    return random_feeds(runner.signature, batch_size, seed)
+
+
+def measure(runner, feeds: dict, *, seconds: float = 0.3, min_iters: int = 10, warmup_seconds: float = 0.05) -> dict:
+    """Latency statistics (µs) and throughput of ``runner`` on ``feeds``: the same loop as a bench row."""
+    prepared = runner.prepare(feeds)
+    try:
+        times = time_callable(prepared.call, warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=seconds)
+    finally:
+        prepared.release()
+    n = len(next(iter(feeds.values())))
+    stats = latency_stats(times)
+    stats["throughput_per_s"] = float(n * len(times) / (times.sum() / 1e9))
+    return stats
 
 
 def bench_runner(runner, batch_size: int, config: BenchConfig, *, load_seconds: float | None = None) -> dict:
@@ -149,14 +163,14 @@ class _NoBar:
         pass
 
 
-def progress_bar(total: int, enabled: bool, desc: str):
+def progress_bar(total: int, enabled: bool, desc: str, unit: str = "run"):
     if not enabled:
         return _NoBar()
     try:
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
 
 # The largest batch bench will allocate (64 Ki MNIST images are ~200 MB of float32 input).
@@ -166,8 +180,13 @@ MAX_BENCH_BATCH = 65536
 def _validate(config: BenchConfig) -> None:
     if not config.batch_sizes or any(b < 1 for b in config.batch_sizes):
         raise ConfigError(f"--batch-sizes must be whole numbers >= 1, got {list(config.batch_sizes)}")
-    if config.threads is not None and config.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {config.threads}")
+    if config.threads is not None:
+        try:
+            check_threads(config.threads)
+        except ConfigError as exc:
+            raise ConfigError(f"--threads: {exc}") from None
+    if config.min_iters > 10_000_000 or config.min_seconds > 3600 or config.warmup_seconds > 3600:
+        raise ConfigError("--min-iters must be <= 10,000,000 and --min-seconds/--warmup-seconds <= 3600")
     if max(config.batch_sizes) > MAX_BENCH_BATCH:
         raise ConfigError(
             f"--batch-sizes: {max(config.batch_sizes)} is larger than the {MAX_BENCH_BATCH} bench allows; "
@@ -196,31 +215,7 @@ def bench(
     rows: list[dict] = []
     try:
         for backend, precision, device in runs:
-            runners: dict[int, tuple] = {}  # one runner per thread count, reused across batch sizes
-            try:
-                for bs in config.batch_sizes:
-                    threads = config.threads or backend_class(backend).default_threads_for(bs)
-                    bar.set_description(f"{backend}:{device} {precision} batch {bs}")
-                    if threads not in runners:
-                        t0 = time.perf_counter()
-                        r = bundle.runner(
-                            backend,
-                            precision,
-                            device,
-                            threads=threads,
-                            max_batch=max(DEFAULT_MAX_BATCH, max(config.batch_sizes)),
-                        )
-                        r.load()
-                        runners[threads] = (r, time.perf_counter() - t0)
-                    runner, load_s = runners[threads]
-                    row = bench_runner(runner, bs, config, load_seconds=load_s)
-                    for w in row["warnings"]:
-                        bar.write(f"warning: {w}")
-                    rows.append(row)
-                    bar.update(1)
-            finally:
-                for r, _ in runners.values():
-                    r.close()
+            rows += _bench_run(bundle, backend, precision, device, config, bar, skipped)
     finally:
         bar.close()
     return {
@@ -241,11 +236,50 @@ def bench(
             "throughput = batch_size * iterations / sum of latencies",
             "peak_rss_mb": "process high-water mark (ru_maxrss) after the row",
         },
-        "environment": environment(sorted({r[0] for r in runs})),
+        "warnings_bundle": bundle.warnings,
+        "device": environment(sorted({r[0] for r in runs})),
         "rows": rows,
         "skipped": skipped,
         "warnings": [w for r in rows for w in r["warnings"]],
     }
+
+
+def _bench_run(bundle, backend, precision, device, config: BenchConfig, bar, skipped: list) -> list[dict]:
+    """Rows for one backend x precision x device: one runner per thread count, reused across batch sizes."""
+    from ..errors import EdgeportError
+
+    rows, runners = [], {}
+    try:
+        for bs in config.batch_sizes:
+            threads = config.threads or backend_class(backend).default_threads_for(bs)
+            bar.set_description(f"{backend}:{device} {precision} batch {bs}")
+            try:
+                if threads not in runners:
+                    t0 = time.perf_counter()
+                    r = bundle.runner(
+                        backend, precision, device, threads=threads,
+                        max_batch=max(DEFAULT_MAX_BATCH, max(config.batch_sizes)),
+                    )
+                    r.load()
+                    runners[threads] = (r, time.perf_counter() - t0)
+                runner, load_s = runners[threads]
+                if bs > runner.max_batch:
+                    skipped.append({"backend": backend, "device": device, "precision": precision,
+                                    "reason": f"batch {bs} is above the artifact's max batch {runner.max_batch}"})
+                    bar.update(1)
+                    continue
+                row = bench_runner(runner, bs, config, load_seconds=load_s)
+            except EdgeportError as exc:
+                skipped.append({"backend": backend, "device": device, "precision": precision,
+                                "reason": f"batch {bs}: could not run: {exc}"})
+                bar.update(1)
+                continue
+            rows.append(row)
+            bar.update(1)
+    finally:
+        for r, _ in runners.values():
+            r.close()
+    return rows
 
 
 # ----------------------------------------------------------------------------- writers
@@ -280,22 +314,17 @@ def flat_row(row: dict) -> dict:
     return {k: flat.get(k) for k in CSV_FIELDS}
 
 
-def write_json(report: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return path
+def csv_text(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in report["rows"]:
+        w.writerow(flat_row(row))
+    return buf.getvalue()
 
 
 def write_csv(report: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for row in report["rows"]:
-            w.writerow(flat_row(row))
-    return path
+    return atomic_write(path, csv_text(report))
 
 
 def markdown_table(report: dict) -> str:
@@ -317,10 +346,7 @@ def markdown_table(report: dict) -> str:
 
 
 def write_markdown(report: dict, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown_table(report))
-    return path
+    return atomic_write(path, markdown_table(report))
 
 
 # ----------------------------------------------------------------------------- roofline

@@ -1,8 +1,10 @@
 """ONNX Runtime: CPU, CUDA (onnxruntime-gpu) and OpenVINO (onnxruntime-openvino) providers.
 
+ORT gets verified bytes, never a path, and external data from memory; the
+graph is scanned first for external-data escapes and unbounded control flow.
 ``run`` uses IO binding with one binding per concurrent caller (bindings are
 not thread-safe; the session is).  ``prepare`` binds preallocated OrtValues for
-input and output, so a timed call is exactly one ``run_with_iobinding``.
+every input and output, so a timed call is exactly one ``run_with_iobinding``.
 Never imports torch.
 """
 
@@ -15,9 +17,9 @@ from pathlib import PurePosixPath
 import numpy as np
 import onnxruntime as ort
 
+from ..bundle import check_relpath
+from ..bundle.onnx_graph import check_bounded, external_data_locations
 from ..errors import BackendUnavailableError, BundleError
-from ..export.manifest import check_relpath
-from ..export.onnx_refs import external_data_locations
 from .base import Prepared, Runner
 
 PROVIDERS = {
@@ -29,16 +31,30 @@ _INSTALL_HINT = {
     "cuda": "onnxruntime CUDA provider not installed: pip install onnxruntime-gpu (and a CUDA GPU)",
     "openvino": "onnxruntime OpenVINO provider not installed: pip install onnxruntime-openvino",
 }
-# Where OrtValues live for each device (ORT's device names).
 _ORT_DEVICE = {"cpu": "cpu", "cuda": "cuda", "openvino": "cpu"}
+ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(bool)": "bool",
+}
 
 
-def _run_error(key: str, x: np.ndarray, exc: Exception) -> BundleError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return BundleError(
-        f"{key} failed on an input of shape {list(x.shape)} that matches the manifest ({first}); "
-        "the artifact does not fit its manifest: re-export the bundle"
-    )
+def _first(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # ORT's own warnings stay off stderr
+    return so
 
 
 class OnnxRuntimeRunner(Runner):
@@ -53,46 +69,35 @@ class OnnxRuntimeRunner(Runner):
         return False, _INSTALL_HINT[device]
 
     def _load(self) -> None:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
+        so = session_options(self.threads)
         provider = PROVIDERS[self.device]
-        # Hashes are checked before ORT parses anything, and ORT gets bytes, never a
-        # path: it cannot read a file swapped after the check, or any file outside
-        # the bundle (external data comes from memory too, see _external_data).
-        model = self.bundle.read_verified(self.artifact)
+        model = self.bundle.read_verified(self.artifact)  # hash checked before parsing
+        check_bounded(model, self.artifact.key)
         external = self._external_data(model)
         if external:
             names = list(external)
             arrays = [np.frombuffer(external[n], dtype=np.uint8) for n in names]
             so.add_external_initializers_from_files_in_memory(names, arrays, [len(a) for a in arrays])
         self._keep_external = external  # ORT may use these buffers in place: keep them alive
+        if self.taps:
+            model = _with_tap_outputs(model, list(self.taps.values()))
         try:
             sess = ort.InferenceSession(model, so, providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise BundleError(
-                f"onnxruntime cannot load {self.artifact.key} ({first}); re-export the bundle"
-            ) from None
+            raise BundleError(f"onnxruntime cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle") from None
         if sess.get_providers()[0] != provider:
             raise BackendUnavailableError(
-                f"onnxruntime did not enable {provider} (got {sess.get_providers()}); "
-                f"{_INSTALL_HINT.get(self.device, '')}"
+                f"onnxruntime did not enable {provider} (got {sess.get_providers()}); {_INSTALL_HINT.get(self.device, '')}"
             )
         self._check_io(sess)
         self._sess = sess
-        self._in = sess.get_inputs()[0].name
-        self._out = sess.get_outputs()[0].name
         self._ort_device = _ORT_DEVICE[self.device]
         self._bindings: queue.SimpleQueue = queue.SimpleQueue()
 
     def _external_data(self, model: bytes) -> dict[str, bytes]:
         """location -> verified bytes for every external-data file the model names.
 
-        Each location must be a plain relative path that names one of the artifact's
+        Each location must be a plain relative path naming one of the artifact's
         listed (hash-checked) files beside the model; anything else is refused.
         """
         out: dict[str, bytes] = {}
@@ -106,73 +111,93 @@ class OnnxRuntimeRunner(Runner):
             path = str(folder / rel) if rel is not None else None
             if path not in listed:
                 raise BundleError(
-                    f"{self.artifact.key}: the ONNX model points its external data at {loc[:100]!r}, "
-                    "which is not a file of this artifact in the bundle (outside the bundle, or "
-                    "unlisted); refusing to read it. Re-export the bundle or restore it from a trusted copy"
+                    f"{self.artifact.key}: the ONNX model points its external data at {loc[:100]!r}, which is "
+                    "not a file of this artifact in the bundle (outside the bundle, or unlisted); refusing to "
+                    "read it. Re-export the bundle or restore it from a trusted copy"
                 )
             if loc not in out:
                 out[loc] = self.bundle.read_verified(self.artifact, file=path)
         return out
 
     def _check_io(self, sess) -> None:
-        """The model's input/output must be the ones the manifest describes."""
-        ins, outs = sess.get_inputs(), sess.get_outputs()
-        want = list(self.bundle.manifest.input["shape"][1:])
-        if len(ins) != 1 or len(outs) != 1:
+        """The model's inputs and outputs must be the ones the manifest describes."""
+        key = self.artifact.key
+        ins = {i.name: i for i in sess.get_inputs()}
+        outs = {o.name: o for o in sess.get_outputs()}
+        want_in, want_out = set(self.signature.input_names), set(self.signature.output_names)
+        if set(ins) != want_in or not want_out <= set(outs):
             raise BundleError(
-                f"{self.artifact.key} has {len(ins)} inputs and {len(outs)} outputs, expected 1 and 1 "
-                "as the manifest says; re-export the bundle"
+                f"{key} has inputs {sorted(ins)} and outputs {sorted(outs)}, but the manifest says inputs "
+                f"{sorted(want_in)} and outputs {sorted(want_out)}; re-export the bundle"
             )
-        got = list(ins[0].shape)
-        fixed = [d if isinstance(d, int) else None for d in got[1:]]
-        if len(got) != len(want) + 1 or any(f is not None and f != w for f, w in zip(fixed, want)):
-            raise BundleError(
-                f"{self.artifact.key} takes input shape {got}, but the manifest says "
-                f"{self.bundle.manifest.input['shape']}; re-export the bundle"
-            )
-        if ins[0].type != "tensor(float)":
-            raise BundleError(
-                f"{self.artifact.key} takes {ins[0].type}, expected tensor(float); re-export the bundle"
-            )
+        for spec in self.signature.inputs + self.signature.outputs:
+            node = ins.get(spec.name) or outs[spec.name]
+            got_type = ORT_TYPES.get(node.type, node.type)
+            if got_type != spec.dtype:
+                raise BundleError(f"{key}: {spec.name!r} is {node.type}, the manifest says {spec.dtype}; re-export")
+            shape = list(node.shape) if node.shape is not None else None
+            if shape is not None and (
+                len(shape) != spec.rank
+                or any(isinstance(g, int) and isinstance(w, int) and g != w for g, w in zip(shape, spec.shape))
+            ):
+                raise BundleError(
+                    f"{key}: {spec.name!r} has shape {shape}, the manifest says {spec.shape_text()}; re-export"
+                )
+        self._out_names = self.signature.output_names
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, feeds: dict) -> dict:
         try:
             binding = self._bindings.get_nowait()
         except queue.Empty:
             binding = self._sess.io_binding()
         try:
-            binding.bind_cpu_input(self._in, x)
-            binding.bind_output(self._out, self._ort_device)
+            for name, x in feeds.items():
+                binding.bind_cpu_input(name, x)
+            for name in self._out_names:
+                binding.bind_output(name, self._ort_device)
             self._sess.run_with_iobinding(binding)
-            return binding.copy_outputs_to_cpu()[0]
-        except Exception as exc:  # ORT's own error types; x already passed the manifest's checks
-            raise _run_error(self.artifact.key, x, exc) from None
+            return dict(zip(self._out_names, binding.copy_outputs_to_cpu(), strict=True))
+        except Exception as exc:  # ORT's own error types; the feeds already passed the manifest's checks
+            shapes = {k: list(v.shape) for k, v in feeds.items()}
+            raise BundleError(
+                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
+                "the artifact does not fit its manifest: re-export the bundle"
+            ) from None
         finally:
             binding.clear_binding_inputs()
             binding.clear_binding_outputs()
             self._bindings.put(binding)
 
-    def _prepare(self, x: np.ndarray) -> Prepared:
-        sess, dev = self._sess, self._ort_device
-        n_out = self._run(x).shape  # learn the output shape once
-        x_val = ort.OrtValue.ortvalue_from_numpy(x, dev, 0)
-        y_val = ort.OrtValue.ortvalue_from_shape_and_type(list(n_out), np.float32, dev, 0)
-        binding = sess.io_binding()
-        binding.bind_ortvalue_input(self._in, x_val)
-        binding.bind_ortvalue_output(self._out, y_val)
-        keep = [x, x_val, y_val]  # the OrtValues wrap x's memory; keep all alive with the callable
+    def _run_taps(self, feeds: dict) -> tuple[dict, dict]:
+        labels = list(self.taps)
+        names = self._out_names + [self.taps[k] for k in labels]
+        res = self._sess.run(names, feeds)
+        n = len(self._out_names)
+        return dict(zip(self._out_names, res[:n], strict=True)), dict(zip(labels, res[n:], strict=True))
 
-        def fetch() -> np.ndarray:
-            return np.array(binding.copy_outputs_to_cpu()[0], copy=True)
+    def _prepare(self, feeds: dict) -> Prepared:
+        sess, dev = self._sess, self._ort_device
+        shapes = {k: v.shape for k, v in self._run(feeds).items()}  # learn the output shapes once
+        binding = sess.io_binding()
+        keep: list = [feeds]
+        for name, x in feeds.items():
+            v = ort.OrtValue.ortvalue_from_numpy(x, dev, 0)
+            binding.bind_ortvalue_input(name, v)
+            keep.append(v)
+        for spec in self.signature.outputs:
+            v = ort.OrtValue.ortvalue_from_shape_and_type(list(shapes[spec.name]), spec.np_dtype, dev, 0)
+            binding.bind_ortvalue_output(spec.name, v)
+            keep.append(v)
+
+        def fetch() -> dict:
+            return {n: np.array(a, copy=True) for n, a in zip(self._out_names, binding.copy_outputs_to_cpu())}
 
         def release() -> None:
             binding.clear_binding_inputs()
             binding.clear_binding_outputs()
             keep.clear()
 
-        return Prepared(
-            call=functools.partial(sess.run_with_iobinding, binding), fetch=fetch, release=release
-        )
+        return Prepared(call=functools.partial(sess.run_with_iobinding, binding), fetch=fetch, release=release)
 
     def _close(self) -> None:
         while True:
@@ -185,7 +210,17 @@ class OnnxRuntimeRunner(Runner):
 
     def describe(self) -> dict:
         d = super().describe()
-        d["providers"] = (
-            self._sess.get_providers() if getattr(self, "_sess", None) else [PROVIDERS[self.device]]
-        )
+        d["providers"] = self._sess.get_providers() if getattr(self, "_sess", None) else [PROVIDERS[self.device]]
         return d
+
+
+def _with_tap_outputs(model: bytes, tensors: list[str]) -> bytes:
+    """The model with ``tensors`` added as graph outputs (needs the onnx package: export half only)."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    existing = {o.name for o in proto.graph.output}
+    for t in tensors:
+        if t not in existing:
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    return proto.SerializeToString()

@@ -1,9 +1,10 @@
-"""Backend registry: name -> "module:Class", imported on first use.
+"""Backend registry: each format's runner, from :mod:`edgeport.formats.registry`, imported on first use.
 
 ``available_backends()`` feeds the CLI choices and test parametrization;
 ``list_devices()`` says, for every backend x device, whether it is usable here
 and, where it is not, why.  Neither imports torch unless a torch backend is
-being probed.
+being probed.  Artifacts that can run code (TorchScript archives, pickled
+models) load only from a bundle this process wrote, or with explicit trust.
 """
 
 from __future__ import annotations
@@ -11,78 +12,86 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from ..bundle import TRUST_ENV, code_is_trusted, model_runs_code
 from ..errors import BackendUnavailableError, ConfigError
+from ..formats.registry import FORMATS, by_backend
 
-BACKENDS: dict[str, str] = {
-    "torch": "edgeport.runtime.torch_backend:TorchRunner",
-    "torchscript": "edgeport.runtime.torchscript_backend:TorchScriptRunner",
-    "onnxruntime": "edgeport.runtime.onnxruntime_backend:OnnxRuntimeRunner",
-    "openvino": "edgeport.runtime.openvino_backend:OpenVinoRunner",
-}
-
-# Bundle artifact format each backend runs.
-BACKEND_FORMAT = {
-    "torch": "torch",
-    "torchscript": "torchscript",
-    "onnxruntime": "onnx",
-    "openvino": "openvino",
-}
-
-# The Python package a backend needs, and the pip extra that installs it.
-_REQUIREMENT = {
-    "torch": ("torch", "pip install 'edgeport[export]' (installs torch)"),
-    "torchscript": ("torch", "pip install 'edgeport[export]' (installs torch)"),
-    "onnxruntime": ("onnxruntime", "pip install edgeport (installs onnxruntime)"),
-    "openvino": ("openvino", "pip install 'edgeport[openvino]'"),
-}
+BACKENDS: dict[str, str] = {f.backend: f.runner for f in FORMATS.values()}
+BACKEND_FORMAT: dict[str, str] = {f.backend: f.name for f in FORMATS.values()}
 
 
 def _check_backend_name(backend: str) -> None:
     if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend {str(backend)[:40]!r}; choose from {', '.join(BACKENDS)}")
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def backend_class(backend: str):
     """The runner class of ``backend``; :class:`BackendUnavailableError` if its package is missing."""
     _check_backend_name(backend)
-    package, hint = _REQUIREMENT[backend]
-    if importlib.util.find_spec(package) is None:
-        raise BackendUnavailableError(f"backend {backend!r} needs the {package} package: {hint}")
+    fi = by_backend(backend)
+    if not _installed(fi.package):
+        raise BackendUnavailableError(f"backend {backend!r} needs the {fi.package} package: {fi.install}")
     module, _, cls = BACKENDS[backend].partition(":")
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError as exc:
-        raise BackendUnavailableError(f"backend {backend!r} cannot be imported ({exc}): {hint}") from None
+        raise BackendUnavailableError(f"backend {backend!r} cannot be imported ({exc}): {fi.install}") from None
 
 
 def available_backends() -> list[str]:
     """Backends whose packages are installed (some of their devices may still be unusable)."""
-    return [b for b, (pkg, _) in _REQUIREMENT.items() if importlib.util.find_spec(pkg) is not None]
+    return [f.backend for f in FORMATS.values() if _installed(f.package)]
+
+
+def trust_reason(bundle, backend: str) -> str:
+    """Why ``backend`` may not load ``bundle``'s artifact without explicit trust ("" if it may)."""
+    fi = by_backend(backend)
+    if code_is_trusted(bundle):
+        return ""
+    if fi.runs_code:
+        return (
+            f"{fi.title} archives can run arbitrary code when loaded; this bundle was not written by this "
+            f"process, so set {TRUST_ENV}=1 (or pass --trust-model-code) if you trust where it came from"
+        )
+    if fi.name == "torch" and model_runs_code(bundle.manifest.model):
+        return (
+            f"the reference model {bundle.manifest.model[:80]!r} is code to import; set {TRUST_ENV}=1 "
+            "(or pass --trust-model-code) if you trust this bundle"
+        )
+    return ""
 
 
 def create_runner(bundle, backend: str, precision: str = "fp32", device: str = "cpu", **options):
     """A runner (not yet loaded) for ``bundle``'s ``backend`` artifact at ``precision`` on ``device``.
 
     Raises :class:`BackendUnavailableError` when the backend or device cannot be
-    used here and :class:`BundleError` when the bundle has no such artifact;
-    never falls back to another backend or device.
+    used here, :class:`ConfigError` when the artifact runs code nobody trusted,
+    and :class:`BundleError` when the bundle has no such artifact; never falls
+    back to another backend or device.
     """
     cls = backend_class(backend)
     device = str(device).lower()
     known = cls.known_devices()
     if device not in known:
-        raise ConfigError(f"backend {backend!r} has no device {device!r}; choose from {', '.join(known)}")
+        raise ConfigError(f"backend {backend!r} has no device {device[:40]!r}; choose from {', '.join(known)}")
     usable, reason = cls.device_status(device)
     if not usable:
         raise BackendUnavailableError(f"{backend} on {device} is unavailable: {reason}")
+    why = trust_reason(bundle, backend)
+    if why:
+        raise ConfigError(f"{backend}: {why}")
     return cls(bundle, precision=precision, device=device, **options)
 
 
 def list_devices(backends: list[str] | None = None) -> list[dict]:
-    """Rows ``{backend, device, usable, reason}`` for every backend x device.
-
-    ``reason`` is ``""`` for a usable device, else what is missing and how to get it.
-    """
+    """Rows ``{backend, device, usable, reason}`` for every backend x device."""
     rows = []
     for backend in backends or list(BACKENDS):
         _check_backend_name(backend)

@@ -1,6 +1,9 @@
 """TorchScript (frozen at export) on cpu or cuda, run under ``torch.inference_mode``.
 
-TorchScript archives are code: they are loaded only after the manifest hash matches.
+TorchScript archives are code (aten ops can read and write files): they load
+only from a bundle this process wrote or with explicit trust (see
+:func:`edgeport.runtime.registry.trust_reason`), and only after the manifest
+hash matches.  Torch parses the verified bytes, never the path.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import zipfile
 import torch
 
 from ..errors import BundleError
-from ._torch_common import TorchRunnerBase
+from ._torch_common import TorchRunnerBase, first_line
 
 
 def _set_quantized_engine() -> None:
@@ -23,16 +26,13 @@ def _set_quantized_engine() -> None:
 
 
 def _check_zip(data: bytes, key: str) -> None:
-    """A TorchScript archive is a zip: check its structure and every member's CRC in Python
-    first, so torch's C++ reader only ever sees a well-formed archive."""
+    """Check the archive's zip structure and every member's CRC in Python first, so torch's
+    C++ reader only ever sees a well-formed archive."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             bad = archive.testzip()
     except Exception as exc:  # noqa: BLE001 - zipfile raises many types on a damaged archive
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise BundleError(
-            f"{key} is not a readable TorchScript archive ({type(exc).__name__}: {first}); re-export"
-        ) from None
+        raise BundleError(f"{key} is not a readable TorchScript archive ({type(exc).__name__}: {first_line(exc)}); re-export") from None
     if bad is not None:
         raise BundleError(f"{key}: member {bad[:100]!r} of the TorchScript archive is corrupt; re-export")
 
@@ -44,13 +44,10 @@ class TorchScriptRunner(TorchRunnerBase):
     def _build(self):
         if self.precision == "int8":
             _set_quantized_engine()
-        data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
+        data = self.bundle.read_verified(self.artifact)
         _check_zip(data, self.artifact.key)
         try:
             module = torch.jit.load(io.BytesIO(data), map_location=self._dev)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise BundleError(
-                f"torch.jit.load cannot read {self.artifact.key} ({first}); re-export"
-            ) from None
+            raise BundleError(f"torch.jit.load cannot read {self.artifact.key} ({first_line(exc)}); re-export") from None
         return module.eval()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,10 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt
-from .config import TrainConfig
-from .data import MnistData, load_mnist
-from .models import build_model, count_parameters, forward_logits
+from .. import checkpoint as ckpt
+from .. import fsutil
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..sources.mnist import MnistData, load_mnist
+from ..sources.models import build_model, count_parameters, get_spec, kind_of
+from .models import forward_logits
 
 
 def _to_tensor(images: np.ndarray, data: MnistData) -> torch.Tensor:
@@ -110,6 +112,12 @@ def evaluate(
 def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``config.model`` on ``data``; returns the model (eval mode) and the train.json dict."""
     config.validate()
+    if kind_of(config.model) != "registry":
+        raise ConfigError(
+            f"edgeport train trains registry models ({', '.join(_registry())}); export your own trained model "
+            "with edgeport export --model ... --weights ..."
+        )
+    get_spec(config.model)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -123,7 +131,9 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
     # batch is then normalized exactly as Preprocessing.apply does.
     padded = np.pad(data.train_images, ((0, 0), (k, k), (k, k)))
     pre = data.preprocessing
-    gain, bias = pre.scale / pre.std, pre.mean / pre.std
+    norm = pre.step("normalize")
+    mean, std = float(norm["mean"][0]), float(norm["std"][0])
+    gain, bias = pre.factor / std, mean / std
     n = len(y_tr)
     steps = (n + config.batch_size - 1) // config.batch_size
     try:  # one fused kernel per step instead of a loop over parameters
@@ -181,7 +191,7 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
         "test_accuracy": round(test_acc, 6),
         "test_loss": round(test_loss, 6),
         "history": history,
-        "preprocessing": data.preprocessing.to_dict(),
+        "preprocessing": data.preprocessing.to_manifest(),
         "labels": list(data.labels),
         "input_shape": [1, 1, 28, 28],
         "split": {
@@ -209,20 +219,19 @@ def _progress(total: int, enabled: bool):
 def save_run(run_dir: str | os.PathLike, model: nn.Module, info: dict, *, force: bool = False) -> Path:
     """Write ``model.safetensors`` + ``train.json`` atomically; refuse to overwrite without force."""
     run_dir = Path(run_dir)
-    ckpt.prepare_target(run_dir, force, what="run folder")
-    tmp = ckpt.make_staging(run_dir)
-    try:
+    fsutil.prepare_target(run_dir, force, "run")
+    with fsutil.staging_dir(run_dir, "run") as tmp:
         weights = tmp / ckpt.WEIGHTS_FILE
-        ckpt.save_weights(
-            weights, model.state_dict(), {"model": info["model"], "format": "edgeport-checkpoint/1"}
-        )
+        ckpt.save_weights(weights, model.state_dict(), {"model": info["model"], "format": "edgeport-checkpoint/1"})
         info = dict(info, checkpoint_sha256=ckpt.sha256_file(weights))
         (tmp / ckpt.TRAIN_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        ckpt.atomic_commit(tmp, run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return run_dir
+
+
+def _registry() -> list[str]:
+    from ..sources.models import available_models
+
+    return available_models()
 
 
 def train(
@@ -238,7 +247,7 @@ def train(
     config = config or TrainConfig()
     config.validate()
     if out is not None:
-        ckpt.prepare_target(Path(out), force, what="run folder")
+        fsutil.prepare_target(Path(out), force, "run")
     data = data or load_mnist(data_dir)
     model, info = fit(config, data, progress=progress)
     if out is not None:

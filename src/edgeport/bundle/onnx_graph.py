@@ -1,4 +1,15 @@
-"""Find every external-data reference in an ONNX model, without onnx or onnxruntime.
+"""Scan an ONNX model before any runtime parses it: external-data references and op types.
+
+Without onnx or onnxruntime.  Two things a forged model can do are refused
+here, before a session is created:
+
+- **External data.** A tensor may keep its data in another file
+  (``data_location=EXTERNAL``); a forged model can point that at ``../secret``
+  or ``/etc/passwd``.  The ORT runner asks :func:`scan` for every location
+  and feeds ORT only verified bytes from the bundle.
+- **Unbounded control flow.** ``Loop`` and ``Scan`` run a subgraph a
+  data-dependent number of times (a forged model can loop for hours, in
+  native code that ignores Ctrl-C).  An exported classifier never has them.
 
 An ONNX tensor may keep its data in another file (``data_location=EXTERNAL``,
 ``external_data={"location": ...}``); a forged model can point that at
@@ -20,7 +31,7 @@ _SCHEMA: dict[str, dict[int, str]] = {
     "training": {1: "graph", 2: "graph"},
     "function": {7: "node", 11: "attribute"},
     "graph": {1: "node", 5: "tensor", 15: "sparse"},
-    "node": {5: "attribute"},
+    "node": {5: "attribute"},  # 4: op_type, 7: domain (strings, read in _walk)
     "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
     "sparse": {1: "tensor", 2: "tensor"},
     "tensor": {13: "entry"},
@@ -78,7 +89,9 @@ def _walk(buf: memoryview, kind: str, depth: int, out: list[str]) -> None:
     external = False
     locations: list[str] = []
     for number, wire, value in _fields(buf):
-        if kind == "tensor" and number == 14 and wire == 0:
+        if kind == "node" and number == 4 and wire == 2:
+            out.append(("op", bytes(value).decode("utf-8", "replace")))
+        elif kind == "tensor" and number == 14 and wire == 0:
             external = value == _EXTERNAL
         elif kind == "entry" and wire == 2 and number in (1, 2):
             out.append((number, bytes(value)))  # key/value pairs, paired up by the caller
@@ -94,15 +107,15 @@ def _walk(buf: memoryview, kind: str, depth: int, out: list[str]) -> None:
     if kind == "tensor":
         if external and not locations:
             locations.append("")  # EXTERNAL with no location: refused by the caller
-        out.extend(locations)
+        out.extend(("location", loc) for loc in locations)
 
 
-def external_data_locations(model: bytes) -> list[str]:
-    """Every ``location`` an ONNX model's tensors point at (empty for a self-contained model).
+# Ops that run a subgraph a data-dependent number of times.
+UNBOUNDED_OPS = ("Loop", "Scan")
 
-    :class:`BundleError` if the bytes are not a well-formed protobuf message.
-    """
-    out: list[str] = []
+
+def _scan(model: bytes) -> list[tuple[str, str]]:
+    out: list = []
     try:
         _walk(memoryview(model), "model", 0, out)
     except _Malformed:
@@ -110,4 +123,27 @@ def external_data_locations(model: bytes) -> list[str]:
             "the ONNX model is not a well-formed protobuf file (truncated or corrupt); "
             "re-export the bundle or restore it from a trusted copy"
         ) from None
-    return out
+    return [x for x in out if isinstance(x, tuple) and isinstance(x[0], str)]
+
+
+def external_data_locations(model: bytes) -> list[str]:
+    """Every ``location`` an ONNX model's tensors point at (empty for a self-contained model).
+
+    :class:`BundleError` if the bytes are not a well-formed protobuf message.
+    """
+    return [v for k, v in _scan(model) if k == "location"]
+
+
+def op_types(model: bytes) -> set[str]:
+    """Every op type in the model, its subgraphs and functions."""
+    return {v for k, v in _scan(model) if k == "op"}
+
+
+def check_bounded(model: bytes, key: str) -> None:
+    """:class:`BundleError` if the graph holds ops an exported classifier never has (``Loop``, ``Scan``)."""
+    bad = sorted(set(UNBOUNDED_OPS) & op_types(model))
+    if bad:
+        raise BundleError(
+            f"{key}: the ONNX graph holds {', '.join(bad)}, which can run for an unbounded time; an exported "
+            "classifier never has them, so it is refused before any session is created. Re-export the bundle"
+        )

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, EdgeportError
-from .preprocessing import MNIST_LABELS, MNIST_PREPROCESSING, Preprocessing
+from ..errors import DataError, EdgeportError
+from ..preprocessing import MNIST_LABELS, Preprocessing, from_preset
 
 ENV_ROOT = "EDGEPORT_MNIST_ROOT"
 RAW_FILES = (
@@ -57,7 +57,7 @@ class MnistData:
     test_labels: np.ndarray
     train_indices: np.ndarray  # positions in the 60,000-image training file
     val_indices: np.ndarray
-    preprocessing: Preprocessing = MNIST_PREPROCESSING
+    preprocessing: Preprocessing = field(default_factory=lambda: from_preset("mnist"))
     labels: list[str] = field(default_factory=lambda: list(MNIST_LABELS))
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +79,7 @@ def _open(root: Path, train: bool, download: bool):
     try:
         import torchvision
     except ImportError:
-        from .errors import BackendUnavailableError
+        from ..errors import BackendUnavailableError
 
         raise BackendUnavailableError(
             "reading MNIST needs torchvision, which the light install lacks: pip install 'edgeport[export]'"
@@ -123,8 +123,8 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
             f"MNIST files under {root / 'MNIST' / 'raw'} could not be read ({exc}); "
             "delete them and download again"
         ) from None
-    if x_all.ndim != 3 or x_all.shape[1:] != (28, 28) or len(x_all) != len(y_all):
-        raise DataError(f"MNIST training file under {root} has shape {x_all.shape}, expected [N,28,28]")
+    _validate(root, x_all, y_all, "training")
+    _validate(root, x_test, y_test, "test")
     n = len(x_all)
     val_size = VAL_SIZE if n == 60_000 else max(1, n // 12)
     tr_idx, va_idx = split_indices(n, val_size)
@@ -139,6 +139,19 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
         train_indices=tr_idx,
         val_indices=va_idx,
     )
+
+
+def _validate(root: Path, x: np.ndarray, y: np.ndarray, which: str) -> None:
+    """Counts, shapes, dtypes and label range of one split; :class:`DataError` naming what is off."""
+    where = f"MNIST {which} files under {root / 'MNIST' / 'raw'}"
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise DataError(f"{where} hold images of shape {list(x.shape)} ({x.dtype}), expected uint8 [N,28,28]; delete them and download again")
+    if y.ndim != 1 or len(x) != len(y):
+        raise DataError(f"{where} hold {len(x)} images but {len(y)} labels; delete them and download again")
+    if len(x) < 2:
+        raise DataError(f"{where} hold {len(x)} images; need at least 2")
+    if y.size and (int(y.min()) < 0 or int(y.max()) > 9):
+        raise DataError(f"{where} hold labels {int(y.min())}..{int(y.max())}, expected 0..9; the files are corrupt")
 
 
 def write_idx(folder: str | os.PathLike, images: np.ndarray, labels: np.ndarray, train: bool) -> None:

@@ -1,0 +1,230 @@
+"""The bundle: a folder of exported artifacts plus a versioned ``manifest.json``.
+
+This package sits below both halves of edgeport: the export half writes
+bundles with :mod:`.writer`, the runtime half reads them with
+:func:`load_bundle`.  numpy + stdlib only, never torch.
+
+:func:`load_bundle` checks every path, type, size and sha256 *before* any
+parser sees a file, and :meth:`Bundle.read_verified` re-checks the bytes a
+runner is about to parse, so a file swapped after loading is caught too.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..errors import BundleError
+from .files import open_dir, read_entry, read_small, sha256_bytes
+from .manifest import (
+    PRECISIONS,
+    RANDOM_WEIGHTS_WARNING,
+    SCHEMA_VERSION,
+    Artifact,
+    FileEntry,
+    Manifest,
+    parse_manifest,
+)
+from .paths import HINT, MANIFEST_FILE, check_relpath
+
+# The manifest is small JSON; anything bigger is refused before it is read.
+MAX_MANIFEST_BYTES = 16 << 20
+TRUST_ENV = "EDGEPORT_TRUST_MODEL_CODE"
+
+__all__ = [
+    "Artifact",
+    "Bundle",
+    "FileEntry",
+    "HINT",
+    "MANIFEST_FILE",
+    "Manifest",
+    "PRECISIONS",
+    "RANDOM_WEIGHTS_WARNING",
+    "SCHEMA_VERSION",
+    "TRUST_ENV",
+    "check_relpath",
+    "code_is_trusted",
+    "model_runs_code",
+    "load_bundle",
+    "parse_manifest",
+    "sha256_bytes",
+]
+
+
+def model_runs_code(ref: str) -> bool:
+    """Whether rebuilding the model ``ref`` imports code that is not an installed library.
+
+    ``pkg.mod:factory`` imports ``pkg.mod``; a saved ExportedProgram is unpickled.
+    Registry names and ``torchvision:``/``timm:`` names only call installed libraries.
+    """
+    if ref == "exported_program" or ref.endswith(".pt2"):
+        return True
+    return ":" in ref and not ref.startswith(("torchvision:", "timm:"))
+
+
+def code_is_trusted(bundle=None) -> bool:
+    """Whether code named or carried by ``bundle`` may run: this process wrote it, or the user said so."""
+    return os.environ.get(TRUST_ENV) == "1" or bool(getattr(bundle, "trusted", False))
+
+
+class Bundle:
+    """A loaded, verified bundle.  ``trusted`` is True only for a bundle this process just wrote."""
+
+    def __init__(self, path: Path, manifest: Manifest, *, trusted: bool = False) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self.trusted = trusted
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, artifacts=[{', '.join(a.key for a in self.artifacts)}])"
+
+    # -- what the model looks like -------------------------------------------
+    @property
+    def signature(self):
+        return self.manifest.signature
+
+    @property
+    def inputs(self):
+        return self.manifest.signature.inputs
+
+    @property
+    def outputs(self):
+        return self.manifest.signature.outputs
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.labels)
+
+    @property
+    def preprocessing(self):
+        """The manifest's preprocessing steps as a runnable :class:`~edgeport.preprocessing.Preprocessing`, or None."""
+        from ..preprocessing import Preprocessing
+
+        pre = self.manifest.preprocessing
+        return None if pre is None else Preprocessing.from_manifest(pre)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.manifest.warnings)
+
+    @property
+    def random_init(self) -> bool:
+        return self.manifest.random_init
+
+    # -- artifacts -------------------------------------------------------------
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        return self.manifest.artifacts
+
+    def has(self, format: str, precision: str = "fp32") -> bool:
+        return any(a.format == format and a.precision == precision for a in self.artifacts)
+
+    def artifact(self, format: str, precision: str = "fp32") -> Artifact:
+        for a in self.artifacts:
+            if a.format == format and a.precision == precision:
+                return a
+        have = ", ".join(a.key for a in self.artifacts) or "none"
+        raise BundleError(
+            f"bundle {self.path} has no {format}/{precision} artifact (it has: {have}); "
+            "export it with the matching --formats/--fp16/--int8 options"
+        )
+
+    def _entry(self, artifact: Artifact, file: str | None) -> FileEntry:
+        for e in artifact.files():
+            if file is None or e.path == file or PurePosixPath(e.path).name == file:
+                return e
+        raise BundleError(f"artifact {artifact.key} of bundle {self.path} has no file {file!r}")
+
+    def path_of(self, artifact: Artifact, file: str | None = None) -> Path:
+        return (self.path / self._entry(artifact, file).path).absolute()
+
+    def read_verified(self, artifact: Artifact, file: str | None = None) -> bytes:
+        e = self._entry(artifact, file)
+        return self.read_file(e.path, e.bytes, e.sha256)
+
+    def read_file(self, rel: str, size: int, sha256: str | None) -> bytes:
+        fd = open_dir(self.path)
+        try:
+            return read_entry(fd, self.path, rel, size, sha256)
+        finally:
+            os.close(fd)
+
+    # -- golden I/O --------------------------------------------------------------
+    def golden(self) -> tuple[dict, dict] | None:
+        """(inputs, reference outputs) stored at export, by tensor name; None if the bundle has none."""
+        g = self.manifest.golden
+        if not g:
+            return None
+        arrays = []
+        for key in ("inputs", "outputs"):
+            entry = _golden_entry(self.manifest, g[key])
+            data = self.read_file(entry.path, entry.bytes, entry.sha256)
+            try:
+                with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                    arrays.append({k: np.array(z[k]) for k in z.files})
+            except Exception as exc:  # noqa: BLE001 - np.load raises many types on a bad file
+                raise BundleError(f"{entry.path} in bundle {self.path} is not a readable npz ({exc}); {HINT}") from None
+        return arrays[0], arrays[1]
+
+    # -- running ---------------------------------------------------------------
+    def runner(self, backend: str, precision: str = "fp32", device: str = "cpu", **options):
+        from ..runtime.registry import create_runner
+
+        return create_runner(self, backend, precision=precision, device=device, **options)
+
+
+def _golden_entry(manifest: Manifest, rel: str) -> FileEntry:
+    for f in (manifest.golden or {}).get("files", []):
+        if f.get("path") == rel:
+            return FileEntry.from_dict(f, "golden.files")
+    for a in manifest.artifacts:
+        for e in a.files():
+            if e.path == rel:
+                return e
+    raise BundleError(f"{MANIFEST_FILE}: golden file {rel!r} is not listed with a hash; {HINT}")
+
+
+def _load_once(root: Path, verify: bool) -> tuple[Bundle | None, int, BundleError | None]:
+    """(bundle or None, inode of the folder read, the error if it failed)."""
+    fd = open_dir(root)
+    try:
+        ino = os.fstat(fd).st_ino
+        try:
+            text = read_small(fd, root, MANIFEST_FILE, MAX_MANIFEST_BYTES)
+            manifest = parse_manifest(text)
+            entries = [e for a in manifest.artifacts for e in a.files()]
+            if manifest.golden:
+                entries += [FileEntry.from_dict(f, "golden.files") for f in manifest.golden.get("files", [])]
+            for e in entries:
+                read_entry(fd, root, e.path, e.bytes, e.sha256 if verify else None)
+        except BundleError as exc:
+            return None, ino, exc
+        return Bundle(root, manifest), ino, None
+    finally:
+        os.close(fd)
+
+
+def _inode(root: Path) -> int | None:
+    try:
+        return os.stat(root, follow_symlinks=False).st_ino
+    except OSError:
+        return None
+
+
+def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
+    """Read ``manifest.json`` and verify every listed file's size and sha256 before anything parses it.
+
+    Everything is read through one handle on the folder.  If the folder is
+    replaced meanwhile (a concurrent ``export --force`` swaps it in with one
+    rename), the read is done once more on the new folder.
+    """
+    root = Path(path)
+    bundle, ino, err = _load_once(root, verify)
+    if _inode(root) != ino:  # swapped while we read: read the new one
+        bundle, ino, err = _load_once(root, verify)
+    if err is not None:
+        raise err
+    return bundle

@@ -1,0 +1,120 @@
+"""``edgeport selfcheck``: every artifact this host can run, against the golden I/O stored in the bundle.
+
+torch-free and data-free: the bundle carries real inputs and their fp32
+PyTorch outputs (hashed like every file), so a device with the light install
+checks itself with the same tolerance table as ``verify``:
+
+- fp32 (and fp16): within tolerance, 100% top-1 agreement (fp16: the fp16 row);
+- int8: top-1 agreement at least the export-time agreement minus the margin
+  recorded in the manifest (int8 rounding differs a little between CPUs).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from ..errors import BundleError, EdgeportError, safe_text
+from ..runtime.parity import ParityAccumulator, tolerance_for
+from ..runtime.plan import environment, open_bundle, select_runs
+from ..runtime.registry import BACKEND_FORMAT
+
+SCHEMA = "edgeport.selfcheck/1"
+
+
+def _batches(feeds: dict, size: int):
+    n = len(next(iter(feeds.values())))
+    for a in range(0, n, size):
+        yield a, min(n, a + size)
+
+
+def selfcheck(bundle_or_path, *, backends=None, precisions=None, devices=None, progress: bool = False) -> dict:
+    bundle = open_bundle(bundle_or_path)
+    golden = bundle.golden()
+    if golden is None:
+        raise BundleError(
+            f"bundle {bundle.path} carries no golden I/O (it was made by an older edgeport); re-export it to selfcheck"
+        )
+    inputs, ref = golden
+    g = bundle.manifest.golden
+    runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices, exclude=("torch",))
+    margin = float(g.get("margin", 0.03))
+    rows = [_check(bundle, b, p, d, inputs, ref, g, margin) for b, p, d in runs]
+    return {
+        "schema": SCHEMA,
+        "bundle": str(bundle.path),
+        "model": bundle.manifest.model,
+        "warnings": bundle.warnings,
+        "golden": {"n": g["n"], "source": g.get("source"), "evidence": g.get("evidence"), "margin": margin},
+        "rows": rows,
+        "skipped": skipped,
+        "passed": bool(rows) and all(r["passed"] for r in rows),
+        "device": environment(sorted({r[0] for r in runs})),
+    }
+
+
+def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
+    fmt = BACKEND_FORMAT[backend]
+    key = f"{fmt}/{precision}"
+    expected = (g.get("int8_agreement") or {}).get(key)
+    floor = None
+    if precision == "int8" and expected is not None:
+        floor = max(0.0, float(expected) - margin)
+    tol = tolerance_for(precision, backend, min_agreement=floor, max_accuracy_drop=None)
+    acc = ParityAccumulator(bundle.signature, tol, f"{key} on {backend}:{device}", precision)
+    row = {"backend": backend, "device": device, "format": fmt, "precision": precision, "n": 0,
+           "expected_agreement": expected, "min_agreement": tol.min_agreement}
+    try:
+        with bundle.runner(backend, precision, device) as runner:
+            size = min(64, runner.max_batch)
+            for a, b in _batches(inputs, size):
+                out = runner.run({k: v[a:b] for k, v in inputs.items()})
+                acc.update({k: v[a:b] for k, v in ref.items()}, out)
+    except EdgeportError as exc:
+        return row | {"passed": False, "reasons": [f"could not run: {exc}"], "max_abs": None, "agreement": None}
+    res = acc.result()
+    return row | {
+        "n": res.n,
+        "max_abs": res.max_abs,
+        "agreement": res.agreement,
+        "outputs": res.outputs,
+        "passed": res.passed,
+        "reasons": list(res.reasons),
+    }
+
+
+def format_table(report: dict) -> str:
+    g = report["golden"]
+    lines = [f"selfcheck {safe_text(report['bundle'])} on {g['n']} golden samples ({safe_text(g.get('source') or '')})"]
+    lines += [f"WARNING: {safe_text(w)}" for w in report.get("warnings", [])]
+    head = f"{'artifact':<18} {'backend:device':<22} {'max abs':>9} {'agree %':>8} {'need %':>7}  result"
+    lines += [head, "-" * len(head)]
+    for r in report["rows"]:
+        agree = "-" if r.get("agreement") is None else f"{r['agreement'] * 100:.2f}"
+        need = f"{r['min_agreement'] * 100:.2f}"
+        mx = "-" if r.get("max_abs") is None else f"{r['max_abs']:.2e}"
+        result = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["reasons"])
+        lines.append(f"{r['format'] + '/' + r['precision']:<18} {r['backend'] + ':' + r['device']:<22} {mx:>9} "
+                     f"{agree:>8} {need:>7}  {safe_text(result)}")
+    for s in report["skipped"]:
+        prec = " " + s["precision"] if s["precision"] else ""
+        lines.append(f"skipped {s['backend']}:{s['device']}{prec}: {safe_text(s['reason'])}")
+    lines.append("all passed" if report["passed"] else "FAILED")
+    return "\n".join(lines)
+
+
+def print_table(report: dict, file=None) -> None:
+    print(format_table(report), file=file or sys.stdout)
+
+
+def raise_if_failed(report: dict) -> None:
+    from ..errors import ParityError
+
+    failed = [r for r in report["rows"] if not r["passed"]]
+    if failed or not report["rows"]:
+        names = ", ".join(f"{r['format']}/{r['precision']} on {r['backend']}:{r['device']}" for r in failed)
+        raise ParityError(f"selfcheck failed for {len(failed)} of {len(report['rows'])} artifacts: {names}", failed)
+
+
+__all__ = ["selfcheck", "format_table", "print_table", "raise_if_failed", "np"]

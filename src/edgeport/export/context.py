@@ -1,0 +1,67 @@
+"""What every format exporter is given: one :class:`ExportContext` per export."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..bundle import Bundle, Manifest
+from ..bundle.writer import make_artifact
+from ..config import CalibrationConfig, ExportConfig
+from ..specs import Signature
+
+
+@dataclass
+class ExportContext:
+    staging: Path
+    model: torch.nn.Module  # eval mode, the reference
+    signature: Signature
+    example: tuple[torch.Tensor, ...]  # batch 2, in input order
+    config: ExportConfig
+    calibration: CalibrationConfig | None = None
+    labels: list[str] = field(default_factory=list)
+    preprocessing: dict | None = None  # manifest form
+    progress: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)  # ONNX metadata_props
+    test_io: tuple[dict, dict] | None = None  # (inputs, reference outputs) for ONNX's test_data_set_0
+    model_ref: str = ""
+    model_args: dict = field(default_factory=dict)
+    random_init: bool = False
+    artifacts: list = field(default_factory=list)  # written so far
+    scratch: dict = field(default_factory=dict)
+    label_map: object = None  # data class index -> label index, when the data names classes differently  # per-format state between quantize and the layer report
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            print(f"export: {msg}", file=sys.stderr, flush=True)
+
+    def path(self, rel: str) -> Path:
+        p = self.staging / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def artifact(self, fmt: str, precision: str, file: str, extra=(), details=None):
+        return make_artifact(self.staging, fmt, precision, file, extra, details)
+
+    def fp32(self, fmt: str):
+        return next((a for a in self.artifacts if a.format == fmt and a.precision == "fp32"), None)
+
+    def staged_bundle(self, extra_artifacts=()) -> Bundle:
+        """The staging folder as a (trusted) Bundle, so the runtime's runners can run what is there."""
+        manifest = Manifest(
+            schema_version=2,
+            model=self.model_ref,
+            signature=self.signature,
+            preprocessing=self.preprocessing,
+            labels=tuple(self.labels),
+            artifacts=tuple(self.artifacts) + tuple(extra_artifacts),
+            provenance={},
+            environment={},
+            parity={},
+            model_args=self.model_args,
+            random_init=self.random_init,
+        )
+        return Bundle(self.staging, manifest, trusted=True)

@@ -1,0 +1,281 @@
+"""ONNX: ``torch.onnx.export`` (opset >= 17, dynamic batch on every tensor, the manifest's names),
+the full checker, preprocessing and labels in ``metadata_props``, and a ``test_data_set_0/``;
+int8 through ``onnxruntime.quantization.quantize_static``.
+
+The model is serialised to memory and written from Python (a full disk is an
+``OSError``).  int8 candidates differ in calibration method and in the
+quantized format ORT runs fastest here: QDQ or QOperator, uint8 or int8
+activations, per-channel or per-tensor weights.  Softmax, Sigmoid and Tanh
+stay fp32 (uint8 probabilities would tie the top classes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..bundle.writer import write_bytes
+from ..errors import ConfigError, ExportError
+
+FILE = "onnx/model.onnx"
+INT8_FILE = "onnx/model.int8.onnx"
+TEST_DATA_DIR = "onnx/test_data_set_0"
+METHODS = ("minmax", "percentile", "entropy")
+OP_TYPES = ["Conv", "Gemm", "MatMul", "Add", "Mul", "MaxPool", "GlobalAveragePool", "AveragePool", "Concat",
+            "Relu", "Clip"]
+
+
+def _first(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def export(ctx) -> list:
+    import onnx
+    from onnx import numpy_helper
+
+    sig = ctx.signature
+    names = sig.input_names + sig.output_names
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            # The TorchScript-based exporter: ~10x faster than dynamo here, same graphs for these models.
+            torch.onnx.export(
+                ctx.model.eval(),
+                ctx.example,
+                buf,
+                input_names=sig.input_names,
+                output_names=sig.output_names,
+                opset_version=ctx.config.opset,
+                dynamic_axes={n: {0: "batch"} for n in names},
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"ONNX export failed (opset {ctx.config.opset}): {_first(exc)}") from None
+    proto = onnx.load_from_string(buf.getvalue())
+    for key, value in ctx.metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "edgeport"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"exported ONNX model fails onnx.checker full check: {_first(exc)}") from None
+    for t in proto.graph.input:
+        if t.name in sig.input_names and not t.type.tensor_type.shape.dim[0].dim_param:
+            raise ExportError(f"exported ONNX input {t.name!r} has a fixed batch size; expected a dynamic one")
+    write_bytes(ctx.staging, FILE, proto.SerializeToString())
+    extra = []
+    if ctx.test_io is not None:
+        inputs, outputs = ctx.test_io
+        for i, (name, arr) in enumerate(list(inputs.items()) + list(outputs.items())):
+            kind = "input" if i < len(inputs) else "output"
+            k = i if i < len(inputs) else i - len(inputs)
+            rel = f"{TEST_DATA_DIR}/{kind}_{k}.pb"
+            write_bytes(ctx.staging, rel, numpy_helper.from_array(np.ascontiguousarray(arr), name).SerializeToString())
+            extra.append(rel)
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    details = {
+        "opset": opsets.get("ai.onnx", ctx.config.opset),
+        "ir_version": proto.ir_version,
+        "exporter": "torch.onnx (torchscript)",
+        "ops": sorted({n.op_type for n in proto.graph.node}),
+    }
+    if ctx.test_io is not None:
+        details["test_data"] = f"{TEST_DATA_DIR}/ ({len(next(iter(ctx.test_io[0].values())))} samples)"
+    return [ctx.artifact("onnx", "fp32", FILE, extra, details)]
+
+
+def metadata_props(preprocessing: dict | None, labels: list[str]) -> dict[str, str]:
+    return {
+        "edgeport.preprocessing": json.dumps(preprocessing, sort_keys=True),
+        "edgeport.labels": json.dumps(list(labels)),
+    }
+
+
+# --------------------------------------------------------------------------- int8
+
+
+def vnni() -> bool:
+    """Whether this CPU has VNNI: without it, u8 x s8 products saturate int16 (ORT's reduce_range fixes that)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read(200_000)
+    except OSError:
+        return True
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "asimddp" in flags or " dotprod" in flags
+
+
+def int8_candidates(method: str) -> list[tuple[str, dict]]:
+    """Accuracy candidates (calibration methods, QDQ u8s8 per-channel) plus format variants of the first.
+
+    Without VNNI, x86 int8 kernels can saturate (u8 x s8 pairs summed in int16), so the candidates then
+    use 7-bit weights (``reduce_range``) and one variant keeps the full range.
+    """
+    methods = METHODS if method == "auto" else (method,)
+    rr = not vnni()
+    base = {"reduce_range": rr}
+    cands = [(f"{m}/qdq", {"method": m, **base}) for m in methods]
+    m0 = methods[0]
+    cands += [
+        (f"{m0}/qoperator", {"method": m0, "quant_format": "qoperator", **base}),
+        (f"{m0}/qdq-s8s8", {"method": m0, "activation": "int8", **base}),
+        (f"{m0}/qdq-per-tensor", {"method": m0, "per_channel": False, **base}),
+    ]
+    if rr:
+        cands.append((f"{m0}/qdq-full-range", {"method": m0, "reduce_range": False}))
+    return cands
+
+
+@contextlib.contextmanager
+def _quiet():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def even_batch(n: int, batch_size: int) -> int:
+    """The largest batch size <= ``batch_size`` that divides ``n`` (ORT's histogram calibrators stack
+    per-batch arrays and fail on a short last batch)."""
+    for b in range(min(batch_size, n), 0, -1):
+        if n % b == 0:
+            return b
+    return 1
+
+
+def _reader(calibration, batch_size: int):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    batch_size = even_batch(len(calibration), batch_size)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = None
+
+        def get_next(self):
+            if self._it is None:
+                self._it = calibration.batches(batch_size)
+            item = next(self._it, None)
+            return None if item is None else item[0]
+
+        def rewind(self) -> None:
+            self._it = None
+
+    return Reader()
+
+
+def quantize(
+    ctx,
+    fp32,
+    calibration,
+    out_rel: str,
+    *,
+    method: str = "minmax",
+    quant_format: str = "qdq",
+    per_channel: bool = True,
+    activation: str = "uint8",
+    reduce_range: bool = False,
+) -> tuple[list[str], dict]:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    table = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}
+    if method not in table:
+        raise ConfigError(f"ONNX calibration method must be one of {', '.join(table)}, got {method!r}")
+    fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]
+    act = QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": activation == "int8"}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    out = ctx.path(out_rel)
+    with _quiet():
+        try:
+            quantize_static(
+                str(ctx.staging / fp32.file),
+                str(out),
+                _reader(calibration, ctx.calibration.batch_size),
+                quant_format=fmt,
+                op_types_to_quantize=OP_TYPES,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=act,
+                weight_type=QuantType.QInt8,
+                calibrate_method=table[method],
+                extra_options=extra,
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise ExportError(f"ONNX int8 quantization ({method}, {quant_format}) failed: {_first(exc)}") from None
+    return [out_rel], {
+        "quantizer": "onnxruntime.quantization.quantize_static",
+        "calibration_method": method,
+        "quant_format": quant_format.upper(),
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        "activation_type": activation,
+        "weight_type": "int8",
+        "op_types": OP_TYPES,
+    }
+
+
+def inspect_int8(path: Path) -> dict:
+    """Counts of Q/DQ and QLinear* nodes and of int8/uint8 weight initializers, read from the file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = Counter(n.op_type for n in model.graph.node)
+    int8 = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    weights = [t for t in model.graph.initializer if t.data_type in int8 and len(t.dims) >= 2]
+    return {
+        "quantize_linear": ops.get("QuantizeLinear", 0),
+        "dequantize_linear": ops.get("DequantizeLinear", 0),
+        "qlinear_ops": sum(c for op, c in ops.items() if op.startswith(("QLinear", "MatMulInteger", "ConvInteger"))),
+        "int8_weight_initializers": len(weights),
+        "int8_weight_values": int(sum(int(np.prod(t.dims)) for t in weights)),
+    }
+
+
+def prove_int8(ctx, path: Path) -> dict:
+    from .proof import fail
+
+    found = inspect_int8(path)
+    if found["quantize_linear"] + found["dequantize_linear"] + found["qlinear_ops"] == 0:
+        raise fail(path, "onnx quantize nodes", "no QuantizeLinear/DequantizeLinear or QLinear* nodes", "at least one")
+    if found["int8_weight_initializers"] == 0:
+        raise fail(path, "onnx int8 weights", "no int8/uint8 weight initializers (rank >= 2)", "at least one")
+    return found
+
+
+def scope(module_name: str) -> str:
+    """torch.onnx's node-name scope of a module: ``a.b.c`` -> ``/a/a.b/a.b.c``."""
+    parts = module_name.split(".")
+    return "".join("/" + ".".join(parts[: i + 1]) for i in range(len(parts)))
+
+
+def layer_taps(ctx, artifact, module_names: list[str]) -> dict:
+    """Module name -> the output tensor of its Conv/Gemm/MatMul node in the (int8) graph."""
+    import onnx
+
+    model = onnx.load(str(ctx.staging / artifact.file), load_external_data=False)
+    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul")]
+    out = {}
+    for name in module_names:
+        prefix = scope(name) + "/"
+        node = next((n for n in weighted if n.name.startswith(prefix)), None)
+        if node is not None and not node.op_type.startswith("QLinear"):
+            out[name] = node.output[0]
+    return out

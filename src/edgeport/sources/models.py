@@ -1,0 +1,345 @@
+"""Where a model comes from: the registry, ``pkg.mod:factory``, ``torchvision:NAME``,
+``timm:NAME``, a saved ExportedProgram (``.pt2``), or a run folder from ``edgeport train``.
+
+:func:`resolve` returns a :class:`ModelSource`: the module in eval mode, the
+reference that rebuilds it (recorded in the manifest), its factory arguments,
+whether its weights are random, and what is known about its inputs.
+
+Weights are required.  ``random_init=True`` is for speed work only: the
+bundle then says "random weights: not for accuracy" everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..bundle import TRUST_ENV, code_is_trusted, model_runs_code
+from ..errors import BundleError, ConfigError
+
+PREFIXES = ("torchvision:", "timm:")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: a factory plus what its input looks like."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, ...]  # one sample, without the batch dimension
+    num_classes: int
+    output_kind: str = "probs"
+    preset: str | None = None  # preprocessing preset
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ConfigError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _builtins() -> None:
+    from ..seed import models as _seed  # noqa: F401  (registers mnist-mlp, mnist-cnn)
+
+
+def available_models() -> list[str]:
+    _builtins()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of {', '.join(available_models())}, "
+            "or pass package.module:factory, torchvision:NAME, timm:NAME or a .pt2 file"
+        ) from None
+
+
+def kind_of(ref: str) -> str:
+    """registry, torchvision, timm, factory or exported_program."""
+    if ref.endswith(".pt2") or ref == "exported_program":
+        return "exported_program"
+    if ref.startswith("torchvision:"):
+        return "torchvision"
+    if ref.startswith("timm:"):
+        return "timm"
+    if ":" in ref:
+        return "factory"
+    return "registry"
+
+
+def needs_trust(ref: str) -> bool:
+    """Rebuilding ``ref`` runs code the user did not install as a library (a factory or a pickle)."""
+    return model_runs_code(ref)
+
+
+def load_factory(ref: str) -> Callable[..., nn.Module]:
+    """Resolve ``package.module:factory`` to a callable returning an ``nn.Module``."""
+    mod_name, sep, attr = ref.partition(":")
+    if not sep or not mod_name or not attr:
+        raise ConfigError(f"--model {ref!r} is neither a registered model nor package.module:factory")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {mod_name!r} for --model {ref!r}: {exc}; is it on PYTHONPATH?") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{mod_name!r} has no attribute {attr!r} (from --model {ref!r})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"--model {ref!r} is not callable")
+    return obj
+
+
+def _library_factory(ref: str) -> Callable[..., nn.Module]:
+    lib, _, name = ref.partition(":")
+    if not name:
+        raise ConfigError(f"--model {ref}: give a model name after '{lib}:', e.g. {lib}:resnet18")
+    if lib == "torchvision":
+        import torchvision
+
+        if name not in torchvision.models.list_models():
+            raise ConfigError(f"torchvision has no model {name!r}; see torchvision.models.list_models()")
+        return lambda **kw: torchvision.models.get_model(name, weights=None, **kw)
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("timm models need the timm package: pip install timm") from None
+    if not timm.is_model(name):
+        raise ConfigError(f"timm has no model {name!r}; see timm.list_models()")
+    return lambda **kw: timm.create_model(name, pretrained=False, **kw)
+
+
+def build_model(ref: str, args: dict | None = None, *, trust_code: bool = True) -> nn.Module:
+    """A fresh (randomly initialised) model from a reference.
+
+    ``trust_code=False`` (a reference read from a file: a bundle, a run folder)
+    refuses references whose rebuilding imports arbitrary code.
+    """
+    args = dict(args or {})
+    kind = kind_of(ref)
+    if needs_trust(ref) and not trust_code:
+        raise ConfigError(
+            f"the model is named as code to import ({ref[:120]!r}), and importing it runs that code; "
+            f"if you trust where this file came from, set {TRUST_ENV}=1 and run again"
+        )
+    if kind == "exported_program":
+        raise ConfigError("an ExportedProgram (.pt2) carries its own weights: load it with load_exported_program")
+    if kind == "registry":
+        factory = get_spec(ref).factory
+    elif kind == "factory":
+        factory = load_factory(ref)
+    else:
+        factory = _library_factory(ref)
+    try:
+        model = factory(**args)
+    except TypeError as exc:
+        raise ConfigError(f"{ref}: bad --model-arg ({str(exc).splitlines()[0]})") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{ref!r} returned {type(model).__name__}, expected a torch.nn.Module")
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def summary_text(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> str:
+    """The torchsummary table for one input of ``input_shape``, as text."""
+    from torchsummary import summary
+
+    buf = io.StringIO()
+    was_training = model.training
+    with contextlib.redirect_stdout(buf):
+        summary(model, input_shape, device="cpu")
+    model.train(was_training)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def load_state_dict(weights: Path) -> dict:
+    """A state_dict from safetensors or a plain ``torch.save``d dict (loaded weights-only: no code runs)."""
+    from .. import checkpoint as ckpt
+
+    if not weights.is_file():
+        raise ConfigError(f"--weights {weights} not found; pass a .safetensors or state_dict .pt file")
+    if weights.suffix == ".safetensors":
+        return ckpt.load_weights(weights)[0]
+    try:
+        state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BundleError(
+            f"--weights {weights} cannot be loaded safely ({str(exc).splitlines()[0][:160]}); "
+            "pass a safetensors file or a plain state_dict saved with torch.save"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BundleError(f"--weights {weights} does not hold a state_dict of tensors")
+    return state
+
+
+def load_exported_program(path: Path, *, trust_code: bool = True):
+    """``torch.export.load``: it unpickles, so a .pt2 named by a bundle needs explicit trust."""
+    if not trust_code:
+        raise ConfigError(
+            f"the bundle's reference model is a saved ExportedProgram, which torch.export.load unpickles "
+            f"(it can run code); if you trust this bundle, set {TRUST_ENV}=1 and run again"
+        )
+    try:
+        return torch.export.load(path if isinstance(path, io.BytesIO) else str(path))
+    except Exception as exc:  # noqa: BLE001 - torch raises many types on a bad archive
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"cannot load the ExportedProgram {path}: {first}; save it with torch.export.save") from None
+
+
+# --------------------------------------------------------------------------- resolving
+
+
+@dataclass
+class ModelSource:
+    module: nn.Module
+    ref: str  # what the manifest records (registry name, pkg.mod:factory, torchvision:NAME, ...)
+    args: dict = field(default_factory=dict)
+    random_init: bool = False
+    provenance: dict = field(default_factory=dict)
+    checkpoint: Path | None = None  # a safetensors file to copy as the bundle's checkpoint
+    exported_program: Path | None = None  # a .pt2 source (the bundle's reference artifact)
+    example_shapes: list | None = None  # [(shape, dtype)] per input, when the source knows them
+    spec: ModelSpec | None = None  # registry models
+    preprocessing: dict | None = None  # from a run folder
+    labels: list | None = None
+    train_info: dict | None = None
+
+
+def parse_model_args(items) -> dict:
+    """``["num_classes=10", "pretrained=false"]`` -> ``{"num_classes": 10, "pretrained": False}``."""
+    import json
+
+    out = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--model-arg {item!r}: expected NAME=VALUE, e.g. num_classes=10")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            low = value.lower()
+            out[key] = {"true": True, "false": False, "none": None}.get(low, value)
+        if not isinstance(out[key], (int, float, str, bool, type(None), list)):
+            raise ConfigError(f"--model-arg {item!r}: value must be a number, string, bool or list")
+    return out
+
+
+def resolve(
+    *,
+    run=None,
+    model_ref: str | None = None,
+    weights=None,
+    random_init: bool = False,
+    model_args: dict | None = None,
+) -> ModelSource:
+    """The model to export, from a run folder or a reference plus weights."""
+    if run is not None and (model_ref or weights or random_init):
+        raise ConfigError("pass either --run or --model (with --weights or --random-init), not both")
+    if run is not None:
+        return _from_run(Path(run))
+    if not model_ref:
+        raise ConfigError("nothing to export: pass --run RUN, or --model MODEL with --weights FILE")
+    args = dict(model_args or {})
+    if kind_of(model_ref) == "exported_program":
+        if weights or random_init or args:
+            raise ConfigError("a .pt2 ExportedProgram carries its weights: drop --weights/--random-init/--model-arg")
+        return _from_pt2(Path(model_ref))
+    if weights is None and not random_init:
+        raise ConfigError(
+            f"--model {model_ref} needs --weights FILE (.safetensors or a state_dict .pt); "
+            "--random-init exports random weights, for speed work only"
+        )
+    if weights is not None and random_init:
+        raise ConfigError("pass --weights or --random-init, not both")
+    module = build_model(model_ref, args)
+    spec = get_spec(model_ref) if kind_of(model_ref) == "registry" else None
+    prov: dict = {"source": kind_of(model_ref), "model": model_ref}
+    src = None
+    if weights is not None:
+        from .. import checkpoint as ckpt
+
+        weights = Path(weights)
+        state = load_state_dict(weights)
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"--weights {weights} does not fit {model_ref}: {str(exc).splitlines()[0]}") from None
+        prov |= {"weights_file": weights.name, "weights_sha256": ckpt.sha256_file(weights)}
+        src = weights if weights.suffix == ".safetensors" else None
+    else:
+        prov["weights"] = "random (--random-init)"
+    return ModelSource(module.eval(), model_ref, args, random_init, prov, checkpoint=src, spec=spec)
+
+
+def _from_run(run: Path) -> ModelSource:
+    from .. import checkpoint as ckpt
+
+    info = ckpt.read_train_json(run)
+    ref = info["model"]
+    module = build_model(ref, info.get("model_args") or {}, trust_code=code_is_trusted())
+    tensors, _meta = ckpt.load_weights(run / ckpt.WEIGHTS_FILE)
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise BundleError(f"{run / ckpt.WEIGHTS_FILE} does not fit model {ref!r}: {str(exc).splitlines()[0]}") from None
+    prov = {
+        "source": "run",
+        "run": run.name,
+        "checkpoint_sha256": ckpt.sha256_file(run / ckpt.WEIGHTS_FILE),
+        "train": {k: info[k] for k in ckpt.TRAIN_SUMMARY_KEYS if k in info},
+    }
+    return ModelSource(
+        module.eval(),
+        ref,
+        dict(info.get("model_args") or {}),
+        False,
+        prov,
+        checkpoint=run / ckpt.WEIGHTS_FILE,
+        spec=get_spec(ref) if kind_of(ref) == "registry" else None,
+        preprocessing=info.get("preprocessing"),
+        labels=info.get("labels"),
+        train_info=info,
+    )
+
+
+def _from_pt2(path: Path) -> ModelSource:
+    from .. import checkpoint as ckpt
+
+    if not path.is_file():
+        raise ConfigError(f"ExportedProgram {path} not found; save one with torch.export.save(ep, '{path.name}')")
+    ep = load_exported_program(path)
+    module = ep.module()
+    shapes = None
+    try:
+        args, kwargs = ep.example_inputs or ((), {})
+        if not kwargs and all(isinstance(a, torch.Tensor) for a in args):
+            shapes = [(tuple(int(s) for s in a.shape), str(a.dtype).removeprefix("torch.")) for a in args]
+    except Exception:  # noqa: BLE001,S110 - older archives carry no example inputs
+        pass
+    prov = {"source": "exported_program", "file": path.name, "sha256": ckpt.sha256_file(path)}
+    return ModelSource(module, "exported_program", {}, False, prov, exported_program=path, example_shapes=shapes)
