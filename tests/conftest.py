@@ -13,12 +13,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeport.data import write_idx
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # user_models.py, export_fixtures.py
+
+from edgeport.sources.mnist import write_idx
 
 
 def make_synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +62,8 @@ def mnist_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, synthetic_mnist) -> Path:
     from edgeport.config import TrainConfig
-    from edgeport.train import train
+    from edgeport.seed.train import train
+
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(TrainConfig(epochs=2, batch_size=64, lr=5e-3), data_dir=synthetic_mnist, out=out, progress=False)

@@ -13,6 +13,8 @@ from pathlib import Path
 from edgeport.config import ExportConfig
 
 _CACHE: dict[str, Path] = {}
+# A bundle written by edgeport 0.1 (manifest schema 1), committed as a fixture; read-only.
+SCHEMA1 = Path(__file__).resolve().parent / "fixtures" / "schema1_bundle"
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -57,3 +59,15 @@ def bundle_copy(full_bundle, tmp_path) -> Path:
     dst = tmp_path / "bundle"
     shutil.copytree(full_bundle, dst)
     return dst
+
+
+def two_io_bundle(tmp_path_factory) -> Path:
+    """user_models:two_in_two_out (image + vector -> logits + embedding), every format, random weights."""
+    if "two_io" not in _CACHE:
+        from edgeport.export.api import export
+
+        out = tmp_path_factory.mktemp("export") / "two_io"
+        export(model_ref="user_models:two_in_two_out", random_init=True,
+               inputs=["image:1,3,16,16", "vector:1,6:float32"], out=out, progress=False)
+        _CACHE["two_io"] = out
+    return _CACHE["two_io"]

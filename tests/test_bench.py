@@ -17,9 +17,9 @@ from edgeport.runtime.benchmark import (
     markdown_table,
     time_callable,
     write_csv,
-    write_json,
     write_markdown,
 )
+from edgeport.fsutil import write_json
 from test_runtime_support import runtime_bundle, runtime_bundle_path  # noqa: F401
 
 TINY = BenchConfig(batch_sizes=(1, 3), warmup_seconds=0.0, min_iters=5, min_seconds=0.0)
@@ -57,11 +57,14 @@ def test_bench_rows_hold_every_field(runtime_bundle_path, tmp_path):  # noqa: F8
     combos = {(r["backend"], r["precision"]) for r in report["rows"]}
     assert {
         ("torch", "fp32"),
-        ("torchscript", "fp32"),
         ("onnxruntime", "fp32"),
         ("onnxruntime", "int8"),
         ("openvino", "fp32"),
+        ("executorch", "fp32"),
+        ("executorch", "int8"),
     } <= combos
+    assert not any(b == "torchscript" for b, _ in combos)  # not trusted: loaded from a path, not this process
+    assert any(s["backend"] == "torchscript" and "arbitrary code" in s["reason"] for s in report["skipped"])
     assert len(report["rows"]) == 2 * len(combos)
     for row in report["rows"]:
         assert set(row) == ROW_KEYS
@@ -73,11 +76,12 @@ def test_bench_rows_hold_every_field(runtime_bundle_path, tmp_path):  # noqa: F8
         if row["cov"] > 0.10:
             assert row["warnings"] and "CoV" in row["warnings"][0]
     assert "outside the timed region" in report["method"]["input"]
-    env = report["environment"]
-    assert env["cpu"]["logical_cores"] >= 1 and "onnxruntime" in env["packages"] and "flags" in env["cpu"]
-    assert report["schema"] == "edgeport.bench/1"
+    env = report["device"]
+    assert env["cpu"]["logical_cores"] >= 1 and "onnxruntime" in env["versions"] and "flags" in env["cpu"]
+    assert env["hostname"] and env["arch"] and env["memory_mb"] > 0 and env["devices"]
+    assert report["schema"] == "edgeport.bench/2"
 
-    write_json(report, tmp_path / "bench.json")
+    write_json(tmp_path / "bench.json", report)
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["latency_us"]["p50"] > 0
     write_csv(report, tmp_path / "bench.csv")
     with open(tmp_path / "bench.csv") as f:

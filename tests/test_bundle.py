@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from edgeport.errors import BundleError
-from edgeport.export.bundle import MANIFEST_FILE, SCHEMA_VERSION, Manifest, load_bundle, parse_manifest
+from edgeport.bundle import MANIFEST_FILE, SCHEMA_VERSION, Manifest, load_bundle, parse_manifest
 
 
 def _manifest(path) -> dict:
@@ -32,15 +32,19 @@ def test_manifest_round_trip(full_bundle):
         "onnx/fp32",
         "openvino/fp32",
         "openvino/fp16",
+        "executorch/fp32",
     }
-    assert m.input["name"] == "input" and m.input["shape"] == ["batch", 1, 28, 28]
-    assert m.output["name"] == "probs" and m.output["shape"] == ["batch", 10]
-    assert b.input_shape == (1, 28, 28) and b.labels == [str(i) for i in range(10)]
-    assert b.preprocessing.std == pytest.approx(0.3081)
+    (inp,), (out,) = m.signature.inputs, m.signature.outputs
+    assert inp.name == "input" and inp.shape == ("batch", 1, 28, 28) and inp.layout == "NCHW"
+    assert out.name == "probs" and out.shape == ("batch", 10) and out.kind == "probs"
+    assert m.signature.dims["batch"].min == 1 and m.signature.dims["batch"].max == 4096
+    assert b.labels == [str(i) for i in range(10)]
+    assert b.preprocessing.preset == "mnist" and b.preprocessing.mean_std()[1][0] == pytest.approx(0.3081)
     assert len(m.provenance["checkpoint_sha256"]) == 64 and m.provenance["train"]["model"] == "mnist-mlp"
     for pkg in ("torch", "onnx", "onnxruntime", "openvino"):
         assert m.environment["versions"][pkg]
-    assert "flags" in m.environment["cpu"]
+    assert "flags" in m.environment["cpu"] and m.environment["hostname"]
+    assert m.golden["n"] == 64 + 6 and m.data["evidence"] == "real labelled"
     assert m.parity["passed"] and m.parity["batch_sizes"] == [1, 2, 7, 64]
     ov = b.artifact("openvino")
     assert [e.path for e in ov.extra_files] == ["openvino/model.bin"]
@@ -71,7 +75,8 @@ def test_flipping_any_byte_of_any_file_is_caught(bundle_copy):
 def test_read_verified_catches_a_swap_after_loading(bundle_copy):
     b = load_bundle(bundle_copy)
     onnx_art = b.artifact("onnx")
-    (bundle_copy / onnx_art.file).write_bytes(b"not a model")
+    data = (bundle_copy / onnx_art.file).read_bytes()
+    (bundle_copy / onnx_art.file).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, other bytes
     with pytest.raises(BundleError, match="onnx/model.onnx"):
         b.read_verified(onnx_art)
     load_bundle(bundle_copy, verify=False)  # paths only
@@ -108,8 +113,16 @@ def test_missing_manifest_and_folder(bundle_copy, tmp_path):
         (lambda d: d["artifacts"][1].pop("file"), r"artifacts\[1\] lacks field\(s\) file"),
         (lambda d: d["artifacts"].append(dict(d["artifacts"][1])), "duplicates artifact"),
         (lambda d: d["artifacts"][2].update(file=d["artifacts"][1]["file"]), "twice"),
-        (lambda d: d["input"].update(shape=[]), "input.shape"),
-        (lambda d: d["preprocessing"].update(std="x"), "preprocessing.std"),
+        (lambda d: d["inputs"][0].update(shape=[]), r"inputs\[0\].shape"),
+        (lambda d: d["inputs"][0].update(shape=["batch", "height", 28, 28]), "height"),
+        (lambda d: d["inputs"][0].update(value_range=[1e308, -1e308]), "value_range"),
+        (lambda d: d["outputs"][0].update(kind="scores"), "kind"),
+        (lambda d: d["dims"]["batch"].update(max=0), "dims.batch.max"),
+        (lambda d: d["preprocessing"]["steps"][2].update(std=["x"]), "normalize"),
+        (lambda d: d["labels"].append("7\x1b[31m"), "control characters"),
+        (lambda d: d["artifacts"][1].update(file="onnx/" + "a" * 600), "plain relative path"),
+        (lambda d: d["artifacts"][1].update(file="onnx/\ud800.onnx"), "plain relative path"),
+        (lambda d: d.update(layer_report={"formats": {"onnx": [{"layer": 1}]}}), "layer_report"),
         (lambda d: d.update(calibration=[]), "calibration"),
         (lambda d: d.update(artifacts={}), "artifacts"),
     ],
@@ -167,7 +180,7 @@ def test_symlinked_manifest_is_rejected(bundle_copy, tmp_path):
 
 def test_bundle_module_is_torch_free(full_bundle):
     code = (
-        "import sys; from edgeport.export.bundle import load_bundle; "
+        "import sys; from edgeport.bundle import load_bundle; "
         f"b = load_bundle({str(full_bundle)!r}); b.read_verified(b.artifact('onnx')); "
         "bad = [m for m in ('torch', 'onnx', 'openvino', 'onnxruntime') if m in sys.modules]; "
         "assert not bad, bad"

@@ -57,7 +57,7 @@ def old_bundle(tmp_path, tiny_run, synthetic_mnist):
 
 
 def _assert_kept(target: Path, digest: dict, capsys, rc: int, what: str) -> None:
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]

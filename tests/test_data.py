@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from edgeport.cli import main
-from edgeport.data import load_mnist, split_indices
+from edgeport.sources.mnist import load_mnist, split_indices
 from edgeport.errors import DataError
-from edgeport.preprocessing import MNIST_PREPROCESSING
+from edgeport.preprocessing import from_preset
 
 
 def test_synthetic_idx_loads_through_torchvision(synthetic_mnist):
@@ -40,7 +40,7 @@ def test_missing_data_is_one_line_at_cli(tmp_path, capsys):
 
 def test_preprocessing_matches_training_constants():
     x = np.array([[0, 255]], dtype=np.uint8).reshape(1, 1, 2)
-    out = MNIST_PREPROCESSING.apply(x)
+    out = from_preset("mnist").apply(x)
     assert out.dtype == np.float32 and out.shape == (1, 1, 1, 2)
     np.testing.assert_allclose(out.ravel(), [(0 - 0.1307) / 0.3081, (1 - 0.1307) / 0.3081], rtol=1e-6)
 

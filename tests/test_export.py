@@ -1,27 +1,22 @@
-"""Export: each format, parity at export, safe writing, int8 hook, user models."""
+"""Export: each format, parity at export, safe writing, user models of every source."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import export_fixtures as fx
+from edgeport.bundle import load_bundle
 from edgeport.config import ExportConfig
 from edgeport.errors import BundleError, ConfigError, ParityError
-from edgeport.export import parity as export_parity
-from edgeport.export.api import OWNER_FILE, export, quantize
-from edgeport.export.bundle import load_bundle
-
-TESTS = Path(__file__).resolve().parent
+from edgeport.export.api import export
+from edgeport.fsutil import OWNER_FILE
 
 
 def _test_data(bundle):
@@ -43,9 +38,7 @@ def test_onnx_artifact(full_bundle):
     model = onnx.load_from_string(b.read_verified(art))
     onnx.checker.check_model(model, full_check=True)
     assert art.details["opset"] >= 17
-    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == [
-        "probs"
-    ]
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["probs"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["edgeport.labels"]) == b.labels
@@ -70,17 +63,14 @@ def test_openvino_artifacts(full_bundle):
         assert model.inputs[0].get_partial_shape().to_string() == "[?,1,28,28]"
         assert model.outputs[0].get_names() == {"probs"}
         weight_types = {
-            op.get_output_element_type(0).get_type_name()
-            for op in model.get_ops()
-            if op.get_type_name() == "Constant"
+            op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"
         }
         assert ("f16" in weight_types) is (precision == "fp16")
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         for bs in (1, 7, 16):
             np.testing.assert_allclose(compiled(x[:bs])[0], y[:bs], atol=atol, rtol=atol)
-    assert b.artifact("openvino", "fp16").bytes + b.artifact("openvino", "fp16").extra_files[0].bytes < (
-        b.artifact("openvino").extra_files[0].bytes
-    )
+    fp16, fp32 = b.artifact("openvino", "fp16"), b.artifact("openvino")
+    assert fp16.total_bytes < fp32.extra_files[0].bytes
 
 
 def test_torchscript_loads_without_edgeport(full_bundle, tmp_path):
@@ -101,19 +91,35 @@ def test_torchscript_loads_without_edgeport(full_bundle, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-I", "-c", code], check=True, cwd=tmp_path, env=env)
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), y, atol=1e-5, rtol=1e-5)
-    # the mobile file loads with the lite interpreter
     from torch.jit.mobile import _load_for_lite_interpreter
 
     lite = _load_for_lite_interpreter(str(b.path_of(art, "model.ptl")))
     np.testing.assert_allclose(lite(torch.from_numpy(x.copy())).numpy(), y, atol=1e-5, rtol=1e-5)
 
 
+def test_executorch_artifact_runs_in_executorch_alone(full_bundle):
+    pytest.importorskip("executorch")
+    from executorch.runtime import Runtime
+
+    b = load_bundle(full_bundle)
+    art = b.artifact("executorch")
+    d = art.details
+    assert d["max_batch"] == 64 and d["delegation"]["delegated_ops"] > 0
+    assert d["delegation"]["delegated_subgraphs"] >= 1
+    method = Runtime.get().load_program(b.read_verified(art)).load_method("forward")
+    x, y = _test_data(b)
+    for bs in (1, 7, 16):
+        out = method.execute([torch.from_numpy(np.ascontiguousarray(x[:bs]))])[0].numpy()
+        np.testing.assert_allclose(out, y[:bs], atol=1e-5, rtol=1e-5)
+
+
 def test_parity_figures_in_manifest(full_bundle):
     p = load_bundle(full_bundle).manifest.parity
-    assert p["inputs"]["n"] == 1000 + 64 and "1000" in p["inputs"]["real"]
-    assert set(p["artifacts"]) == {"torchscript/fp32", "onnx/fp32", "openvino/fp32", "openvino/fp16"}
+    assert p["inputs"]["n"] == 256 + 12 and "256 samples of the eval data" in p["inputs"]["real"]
+    assert set(p["artifacts"]) == {"torchscript/fp32", "onnx/fp32", "openvino/fp32", "openvino/fp16", "executorch/fp32"}
     for key, fig in p["artifacts"].items():
         assert set(fig["batch_sizes"]) == {"1", "2", "7", "64"}
+        assert sum(row["n"] for row in fig["batch_sizes"].values()) == 268  # every input once
         for row in fig["batch_sizes"].values():
             assert row["passed"] and row["agreement"] >= (1.0 if key.endswith("fp32") else 0.998)
             if key.endswith("fp32"):
@@ -121,21 +127,19 @@ def test_parity_figures_in_manifest(full_bundle):
 
 
 def test_parity_failure_lists_artifact_and_batch(tiny_run, synthetic_mnist, tmp_path, monkeypatch):
-    real = export_parity.RUNNERS["onnx"]
+    from edgeport.runtime import onnxruntime_backend as ortb
 
-    def broken(path):
-        run = real(path)
-        return lambda x: run(x) + (np.float32(1e-3) if len(x) == 7 else 0)
+    real = ortb.OnnxRuntimeRunner._run
 
-    monkeypatch.setitem(export_parity.RUNNERS, "onnx", broken)
+    def broken(self, feeds):
+        out = real(self, feeds)
+        n = len(next(iter(feeds.values())))
+        return {k: v + np.float32(1e-3) if n == 7 else v for k, v in out.items()}
+
+    monkeypatch.setattr(ortb.OnnxRuntimeRunner, "_run", broken)
     with pytest.raises(ParityError) as info:
-        export(
-            tiny_run,
-            tmp_path / "b",
-            config=ExportConfig(formats=("onnx",)),
-            data_dir=synthetic_mnist,
-            progress=False,
-        )
+        export(tiny_run, tmp_path / "b", config=ExportConfig(formats=("onnx",)), data_dir=synthetic_mnist,
+               progress=False)
     msg = str(info.value)
     assert "onnx/fp32 batch 7" in msg and "max abs" in msg and "batch 64" not in msg
     assert info.value.failures and info.value.failures[0].batch_size == 7
@@ -160,14 +164,8 @@ def test_force_replaces_and_cleans_leftovers(bundle_copy, tiny_run, synthetic_mn
     live = parent / ".bundle.tmp-live"  # another export still running
     live.mkdir()
     (live / OWNER_FILE).write_text(str(os.getppid()))
-    b = export(
-        tiny_run,
-        bundle_copy,
-        config=ExportConfig(formats=("onnx",)),
-        data_dir=synthetic_mnist,
-        force=True,
-        progress=False,
-    )
+    b = export(tiny_run, bundle_copy, config=ExportConfig(formats=("onnx",)), data_dir=synthetic_mnist, force=True,
+               progress=False)
     assert {a.key for a in b.artifacts} == {"torch/fp32", "onnx/fp32"}
     assert not (bundle_copy / "openvino").exists()
     assert sorted(p.name for p in parent.iterdir()) == [".bundle.tmp-live", "bundle"]
@@ -184,12 +182,12 @@ def test_killed_commit_restores_the_old_bundle(bundle_copy, tiny_run, synthetic_
 
 
 def test_failure_removes_staging(tiny_run, synthetic_mnist, tmp_path, monkeypatch):
-    import edgeport.export.onnx as onnx_mod
+    import edgeport.formats.onnx as onnx_mod
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(onnx_mod, "export_onnx", boom)
+    monkeypatch.setattr(onnx_mod, "export", boom)
     with pytest.raises(KeyboardInterrupt):
         export(tiny_run, tmp_path / "b", data_dir=synthetic_mnist, progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -204,66 +202,19 @@ def test_bad_options(tiny_run, tmp_path):
         export(tiny_run, tmp_path / "b", model_ref="mnist-mlp")
     with pytest.raises(ConfigError, match="nothing to export"):
         export(None, tmp_path / "b")
-    with pytest.raises(ConfigError, match="--input-shape"):
-        export(model_ref="user_models:small_cnn", out=tmp_path / "b")
+    with pytest.raises(ConfigError, match="--weights"):
+        export(model_ref="user_models:small_cnn", out=tmp_path / "b", input_shape=(1, 1, 28, 28))
+    with pytest.raises(ConfigError, match="--input"):
+        export(model_ref="user_models:small_cnn", random_init=True, out=tmp_path / "b")
+    with pytest.raises(ConfigError, match="needs data"):
+        w = tmp_path / "w.safetensors"
+        from safetensors.torch import save_file
 
+        import user_models
 
-# ------------------------------------------------------------------ int8 hook
-
-
-def _fake_int8(monkeypatch, calls):
-    def add_int8_artifacts(*, staging, model, fp32, data, config, formats, progress):
-        calls.append(sorted(formats))
-        shutil.copyfile(fp32["onnx"], staging / "onnx" / "model.int8.onnx")
-        return types.SimpleNamespace(
-            artifacts=[
-                {
-                    "format": "onnx",
-                    "precision": "int8",
-                    "file": "onnx/model.int8.onnx",
-                    "extra_files": [],
-                    "details": {"proof": "fake"},
-                }
-            ],
-            calibration={"size": config.size, "method": config.method},
-            layer_report={"onnx/int8": {"linear_stack.0": 40.0}},
-        )
-
-    monkeypatch.setitem(
-        sys.modules, "edgeport.export.int8", types.SimpleNamespace(add_int8_artifacts=add_int8_artifacts)
-    )
-
-
-def test_int8_hook_and_quantize(tiny_run, synthetic_mnist, tmp_path, monkeypatch):
-    from edgeport.config import CalibrationConfig
-
-    calls = []
-    _fake_int8(monkeypatch, calls)
-    out = tmp_path / "b"
-    b = export(
-        tiny_run,
-        out,
-        config=ExportConfig(formats=("onnx",), int8=True),
-        calibration=CalibrationConfig(size=50, method="minmax"),
-        data_dir=synthetic_mnist,
-        progress=False,
-    )
-    assert b.artifact("onnx", "int8").details == {"proof": "fake"}
-    assert b.manifest.calibration == {"size": 50, "method": "minmax"} and b.manifest.layer_report
-    before = fx.tree_digest(out)
-    with pytest.raises(ConfigError, match="--force"):
-        quantize(out, data_dir=synthetic_mnist, progress=False)
-    assert fx.tree_digest(out) == before
-    b2 = quantize(
-        out,
-        calibration=CalibrationConfig(size=20, method="minmax"),
-        data_dir=synthetic_mnist,
-        force=True,
-        progress=False,
-    )
-    assert b2.manifest.calibration["size"] == 20 and calls == [["onnx"], ["onnx"]]
-    assert b2.manifest.parity == b.manifest.parity
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+        save_file(user_models.rgb_mlp().state_dict(), str(w))
+        export(model_ref="user_models:rgb_mlp", weights=w, input_shape=(1, 3, 8, 8), out=tmp_path / "b")
+    assert not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------ user models
@@ -272,7 +223,6 @@ def test_int8_hook_and_quantize(tiny_run, synthetic_mnist, tmp_path, monkeypatch
 def test_user_cnn_from_safetensors_and_pt(tmp_path, synthetic_mnist):
     from safetensors.torch import save_file
 
-    sys.path.insert(0, str(TESTS))
     import user_models
 
     model = user_models.small_cnn()
@@ -282,29 +232,28 @@ def test_user_cnn_from_safetensors_and_pt(tmp_path, synthetic_mnist):
     save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
     torch.save(model.state_dict(), tmp_path / "w.pt")
     for weights in ("w.safetensors", "w.pt"):
-        out = tmp_path / f"bundle_{weights}"
-        b = export(
-            model_ref="user_models:small_cnn",
-            weights=tmp_path / weights,
-            input_shape=(1, 1, 28, 28),
-            out=out,
-            data_dir=synthetic_mnist,
-            progress=False,
-        )
-        assert b.manifest.model == "user_models:small_cnn"
-        assert "MNIST test images" in b.manifest.parity["inputs"]["real"]
+        b = export(model_ref="user_models:small_cnn", weights=tmp_path / weights, input_shape=(1, 1, 28, 28),
+                   out=tmp_path / f"bundle_{weights}", config=ExportConfig(formats=("onnx", "openvino")),
+                   data_dir=synthetic_mnist, progress=False)
+        assert b.manifest.model == "user_models:small_cnn" and not b.random_init
+        assert "eval data (mnist" in b.manifest.parity["inputs"]["real"]
         assert b.manifest.provenance["weights_file"] == weights
         x, y = _test_data(b)
         with torch.no_grad():
             np.testing.assert_allclose(model.eval()(torch.from_numpy(x)).numpy(), y, atol=1e-6)
 
 
-def test_user_model_with_other_input_shape(tmp_path):
-    sys.path.insert(0, str(TESTS))
-    b = export(model_ref="user_models:rgb_mlp", input_shape=(1, 3, 8, 8), out=tmp_path / "b", progress=False)
-    assert b.input_shape == (3, 8, 8) and b.labels == ["0", "1", "2", "3", "4"]
-    assert b.manifest.output["shape"] == ["batch", 5]
-    assert "random" in b.manifest.parity["inputs"]["real"]
+def test_random_init_is_marked_everywhere(tmp_path, capsys):
+    from edgeport.cli import main
+
+    b = export(model_ref="user_models:rgb_mlp", random_init=True, input_shape=(1, 3, 8, 8), out=tmp_path / "b",
+               config=ExportConfig(formats=("onnx",)), progress=False)
+    assert b.random_init and "random weights: not for accuracy" in b.warnings
+    assert b.signature.inputs[0].shape == ("batch", 3, 8, 8) and b.labels == ["0", "1", "2", "3", "4"]
+    assert b.signature.outputs[0].shape == ("batch", 5) and b.signature.outputs[0].kind == "probs"
+    assert "weak evidence" in b.manifest.parity["inputs"]["real"]  # no data given: synthetic, and it says so
+    assert main(["inspect", str(tmp_path / "b")]) == 0
+    assert "random weights: not for accuracy" in capsys.readouterr().out
 
 
 def test_pickle_weights_are_refused(tmp_path):
@@ -317,21 +266,94 @@ def test_pickle_weights_are_refused(tmp_path):
             return (open, (str(canary), "w"))
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"w": Evil()}))
-    sys.path.insert(0, str(TESTS))
     with pytest.raises(BundleError, match="cannot be loaded safely"):
-        export(
-            model_ref="user_models:small_cnn",
-            weights=tmp_path / "evil.pt",
-            input_shape=(1, 1, 28, 28),
-            out=tmp_path / "b",
-            progress=False,
-        )
+        export(model_ref="user_models:small_cnn", weights=tmp_path / "evil.pt", input_shape=(1, 1, 28, 28),
+               out=tmp_path / "b", progress=False)
     assert not canary.exists()
+
+
+def test_two_inputs_two_outputs_every_format(tmp_path):
+    """An image plus a vector in, logits plus an embedding out: every format, parity per output."""
+    b = export(
+        model_ref="user_models:two_in_two_out", random_init=True,
+        inputs=["image:1,3,16,16", "vector:1,6:float32"], out=tmp_path / "b", progress=False,
+    )
+    sig = b.signature
+    assert sig.input_names == ["image", "vector"] and sig.output_names == ["logits", "embedding"]
+    assert [o.kind for o in sig.outputs] == ["logits", "raw"] and sig.inputs[0].layout == "NCHW"
+    assert sig.inputs[1].layout is None and b.preprocessing.input == "image"
+    parity = b.manifest.parity["artifacts"]
+    assert {k.split("/")[0] for k in parity} >= {"torchscript", "onnx", "openvino"}
+    for fig in parity.values():
+        assert set(fig["batch_sizes"]) == {"1", "2", "7", "64"}
+        for row in fig["batch_sizes"].values():
+            assert set(row["outputs"]) == {"logits", "embedding"} and all(o["passed"] for o in row["outputs"].values())
+            assert row["outputs"]["embedding"]["agreement"] is None  # raw: tolerance only
+    rng = np.random.default_rng(0)
+    feeds = {"image": rng.standard_normal((3, 3, 16, 16)).astype(np.float32),
+             "vector": rng.standard_normal((3, 6)).astype(np.float32)}
+    with b.runner("torch") as ref_runner:
+        ref = ref_runner.run(feeds)
+    for backend in ("torchscript", "onnxruntime", "openvino", "executorch"):
+        if not b.has({"onnxruntime": "onnx"}.get(backend, backend)):
+            continue
+        with b.runner(backend) as r:
+            out = r.run(feeds)
+        assert set(out) == {"logits", "embedding"} and out["embedding"].shape == (3, 12)
+        for k in out:
+            np.testing.assert_allclose(out[k], ref[k], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("ref", ["torchvision:resnet18", "timm:test_resnet"])
+def test_library_models(ref, tmp_path):
+    """torchvision:NAME and timm:NAME with factory arguments, random weights, ImageNet-style preprocessing."""
+    if ref.startswith("timm"):
+        pytest.importorskip("timm")
+    b = export(model_ref=ref, random_init=True, model_args={"num_classes": 7}, input_shape=(1, 3, 64, 64),
+               out=tmp_path / "b", config=ExportConfig(formats=("onnx", "openvino")), progress=False)
+    assert b.manifest.model == ref and b.manifest.model_args == {"num_classes": 7}
+    assert b.signature.outputs[0].shape == ("batch", 7) and b.signature.outputs[0].kind == "logits"
+    pre = b.preprocessing
+    assert pre.mode == "RGB" and pre.step("center_crop")["size"] == [64, 64] and pre.preset == "imagenet"
+    if ref.startswith("torchvision"):
+        assert "batchnorm_reestimated" in b.manifest.provenance  # random weights, BN statistics re-estimated
+    with b.runner("torch") as r:
+        assert r.run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 7)
+    with pytest.raises(ConfigError, match="bad --model-arg"):
+        export(model_ref=ref, random_init=True, model_args={"no_such_arg": 1}, input_shape=(1, 3, 64, 64),
+               out=tmp_path / "c", progress=False)
+
+
+def test_exported_program_source(tmp_path):
+    import user_models
+
+    model = user_models.logits_cnn().eval()
+    ep = torch.export.export(model, (torch.randn(2, 3, 16, 16),),
+                             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    b = export(model_ref=str(tmp_path / "m.pt2"), out=tmp_path / "b", data="synthetic",
+               config=ExportConfig(formats=("onnx",)), progress=False)
+    assert b.manifest.model == "exported_program" and b.artifact("torch").details["format"] == "pt2"
+    assert b.signature.inputs[0].shape == ("batch", 3, 16, 16)
+    x = np.random.default_rng(1).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    with b.runner("onnxruntime") as r:
+        with torch.no_grad():
+            np.testing.assert_allclose(r.run(x), model(torch.from_numpy(x)).numpy(), atol=1e-5)
+    # the reference is a pickle: from a bundle this process did not write, it needs explicit trust
+    fresh = load_bundle(tmp_path / "b")
+    with pytest.raises(ConfigError, match="EDGEPORT_TRUST_MODEL_CODE"):
+        fresh.runner("torch").load()
 
 
 @pytest.mark.mnist
 def test_export_on_real_mnist(mnist_root, tmp_path):
-    b = export(model_ref="mnist-mlp", out=tmp_path / "b", data_dir=mnist_root, progress=False)
-    assert b.manifest.parity["passed"] and b.manifest.parity["inputs"]["n"] == 1064
+    from safetensors.torch import save_file
+
+    from edgeport.sources.models import build_model
+
+    save_file(build_model("mnist-mlp").state_dict(), str(tmp_path / "w.safetensors"))
+    b = export(model_ref="mnist-mlp", weights=tmp_path / "w.safetensors", out=tmp_path / "b", data_dir=mnist_root,
+               config=ExportConfig(formats=("onnx",)), progress=False)
+    assert b.manifest.parity["passed"] and b.manifest.parity["inputs"]["n"] == 256 + 12
     x, _ = _test_data(b)
-    assert x.min() == pytest.approx(b.manifest.input["value_range"][0], abs=1e-5)
+    assert x.min() == pytest.approx(b.signature.inputs[0].value_range[0], abs=1e-5)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeport.errors import BundleError
-from edgeport.export.manifest import Manifest, parse_manifest
+from edgeport.bundle.manifest import Manifest, parse_manifest
 
 SHA = "ab" * 32
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from edgeport.errors import ConfigError
-from edgeport.models import available_models, build_model, count_parameters, summary_text
+from edgeport.sources.models import available_models, build_model, count_parameters, summary_text
 
 SEED_SUMMARY = """\
 ----------------------------------------------------------------

@@ -327,7 +327,7 @@ def harness(kind: str, src: Path, work: Path, data_dir: str) -> dict:
     import numpy as np
 
     from edgeport.errors import EdgeportError
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     fmt, precision, file, backend = KINDS[kind]
     base = load_bundle(src)
@@ -402,7 +402,7 @@ import pytest  # noqa: E402
 
 import export_fixtures as fx  # noqa: E402
 from edgeport.errors import BundleError  # noqa: E402
-from edgeport.export.bundle import load_bundle  # noqa: E402
+from edgeport.bundle import load_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="module")

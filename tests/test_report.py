@@ -146,7 +146,7 @@ def write_run(run, *, grid=True):
         )
     )
     if grid:
-        from edgeport.report.grid import prediction_grid
+        from edgeport.seed.grid import prediction_grid
 
         rng = np.random.default_rng(0)
         prediction_grid(

@@ -100,15 +100,19 @@ class TestRunnerContract:
             (np.zeros((1, 28, 28), np.float32), "rank"),
             (np.zeros((2, 1, 28, 27), np.float32), "shape"),
             (np.zeros((2, 3, 28, 28), np.float32), "shape"),
-            (np.zeros((0, 1, 28, 28), np.float32), "empty batch"),
+            (np.zeros((0, 1, 28, 28), np.float32), "outside 1..4"),
             (np.full((2, 1, 28, 28), np.nan, np.float32), "NaN or infinite"),
             (
                 np.where(np.arange(784).reshape(1, 1, 28, 28) == 5, np.inf, 0).astype(np.float32),
                 "NaN or infinite",
             ),
-            (np.zeros((5, 1, 28, 28), np.float32), "max_batch"),
+            (np.zeros((5, 1, 28, 28), np.float32), "outside 1..4"),
+            ({"image": np.zeros((2, 1, 28, 28), np.float32)}, "missing input.*'input'.*unknown input.*'image'"),
+            ({"input": np.zeros((2, 1, 28, 28), np.float32), "extra": np.zeros(1)}, "unknown input.*'extra'"),
+            (np.zeros((2, 28, 28, 1), np.uint8), "dtype uint8.*runner.predict"),
         ],
-        ids=["list", "float64", "uint8", "rank3", "width", "channels", "empty", "nan", "inf", "too-large"],
+        ids=["list", "float64", "uint8", "rank3", "width", "channels", "empty", "nan", "inf", "too-large", "wrong-name",
+             "extra-name", "nhwc-uint8"],
     )
     def test_bad_input(self, runtime_bundle, combo, bad, match):  # noqa: F811
         with runtime_bundle.runner(*combo, max_batch=4) as runner:
@@ -133,6 +137,8 @@ class TestRunnerContract:
             assert runner.labels == [str(i) for i in range(10)]
             with pytest.raises(InputError):
                 runner.predict(np.zeros((0, 28, 28), np.uint8))
+            with pytest.raises(InputError, match="shape"):  # an RGB batch is not reshaped to fit
+                runner.predict(np.zeros((2, 224, 224, 3), np.uint8))
 
     def test_prepared_matches_run(self, runtime_bundle, combo):  # noqa: F811
         x = _x(3, seed=5)
@@ -143,7 +149,8 @@ class TestRunnerContract:
                 prepared()
             out = prepared.fetch()
             prepared.release()
-            np.testing.assert_array_equal(out, runner.run(_x(3, seed=5)))
+            assert set(out) == {"probs"}
+            np.testing.assert_array_equal(out["probs"], runner.run(_x(3, seed=5)))
 
     def test_threads_give_identical_outputs(self, runtime_bundle, combo):  # noqa: F811
         inputs = [_x(2, seed=s) for s in range(8)]
@@ -175,7 +182,7 @@ class TestRunnerContract:
 # ---------------------------------------------------------------------------- registry
 def test_registry_lists_every_backend_and_device():
     rows = list_devices()
-    assert {r["backend"] for r in rows} == {"torch", "torchscript", "onnxruntime", "openvino"}
+    assert {r["backend"] for r in rows} == {"torch", "torchscript", "onnxruntime", "openvino", "executorch"}
     for r in rows:
         assert set(r) == {"backend", "device", "usable", "reason"}
         assert r["usable"] or r["reason"], r
@@ -203,7 +210,7 @@ def test_unusable_devices_raise_with_reason(runtime_bundle):  # noqa: F811
 
 
 def test_tampered_artifact_is_refused_at_load(tmp_path):
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     path = write_bundle(tmp_path / "b", int8=False)
     bundle = load_bundle(path)
@@ -230,7 +237,7 @@ def test_light_runtime_never_imports_torch(runtime_bundle_path):  # noqa: F811
 import sys
 import numpy as np
 import edgeport.runtime
-from edgeport.export.bundle import load_bundle
+from edgeport.bundle import load_bundle
 b = load_bundle({str(runtime_bundle_path)!r})
 with b.runner("onnxruntime") as r:
     assert r.run(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)

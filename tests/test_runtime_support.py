@@ -19,7 +19,7 @@ LABELS = [str(i) for i in range(10)]
 def _seeded_model(seed: int):
     import torch
 
-    from edgeport.models import build_model
+    from edgeport.sources.models import build_model
 
     torch.manual_seed(seed)
     model = build_model("mnist-mlp").eval()
@@ -41,8 +41,10 @@ def write_bundle(out: Path, *, seed: int = 0, perturb_onnx: float = 0.0, int8: b
     import torch
     from safetensors.torch import save_file
 
-    from edgeport.export.bundle import SCHEMA_VERSION, Manifest, make_artifact, write_manifest
-    from edgeport.preprocessing import Preprocessing
+    from edgeport.bundle import SCHEMA_VERSION, Manifest
+    from edgeport.bundle.writer import make_artifact, write_manifest
+    from edgeport.preprocessing import from_preset
+    from edgeport.specs import BATCH, Dim, Signature, TensorSpec
 
     model = _seeded_model(seed)
     out.mkdir(parents=True)
@@ -96,13 +98,18 @@ def write_bundle(out: Path, *, seed: int = 0, perturb_onnx: float = 0.0, int8: b
         make_artifact(out, "openvino", "fp32", "openvino/model.xml", extra_files=["openvino/model.bin"])
     )
 
+    pre = from_preset("mnist")
+    signature = Signature(
+        (TensorSpec("input", "float32", (BATCH, 1, 28, 28), layout="NCHW", value_range=pre.value_range()),),
+        (TensorSpec("probs", "float32", (BATCH, 10), kind="probs"),),
+        {BATCH: Dim(BATCH, 1, 4096)},
+    )
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,
         model="mnist-mlp",
-        input={"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32"},
-        output={"name": "probs", "shape": ["batch", 10], "dtype": "float32"},
-        preprocessing=Preprocessing().to_dict(),
-        labels=LABELS,
+        signature=signature,
+        preprocessing=pre.to_manifest(),
+        labels=tuple(LABELS),
         artifacts=tuple(arts),
         provenance={},
         environment={},
@@ -120,9 +127,11 @@ def runtime_bundle_path(int8_bundle_path) -> Path:
 
 @pytest.fixture(scope="session")
 def runtime_bundle(runtime_bundle_path):
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
-    return load_bundle(runtime_bundle_path)
+    bundle = load_bundle(runtime_bundle_path)
+    bundle.trusted = True  # this test session exported it: its TorchScript may load
+    return bundle
 
 
 def synthetic_images(n: int = 300, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

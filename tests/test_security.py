@@ -21,8 +21,8 @@ import torch
 import export_fixtures as fx
 from edgeport.cli import main
 from edgeport.errors import BundleError
-from edgeport.export.bundle import load_bundle
-from edgeport.export.onnx_refs import external_data_locations
+from edgeport.bundle import load_bundle
+from edgeport.bundle.onnx_graph import external_data_locations
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -273,7 +273,7 @@ def test_bundle_naming_model_code_is_not_imported_without_trust(tmp_path, monkey
     import sys
 
     from edgeport.errors import ConfigError
-    from edgeport.models import TRUST_ENV, build_model
+    from edgeport.sources.models import TRUST_ENV, build_model
 
     canary = tmp_path / "canary"
     (tmp_path / "evil_mod.py").write_text(

@@ -22,7 +22,7 @@ N_INPUTS = 16
 
 @pytest.fixture(scope="session")
 def int8_bundle(int8_bundle_path):
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     return load_bundle(int8_bundle_path)
 
@@ -87,7 +87,7 @@ def test_shared_runner_8_threads_x_1000(int8_bundle, combo):
 
 
 def test_4_threads_load_the_same_bundle_at_once(int8_bundle_path):
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     x = _inputs()[0]
     with load_bundle(int8_bundle_path).runner("onnxruntime") as r:

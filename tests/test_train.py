@@ -7,9 +7,9 @@ import torch
 from edgeport.checkpoint import load_run
 from edgeport.cli import main
 from edgeport.config import TrainConfig
-from edgeport.data import load_mnist
+from edgeport.sources.mnist import load_mnist
 from edgeport.errors import BundleError, ConfigError
-from edgeport.train import fast_dropout, fit, shifted_epoch, train
+from edgeport.seed.train import fast_dropout, fit, shifted_epoch, train
 
 
 def test_loss_falls_on_synthetic_idx(synthetic_mnist):

@@ -21,7 +21,7 @@ from .errors import (  # noqa: F401  (re-exported)
     RemoteError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "train": "edgeport.seed.train:train",

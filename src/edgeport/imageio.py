@@ -138,10 +138,10 @@ def _to_mode(img, mode: str, path: Path) -> np.ndarray:
         raise DataError(f"{path} has an unsupported image mode {m}; save it as PNG or JPEG")
     if mode == "RGB":
         # As torchvision's ImageFolder loader does: convert("RGB") (transparency is dropped).
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        return np.array(img.convert("RGB"), dtype=np.uint8)
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
         img = _flatten_alpha(img.convert("RGBA"))
-    return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.array(img.convert("L"), dtype=np.uint8)
 
 
 def _flatten_alpha(rgba):

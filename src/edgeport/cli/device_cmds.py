@@ -67,8 +67,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--precisions", type=csv_list, default=None, help="comma list: fp32,fp16,int8 (default: all)")
     p.add_argument("--force", action="store_true", help="overwrite the output files if they exist")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="let each node run artifacts that run code (TorchScript, pickled models); "
+                   "same as EDGEPORT_TRUST_MODEL_CODE=1 there")
     p.add_argument("--batch-sizes", type=batch_list, default=[1, 32], help="bench batch sizes")
     p.add_argument("--min-seconds", type=bounded_float(0.0, 3600.0), default=1.0, help="bench seconds per row")
     p.add_argument("--timeout", type=bounded_float(1.0, 86400.0), default=900.0, help="seconds per device task")
-    p.add_argument("--out", default=None, help="write the merged results to X.json (plus X.md and X.html)")
+    p.add_argument("--out", default=None, metavar="X.json",
+                   help="write the merged results to X.json, X.md and X.html (default: Markdown on stdout)")
     p.set_defaults(func=cmd_fleet, main_thread=True)

@@ -45,7 +45,9 @@ def _first(exc: Exception) -> str:
 
 @contextlib.contextmanager
 def _quiet():
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    from ..runtime.executorch_backend import quiet_stderr
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_stderr():
         warnings.simplefilter("ignore")
         import logging
 

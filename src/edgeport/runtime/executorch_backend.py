@@ -12,6 +12,7 @@ kept out of edgeport's output.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import queue
 import threading
@@ -23,7 +24,7 @@ from .base import Prepared, Runner
 
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h)
 _TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 11: "bool"}
-_STDERR_LOCK = threading.Lock()
+_STDERR_LOCK = threading.RLock()  # re-entrant: quiet blocks nest (export inside quantize)
 
 
 def _first(exc: Exception) -> str:
@@ -32,7 +33,7 @@ def _first(exc: Exception) -> str:
 
 @contextlib.contextmanager
 def quiet_stderr():
-    """fd 2 to /dev/null while the runtime initialises (it prints cpuinfo lines there)."""
+    """fd 2 and ``sys.stderr`` to /dev/null while the runtime initialises (it prints cpuinfo lines)."""
     with _STDERR_LOCK:
         try:
             saved = os.dup(2)
@@ -42,11 +43,22 @@ def quiet_stderr():
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(devnull, 2)
-            yield
+            with contextlib.redirect_stderr(io.StringIO()):  # the pybindings log through sys.stderr too
+                yield
         finally:
+            _flush_c_stdio()  # the runtime's log lines may sit in a C stdio buffer: flush them to /dev/null
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
 
 
 class ExecuTorchRunner(Runner):

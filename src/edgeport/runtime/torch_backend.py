@@ -23,10 +23,10 @@ class TorchRunner(TorchRunnerBase):
         data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
         m = self.bundle.manifest
         if self.artifact.details.get("format") == "pt2":
-            from ..sources.models import load_exported_program
+            from ..sources.models import ExportedModule, load_exported_program
 
             ep = load_exported_program(io.BytesIO(data), trust_code=code_is_trusted(self.bundle))
-            return ep.module().to(self._dev)
+            return ExportedModule(ep.module()).to(self._dev)
         from safetensors.torch import load as load_safetensors
 
         from ..sources.models import build_model

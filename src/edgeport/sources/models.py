@@ -211,6 +211,30 @@ def load_exported_program(path: Path, *, trust_code: bool = True):
         raise ConfigError(f"cannot load the ExportedProgram {path}: {first}; save it with torch.export.save") from None
 
 
+class ExportedModule(nn.Module):
+    """An ExportedProgram's module as a plain ``nn.Module``.
+
+    ``ep.module()`` refuses ``.eval()``/``.train()`` (its mode was fixed when it
+    was exported), which every exporter calls; this wrapper makes them no-ops.
+    """
+
+    def __init__(self, gm) -> None:
+        super().__init__()
+        for p in gm.parameters():
+            p.requires_grad_(False)  # inference only; tracers take its weights as constants
+        object.__setattr__(self, "gm", gm)  # not a submodule: train()/eval() must not reach it
+
+    def forward(self, *args):
+        return self.gm(*args)
+
+    def train(self, mode: bool = True):
+        return self
+
+    def to(self, *args, **kwargs):
+        self.gm.to(*args, **kwargs)
+        return self
+
+
 # --------------------------------------------------------------------------- resolving
 
 
@@ -333,7 +357,7 @@ def _from_pt2(path: Path) -> ModelSource:
     if not path.is_file():
         raise ConfigError(f"ExportedProgram {path} not found; save one with torch.export.save(ep, '{path.name}')")
     ep = load_exported_program(path)
-    module = ep.module()
+    module = ExportedModule(ep.module())
     shapes = None
     try:
         args, kwargs = ep.example_inputs or ((), {})
