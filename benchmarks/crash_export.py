@@ -96,7 +96,7 @@ def reference_inputs(n: int = 8) -> np.ndarray:
 def check_bundle(target: Path, reference: np.ndarray) -> str:
     """Load with hashes checked and run a quick parity check; '' when fine, else what is wrong."""
     from edgeport.errors import EdgeportError
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     try:
         bundle = load_bundle(target, verify=True)
@@ -114,8 +114,8 @@ def make_run(work: Path) -> tuple[Path, Path]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import make_synthetic
     from edgeport.config import TrainConfig
-    from edgeport.data import write_idx
-    from edgeport.train import train
+    from edgeport.sources.mnist import write_idx
+    from edgeport.seed.train import train
 
     data = work / "mnist"
     x, y = make_synthetic(1200, seed=1)
@@ -131,8 +131,8 @@ def crash_trials(
     run: Path, data: Path, target: Path, *, trials: int, seed: int = 0, int8: bool = True, log=print
 ) -> dict:
     """Run ``trials`` kills over the bundle at ``target`` (exported first); counts and failures."""
-    from edgeport.export.bundle import load_bundle
-    from edgeport.export.staging import clean_leftovers
+    from edgeport.bundle import load_bundle
+    from edgeport.fsutil import clean_leftovers
 
     duration = full_export(run, target, data, int8)
     with load_bundle(target).runner("onnxruntime") as r:

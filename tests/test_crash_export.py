@@ -69,7 +69,7 @@ def _assert_kept(target: Path, digest: dict, capsys, rc: int, what: str) -> None
 
 
 def test_full_disk_keeps_the_old_bundle(old_bundle, monkeypatch, capsys):
-    import edgeport.export.bundle as bnd
+    import edgeport.export.api as bnd
 
     target, argv = old_bundle
     digest = tree_digest(target)
@@ -83,7 +83,7 @@ def test_full_disk_keeps_the_old_bundle(old_bundle, monkeypatch, capsys):
 
 
 def test_full_disk_at_commit_keeps_the_old_bundle(old_bundle, monkeypatch, capsys):
-    import edgeport.checkpoint as ckpt
+    import edgeport.fsutil as ckpt
 
     target, argv = old_bundle
     digest = tree_digest(target)
@@ -97,7 +97,7 @@ def test_full_disk_at_commit_keeps_the_old_bundle(old_bundle, monkeypatch, capsy
 
 
 def test_read_only_target_keeps_the_old_bundle(old_bundle, monkeypatch, capsys):
-    import edgeport.checkpoint as ckpt
+    import edgeport.fsutil as ckpt
 
     target, argv = old_bundle
     digest = tree_digest(target)
@@ -111,7 +111,7 @@ def test_read_only_target_keeps_the_old_bundle(old_bundle, monkeypatch, capsys):
 
 
 def test_atomic_commit_swaps_in_one_step(tmp_path):
-    from edgeport.checkpoint import atomic_commit
+    from edgeport.fsutil import atomic_commit
 
     old, new = tmp_path / "b", tmp_path / ".b.tmp-1"
     old.mkdir()

@@ -7,6 +7,7 @@ Pure parsing, no files: 500 structured examples plus 200 raw-text ones run in se
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,29 @@ from edgeport.errors import BundleError
 from edgeport.bundle.manifest import Manifest, parse_manifest
 
 SHA = "ab" * 32
+
+
+def valid_manifest_v2() -> dict:
+    d = valid_manifest()
+    d["schema_version"] = 2
+    for k in ("input", "output", "calibration"):
+        d.pop(k)
+    d["dims"] = {"batch": {"min": 1, "max": 64}}
+    d["inputs"] = [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32", "layout": "NCHW",
+                    "value_range": [-1, 3]}]
+    d["outputs"] = [{"name": "probs", "shape": ["batch", 10], "dtype": "float32", "kind": "probs"}]
+    d["preprocessing"] = {"input": "input", "preset": "mnist", "steps": [
+        {"op": "decode", "mode": "L", "fit_digit": True}, {"op": "scale", "factor": 0.00392156862745098},
+        {"op": "normalize", "mean": [0.1307], "std": [0.3081]}, {"op": "layout", "layout": "NCHW"},
+        {"op": "dtype", "dtype": "float32"}]}
+    d["golden"] = {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz", "n": 3, "margin": 0.03,
+                   "files": [{"path": "golden/inputs.npz", "sha256": SHA, "bytes": 3},
+                             {"path": "golden/outputs.npz", "sha256": SHA, "bytes": 3}],
+                   "int8_agreement": {"onnx/int8": 1.0}}
+    d["layer_report"] = {"reference": "pytorch fp32", "split": "selection", "images": 4,
+                         "formats": {"onnx": [{"layer": "linear_stack.0", "sqnr_db": 30.0, "max_abs_error": 0.1}]}}
+    d["warnings"] = []
+    return d
 
 
 def valid_manifest() -> dict:
@@ -75,7 +99,7 @@ def _paths(node, prefix=()):
 
 @st.composite
 def mutated_manifests(draw):
-    d = copy.deepcopy(valid_manifest())
+    d = copy.deepcopy(draw(st.sampled_from([valid_manifest(), valid_manifest_v2()])))
     for _ in range(draw(st.integers(1, 4))):
         spots = _paths(d)
         container, key = spots[draw(st.integers(0, len(spots) - 1))]
@@ -100,14 +124,17 @@ def _check(text) -> None:
         assert "manifest.json" in msg, msg
         return
     assert isinstance(m, Manifest)
-    assert Manifest.from_dict(json.loads(m.to_json())) == m  # what parses, round-trips
+    # what parses, round-trips (a schema-1 manifest comes back as the schema-2 one it was upgraded to)
+    assert Manifest.from_dict(json.loads(m.to_json())) == dataclasses.replace(m, upgraded_from=None)
 
 
-def test_valid_manifest_parses():
-    parse_manifest(json.dumps(valid_manifest()))
+def test_valid_manifests_parse():
+    assert parse_manifest(json.dumps(valid_manifest())).upgraded_from == 1
+    m = parse_manifest(json.dumps(valid_manifest_v2()))
+    assert m.upgraded_from is None and m.signature.inputs[0].layout == "NCHW" and m.golden["n"] == 3
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_manifests())
 def test_mutated_manifest_contents(d):
     _check(json.dumps(d))

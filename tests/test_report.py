@@ -165,7 +165,7 @@ def test_full_report(tmp_path):
         "Latency per backend",
         "Accuracy vs latency",
         "Batch-size scaling",
-        "Predictions on test images",
+        "Predictions",
         "Environment",
     ):
         assert f"## {title}" in md and title in page
@@ -200,7 +200,7 @@ def test_missing_stages_say_not_run(tmp_path):
     md_path, html_path = write_report(run)
     md = md_path.read_text()
     assert "verify.json is unreadable" in md and "not run (bench.json not found)" in md
-    assert "Not run: grid.png not found" in md and "Not run: needs bench results." in md
+    assert "no grid.png or samples.png" in md and "Not run: needs bench results." in md
     assert (run / "plots" / "training.png").is_file() and html_path.is_file()
 
 
@@ -212,8 +212,38 @@ def test_empty_run_and_tolerant_fields(tmp_path):
     # renamed or missing fields show as a dash instead of crashing
     (run / "bench.json").write_text(json.dumps({"rows": [{"backend": "onnxruntime", "batch_size": 1}]}))
     (run / "verify.json").write_text(json.dumps({"rows": [{"backend": "onnxruntime", "passed": "?"}]}))
-    md = write_report(run)[0].read_text()
+    from edgeport.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--force"):  # the report files exist: refused, kept
+        write_report(run)
+    md = write_report(run, force=True)[0].read_text()
     assert "| onnxruntime | cpu | fp32 | onnx | – |" in md
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("verify.json", '{"rows": [{"backend": ["x"], "accuracy": "high", "reasons": 5}], "data": 3}'),
+        ("train.json", '{"history": [{"epoch": "one", "val_accuracy": "x"}, 7], "params": "many"}'),
+        ("bench.json", '{"rows": [{"latency_us": [1, 2], "batch_size": "b", "throughput_per_s": {}}]}'),
+        ("verify.json", "[1, 2, 3]"),
+        ("bundle/manifest.json", '{"artifacts": [{"format": 1, "extra_files": "x"}]}'),
+    ],
+)
+def test_malformed_run_json_is_never_an_internal_error(tmp_path, name, text, capsys):
+    """`report` on a malformed run JSON: a report that shows dashes, or one line naming the problem."""
+    from edgeport.cli import main
+
+    run = tmp_path / "run"
+    (run / "bundle").mkdir(parents=True)
+    (run / name).write_text(text)
+    rc = main(["report", str(run)])
+    err = capsys.readouterr().err
+    assert rc in (0, 2) and "internal error" not in err and "Traceback" not in err
+    if rc == 0:
+        assert (run / "report.html").is_file()
+    else:
+        assert err.count("\n") == 1 and "malformed" in err
 
 
 def test_missing_run_folder(tmp_path):

@@ -82,7 +82,9 @@ def test_export_refuses_pickled_code_in_weights(kind, tmp_path):
 
 
 @pytest.mark.parametrize("payload", ["data.pkl replaced", "torch.save file", "raw pickle"])
-def test_torchscript_archive_with_pickle_payload_is_refused(payload, bundle_copy, tmp_path):
+def test_torchscript_archive_with_pickle_payload_is_refused(payload, bundle_copy, tmp_path, monkeypatch):
+    """Even with the trust opt-in (so the archive reaches the loader), a pickle payload is refused."""
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "1")
     canary = tmp_path / "canary"
     rel = "torchscript/model.pt"
     if payload == "data.pkl replaced":

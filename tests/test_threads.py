@@ -24,7 +24,9 @@ N_INPUTS = 16
 def int8_bundle(int8_bundle_path):
     from edgeport.bundle import load_bundle
 
-    return load_bundle(int8_bundle_path)
+    bundle = load_bundle(int8_bundle_path)
+    bundle.trusted = True  # this test session exported it
+    return bundle
 
 
 def _combos() -> list:
@@ -97,6 +99,7 @@ def test_4_threads_load_the_same_bundle_at_once(int8_bundle_path):
 
     def work(i: int) -> None:
         bundle = load_bundle(int8_bundle_path)
+        bundle.trusted = True
         for backend in backends:
             with bundle.runner(backend) as runner:
                 outputs[(i, backend)] = runner.run(x)

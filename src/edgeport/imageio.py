@@ -83,7 +83,7 @@ def _open(path: Path):
         raise DataError(f"{path} is not an image Pillow can read; pass PNG or JPEG files") from None
     except (OSError, ValueError, SyntaxError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"{path} cannot be opened as an image ({first})") from None
+        raise DataError(f"{path} cannot be opened as an image ({first}); re-save it as PNG or JPEG") from None
 
 
 def decode(path: str | os.PathLike, mode: str, *, limit: int | None = None) -> np.ndarray:

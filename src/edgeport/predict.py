@@ -45,7 +45,7 @@ def predict_files(
     if not files:
         raise ConfigError("no image files given; pass one or more image files")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 1000:
-        raise ConfigError(f"top_k must be a whole number between 1 and 1000, got {top_k!r}")
+        raise ConfigError(f"top_k must be a whole number between 1 and 1000, got {top_k!r}; pass 1 or more")
     bundle = _load_bundle(bundle_path)
     pre = bundle.preprocessing
     if pre is None:

@@ -163,7 +163,7 @@ def build_rows(raw: dict) -> list[Row]:
         r.max_abs = _num(v, "max_abs", "max_abs_error")
         r.agreement = _num(v, "agreement", "top1_agreement")
         r.passed = v.get("passed") if isinstance(v.get("passed"), bool) else None
-        r.reasons = [str(x) for x in v.get("reasons") or []]
+        r.reasons = [str(x) for x in v["reasons"]] if isinstance(v.get("reasons"), list) else []
     bhost = _host(raw.get("bench")) or vhost
     for b in _list(raw.get("bench"), "rows"):
         r = row_for(b, b.get("host") if isinstance(b.get("host"), str) else bhost)

@@ -36,8 +36,8 @@ def write_report(run_dir: str | os.PathLike, *, force: bool = False) -> tuple[Pa
     md, page = run_dir / "report.md", run_dir / "report.html"
     if (run_dir / "plots").is_dir() or not force:
         check_new_files([md, page, *((run_dir / "plots" / n) for n in PLOTS if (run_dir / "plots").is_dir())], force)
-    data = load(run_dir)
     try:
+        data = load(run_dir)
         sections = build_sections(data)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         raise DataError(
