@@ -95,8 +95,8 @@ def reference_inputs(n: int = 8) -> np.ndarray:
 
 def check_bundle(target: Path, reference: np.ndarray) -> str:
     """Load with hashes checked and run a quick parity check; '' when fine, else what is wrong."""
-    from edgeport.errors import EdgeportError
     from edgeport.bundle import load_bundle
+    from edgeport.errors import EdgeportError
 
     try:
         bundle = load_bundle(target, verify=True)
@@ -114,8 +114,8 @@ def make_run(work: Path) -> tuple[Path, Path]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from conftest import make_synthetic
     from edgeport.config import TrainConfig
-    from edgeport.sources.mnist import write_idx
     from edgeport.seed.train import train
+    from edgeport.sources.mnist import write_idx
 
     data = work / "mnist"
     x, y = make_synthetic(1200, seed=1)

@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from edgeport.calibration.dataset import CalibrationSet  # noqa: E402
 from edgeport.calibration.onnx_int8 import quantize_onnx  # noqa: E402
 from edgeport.calibration.proof import artifact_bytes  # noqa: E402
+from edgeport.data import load_mnist  # noqa: E402
+
 from edgeport.checkpoint import load_run  # noqa: E402
 from edgeport.config import CalibrationConfig  # noqa: E402
-from edgeport.data import load_mnist  # noqa: E402
 from edgeport.export.int8 import add_int8_artifacts  # noqa: E402
 from test_int8 import write_fp32  # noqa: E402  (the same fp32 export the tests use)
 

@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edgeport.export.bundle import load_bundle
 
 from edgeport.config import BenchConfig
-from edgeport.export.bundle import load_bundle
 from edgeport.runtime.benchmark import bench_input, bench_runner, sgemm_gflops
 
 FLOP_PER_SAMPLE = 2 * (784 * 96 + 96 * 256 + 256 * 10)  # 204,800 for mnist-mlp
@@ -98,9 +98,8 @@ def hand_torchscript(bundle, x, threads):
 
 def hand_torch(bundle, x, threads):
     import torch
-    from safetensors.torch import load_file
-
     from edgeport.models import build_model
+    from safetensors.torch import load_file
 
     torch.set_num_threads(threads)
     m = build_model(bundle.manifest.model)

@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         check = selfcheck(bundle, backends=[args.backend], precisions=[args.precision], devices=["cpu"])
         if not check["passed"]:
             why = "; ".join(r for row in check["rows"] for r in row["reasons"]) or "no artifact could run"
-            print(f"error: self-check against the bundle's golden outputs failed: {safe_text(why)}", file=sys.stderr)
+            print(
+                f"error: self-check against the bundle's golden outputs failed: {safe_text(why)}",
+                file=sys.stderr,
+            )
             return 1
         pre, labels = bundle.preprocessing, bundle.labels
         with bundle.runner(backend=args.backend, precision=args.precision, device="cpu") as runner:
@@ -58,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 _, probs = runner.predict([image])  # the manifest's preprocessing steps, then the model
                 top = probs[0].argsort()[::-1][: max(1, args.top_k)]
-                shown = ", ".join(f"{safe_text(labels[i] if i < len(labels) else i)} {probs[0, i] * 100:.1f}%" for i in top)
+                shown = ", ".join(
+                    f"{safe_text(labels[i] if i < len(labels) else i)} {probs[0, i] * 100:.1f}%" for i in top
+                )
                 print(f"{safe_text(path.name)}: {shown}")
     except EdgeportError as exc:
         print(f"error: {safe_text(exc)}", file=sys.stderr)

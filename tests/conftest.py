@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # user_models.py, export_fixtures.py
 
-from edgeport.sources.mnist import write_idx
+from edgeport.sources.mnist import write_idx  # noqa: E402
 
 
 def make_synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,6 @@ def tiny_run(tmp_path_factory, synthetic_mnist) -> Path:
     from edgeport.config import TrainConfig
     from edgeport.seed.train import train
 
-
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(TrainConfig(epochs=2, batch_size=64, lr=5e-3), data_dir=synthetic_mnist, out=out, progress=False)
     return out
@@ -101,3 +100,35 @@ def bundle_copy(full_bundle, tmp_path) -> Path:
     import export_fixtures as fx
 
     return fx.bundle_copy(full_bundle, tmp_path)
+
+
+def write_rgb_folder(
+    root: Path, images: np.ndarray, labels: np.ndarray, size: int = 32, per_class: int = 60
+) -> Path:
+    """MNIST-style digits as an RGB image folder (one subfolder per class), PNG and JPEG alternately."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    counts: dict[int, int] = {}
+    for img, lab in zip(images, labels):
+        lab = int(lab)
+        if counts.get(lab, 0) >= per_class:
+            continue
+        counts[lab] = counts.get(lab, 0) + 1
+        tint = rng.uniform(0.5, 1.0, size=3)
+        rgb = (np.asarray(Image.fromarray(img).resize((size, size)), np.float32)[..., None] * tint).astype(
+            np.uint8
+        )
+        folder = root / f"class_{lab}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{counts[lab]:03d}." + ("png" if counts[lab] % 2 else "jpg")
+        Image.fromarray(rgb).save(folder / name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def rgb_folder(tmp_path_factory, synthetic_mnist) -> Path:
+    from edgeport.sources.mnist import load_mnist
+
+    d = load_mnist(synthetic_mnist, download=False)
+    return write_rgb_folder(tmp_path_factory.mktemp("rgb") / "digits", d.test_images, d.test_labels)

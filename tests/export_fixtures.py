@@ -67,7 +67,12 @@ def two_io_bundle(tmp_path_factory) -> Path:
         from edgeport.export.api import export
 
         out = tmp_path_factory.mktemp("export") / "two_io"
-        export(model_ref="user_models:two_in_two_out", random_init=True,
-               inputs=["image:1,3,16,16", "vector:1,6:float32"], out=out, progress=False)
+        export(
+            model_ref="user_models:two_in_two_out",
+            random_init=True,
+            inputs=["image:1,3,16,16", "vector:1,6:float32"],
+            out=out,
+            progress=False,
+        )
         _CACHE["two_io"] = out
     return _CACHE["two_io"]

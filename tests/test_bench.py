@@ -10,6 +10,7 @@ import pytest
 
 from edgeport.config import BenchConfig
 from edgeport.errors import BackendUnavailableError, ConfigError
+from edgeport.fsutil import write_json
 from edgeport.runtime.benchmark import (
     CSV_FIELDS,
     bench,
@@ -19,7 +20,6 @@ from edgeport.runtime.benchmark import (
     write_csv,
     write_markdown,
 )
-from edgeport.fsutil import write_json
 from test_runtime_support import runtime_bundle, runtime_bundle_path  # noqa: F401
 
 TINY = BenchConfig(batch_sizes=(1, 3), warmup_seconds=0.0, min_iters=5, min_seconds=0.0)

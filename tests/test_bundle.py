@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from edgeport.errors import BundleError
 from edgeport.bundle import MANIFEST_FILE, SCHEMA_VERSION, Manifest, load_bundle, parse_manifest
+from edgeport.errors import BundleError
 
 
 def _manifest(path) -> dict:

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from edgeport.cli import main
-from edgeport.sources.mnist import load_mnist, split_indices
 from edgeport.errors import DataError
 from edgeport.preprocessing import from_preset
+from edgeport.sources.mnist import load_mnist, split_indices
 
 
 def test_synthetic_idx_loads_through_torchvision(synthetic_mnist):

@@ -10,9 +10,9 @@ from PIL import Image
 from edgeport.errors import ConfigError, DataError
 from edgeport.preprocessing import from_preset
 from edgeport.sources.data import (
+    RANDOM,
     REAL_LABELLED,
     REAL_UNLABELLED,
-    RANDOM,
     balanced_positions,
     open_source,
     plan_data,
@@ -77,8 +77,12 @@ def test_mnist_plan_calibrates_on_train_only(mnist):
 
 
 def test_batches_are_streamed_and_reiterable(mnist):
-    src = open_source("mnist:train", signature=image_signature(1, 28, 28, "input"), preprocessing=from_preset("mnist"),
-                      mnist=mnist)
+    src = open_source(
+        "mnist:train",
+        signature=image_signature(1, 28, 28, "input"),
+        preprocessing=from_preset("mnist"),
+        mnist=mnist,
+    )
     sizes = [len(f["input"]) for f, _ in src.batches(300)]
     assert sizes[:-1] == [300] * (len(sizes) - 1) and sum(sizes) == len(src)
     first = [f["input"] for f, _ in src.batches(300)][0]
@@ -97,7 +101,9 @@ def test_imagefolder_labelled_split_is_disjoint_and_recorded(tmp_path):
     assert np.bincount(plan.calibration.labels_array()).tolist() == [2, 2, 2]
     assert len(cal["sha256"]) == 64 and cal["classes"] == ["cat", "dog", "eel"]
     feeds, labels = next(plan.eval.batches(4))
-    assert feeds["image"].shape == (4, 3, 16, 16) and feeds["image"].dtype == np.float32 and labels is not None
+    assert (
+        feeds["image"].shape == (4, 3, 16, 16) and feeds["image"].dtype == np.float32 and labels is not None
+    )
 
 
 def test_imagefolder_flat_is_unlabelled(tmp_path):
@@ -120,8 +126,12 @@ def test_imagefolder_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="unknown source"):
         open_source("s3://bucket", signature=sig, preprocessing=pre)
     with pytest.raises(DataError, match="too few"):
-        plan_data(signature=sig, preprocessing=pre, data=f"imagefolder:{write_folder(tmp_path / 'few', 2)}",
-                  calibration_size=300)
+        plan_data(
+            signature=sig,
+            preprocessing=pre,
+            data=f"imagefolder:{write_folder(tmp_path / 'few', 2)}",
+            calibration_size=300,
+        )
 
 
 def test_npz_source_keys_labels_and_dtypes(tmp_path):
@@ -129,7 +139,12 @@ def test_npz_source_keys_labels_and_dtypes(tmp_path):
     spec_b = TensorSpec(name="b", dtype="int64", shape=(BATCH, 2))
     out = TensorSpec(name="y", dtype="float32", shape=(BATCH, 3), kind="logits")
     sig = Signature((spec_a, spec_b), (out,), {BATCH: Dim(BATCH, 1, 64)})
-    np.savez(tmp_path / "ok.npz", a=np.ones((10, 4), np.float32), b=np.zeros((10, 2), np.int64), labels=np.arange(10) % 3)
+    np.savez(
+        tmp_path / "ok.npz",
+        a=np.ones((10, 4), np.float32),
+        b=np.zeros((10, 2), np.int64),
+        labels=np.arange(10) % 3,
+    )
     src = open_source(f"npz:{tmp_path / 'ok.npz'}", signature=sig)
     feeds, labels = next(src.batches(4))
     assert set(feeds) == {"a", "b"} and feeds["b"].dtype == np.int64 and labels.tolist() == [0, 1, 2, 0]
@@ -157,15 +172,25 @@ def test_synthetic_is_seeded_and_marked_weak():
 def test_explicit_calibration_and_eval_sources(tmp_path):
     sig, pre = image_signature(), rgb_pre()
     cal_root, ev_root = write_folder(tmp_path / "cal"), write_folder(tmp_path / "ev", 3)
-    plan = plan_data(signature=sig, preprocessing=pre, calibration_data=f"imagefolder:{cal_root}",
-                     eval_data=f"imagefolder:{ev_root}", calibration_size=9)
+    plan = plan_data(
+        signature=sig,
+        preprocessing=pre,
+        calibration_data=f"imagefolder:{cal_root}",
+        eval_data=f"imagefolder:{ev_root}",
+        calibration_size=9,
+    )
     assert len(plan.calibration) == 9 and len(plan.eval) == 9
     assert plan.identity()["calibration"]["root"] == str(cal_root)
     with pytest.raises(ConfigError, match="go together"):
         plan_data(signature=sig, preprocessing=pre, calibration_data=f"imagefolder:{cal_root}")
     with pytest.raises(ConfigError, match="not both"):
-        plan_data(signature=sig, preprocessing=pre, data="synthetic", eval_data=f"imagefolder:{ev_root}",
-                  calibration_data=f"imagefolder:{cal_root}")
+        plan_data(
+            signature=sig,
+            preprocessing=pre,
+            data="synthetic",
+            eval_data=f"imagefolder:{ev_root}",
+            calibration_data=f"imagefolder:{cal_root}",
+        )
 
 
 def test_onnx_and_nncf_adapters_read_the_same_samples(mnist):
@@ -173,14 +198,21 @@ def test_onnx_and_nncf_adapters_read_the_same_samples(mnist):
     from edgeport.formats.openvino import _Samples
 
     pre = from_preset("mnist")
-    plan = plan_data(signature=image_signature(1, 28, 28, "input"), preprocessing=pre, data="mnist",
-                     calibration_size=100, mnist=mnist)
+    plan = plan_data(
+        signature=image_signature(1, 28, 28, "input"),
+        preprocessing=pre,
+        data="mnist",
+        calibration_size=100,
+        mnist=mnist,
+    )
     ref = np.concatenate([f["input"] for f, _ in plan.calibration.batches(32)])
     reader = _reader(plan.calibration, 32)
     via_ort = []
     while (item := reader.get_next()) is not None:
         via_ort.append(item["input"])
-    assert even_batch(100, 32) == 25 and {len(b) for b in via_ort} == {25}  # ORT's histograms need equal batches
+    assert even_batch(100, 32) == 25 and {len(b) for b in via_ort} == {
+        25
+    }  # ORT's histograms need equal batches
     reader.rewind()
     assert reader.get_next() is not None  # rewindable
     via_nncf = np.concatenate([s["input"] for s in _Samples(plan.calibration, 32)])

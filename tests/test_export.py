@@ -38,7 +38,9 @@ def test_onnx_artifact(full_bundle):
     model = onnx.load_from_string(b.read_verified(art))
     onnx.checker.check_model(model, full_check=True)
     assert art.details["opset"] >= 17
-    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["probs"]
+    assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == [
+        "probs"
+    ]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["edgeport.labels"]) == b.labels
@@ -63,7 +65,9 @@ def test_openvino_artifacts(full_bundle):
         assert model.inputs[0].get_partial_shape().to_string() == "[?,1,28,28]"
         assert model.outputs[0].get_names() == {"probs"}
         weight_types = {
-            op.get_output_element_type(0).get_type_name() for op in model.get_ops() if op.get_type_name() == "Constant"
+            op.get_output_element_type(0).get_type_name()
+            for op in model.get_ops()
+            if op.get_type_name() == "Constant"
         }
         assert ("f16" in weight_types) is (precision == "fp16")
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -116,7 +120,13 @@ def test_executorch_artifact_runs_in_executorch_alone(full_bundle):
 def test_parity_figures_in_manifest(full_bundle):
     p = load_bundle(full_bundle).manifest.parity
     assert p["inputs"]["n"] == 256 + 12 and "256 samples of the eval data" in p["inputs"]["real"]
-    assert set(p["artifacts"]) == {"torchscript/fp32", "onnx/fp32", "openvino/fp32", "openvino/fp16", "executorch/fp32"}
+    assert set(p["artifacts"]) == {
+        "torchscript/fp32",
+        "onnx/fp32",
+        "openvino/fp32",
+        "openvino/fp16",
+        "executorch/fp32",
+    }
     for key, fig in p["artifacts"].items():
         assert set(fig["batch_sizes"]) == {"1", "2", "7", "64"}
         assert sum(row["n"] for row in fig["batch_sizes"].values()) == 268  # every input once
@@ -138,8 +148,13 @@ def test_parity_failure_lists_artifact_and_batch(tiny_run, synthetic_mnist, tmp_
 
     monkeypatch.setattr(ortb.OnnxRuntimeRunner, "_run", broken)
     with pytest.raises(ParityError) as info:
-        export(tiny_run, tmp_path / "b", config=ExportConfig(formats=("onnx",)), data_dir=synthetic_mnist,
-               progress=False)
+        export(
+            tiny_run,
+            tmp_path / "b",
+            config=ExportConfig(formats=("onnx",)),
+            data_dir=synthetic_mnist,
+            progress=False,
+        )
     msg = str(info.value)
     assert "onnx/fp32 batch 7" in msg and "max abs" in msg and "batch 64" not in msg
     assert info.value.failures and info.value.failures[0].batch_size == 7
@@ -164,8 +179,14 @@ def test_force_replaces_and_cleans_leftovers(bundle_copy, tiny_run, synthetic_mn
     live = parent / ".bundle.tmp-live"  # another export still running
     live.mkdir()
     (live / OWNER_FILE).write_text(str(os.getppid()))
-    b = export(tiny_run, bundle_copy, config=ExportConfig(formats=("onnx",)), data_dir=synthetic_mnist, force=True,
-               progress=False)
+    b = export(
+        tiny_run,
+        bundle_copy,
+        config=ExportConfig(formats=("onnx",)),
+        data_dir=synthetic_mnist,
+        force=True,
+        progress=False,
+    )
     assert {a.key for a in b.artifacts} == {"torch/fp32", "onnx/fp32"}
     assert not (bundle_copy / "openvino").exists()
     assert sorted(p.name for p in parent.iterdir()) == [".bundle.tmp-live", "bundle"]
@@ -232,9 +253,15 @@ def test_user_cnn_from_safetensors_and_pt(tmp_path, synthetic_mnist):
     save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
     torch.save(model.state_dict(), tmp_path / "w.pt")
     for weights in ("w.safetensors", "w.pt"):
-        b = export(model_ref="user_models:small_cnn", weights=tmp_path / weights, input_shape=(1, 1, 28, 28),
-                   out=tmp_path / f"bundle_{weights}", config=ExportConfig(formats=("onnx", "openvino")),
-                   data_dir=synthetic_mnist, progress=False)
+        b = export(
+            model_ref="user_models:small_cnn",
+            weights=tmp_path / weights,
+            input_shape=(1, 1, 28, 28),
+            out=tmp_path / f"bundle_{weights}",
+            config=ExportConfig(formats=("onnx", "openvino")),
+            data_dir=synthetic_mnist,
+            progress=False,
+        )
         assert b.manifest.model == "user_models:small_cnn" and not b.random_init
         assert "eval data (mnist" in b.manifest.parity["inputs"]["real"]
         assert b.manifest.provenance["weights_file"] == weights
@@ -246,8 +273,14 @@ def test_user_cnn_from_safetensors_and_pt(tmp_path, synthetic_mnist):
 def test_random_init_is_marked_everywhere(tmp_path, capsys):
     from edgeport.cli import main
 
-    b = export(model_ref="user_models:rgb_mlp", random_init=True, input_shape=(1, 3, 8, 8), out=tmp_path / "b",
-               config=ExportConfig(formats=("onnx",)), progress=False)
+    b = export(
+        model_ref="user_models:rgb_mlp",
+        random_init=True,
+        input_shape=(1, 3, 8, 8),
+        out=tmp_path / "b",
+        config=ExportConfig(formats=("onnx",)),
+        progress=False,
+    )
     assert b.random_init and "random weights: not for accuracy" in b.warnings
     assert b.signature.inputs[0].shape == ("batch", 3, 8, 8) and b.labels == ["0", "1", "2", "3", "4"]
     assert b.signature.outputs[0].shape == ("batch", 5) and b.signature.outputs[0].kind == "probs"
@@ -267,16 +300,24 @@ def test_pickle_weights_are_refused(tmp_path):
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"w": Evil()}))
     with pytest.raises(BundleError, match="cannot be loaded safely"):
-        export(model_ref="user_models:small_cnn", weights=tmp_path / "evil.pt", input_shape=(1, 1, 28, 28),
-               out=tmp_path / "b", progress=False)
+        export(
+            model_ref="user_models:small_cnn",
+            weights=tmp_path / "evil.pt",
+            input_shape=(1, 1, 28, 28),
+            out=tmp_path / "b",
+            progress=False,
+        )
     assert not canary.exists()
 
 
 def test_two_inputs_two_outputs_every_format(tmp_path):
     """An image plus a vector in, logits plus an embedding out: every format, parity per output."""
     b = export(
-        model_ref="user_models:two_in_two_out", random_init=True,
-        inputs=["image:1,3,16,16", "vector:1,6:float32"], out=tmp_path / "b", progress=False,
+        model_ref="user_models:two_in_two_out",
+        random_init=True,
+        inputs=["image:1,3,16,16", "vector:1,6:float32"],
+        out=tmp_path / "b",
+        progress=False,
     )
     sig = b.signature
     assert sig.input_names == ["image", "vector"] and sig.output_names == ["logits", "embedding"]
@@ -287,11 +328,15 @@ def test_two_inputs_two_outputs_every_format(tmp_path):
     for fig in parity.values():
         assert set(fig["batch_sizes"]) == {"1", "2", "7", "64"}
         for row in fig["batch_sizes"].values():
-            assert set(row["outputs"]) == {"logits", "embedding"} and all(o["passed"] for o in row["outputs"].values())
+            assert set(row["outputs"]) == {"logits", "embedding"} and all(
+                o["passed"] for o in row["outputs"].values()
+            )
             assert row["outputs"]["embedding"]["agreement"] is None  # raw: tolerance only
     rng = np.random.default_rng(0)
-    feeds = {"image": rng.standard_normal((3, 3, 16, 16)).astype(np.float32),
-             "vector": rng.standard_normal((3, 6)).astype(np.float32)}
+    feeds = {
+        "image": rng.standard_normal((3, 3, 16, 16)).astype(np.float32),
+        "vector": rng.standard_normal((3, 6)).astype(np.float32),
+    }
     with b.runner("torch") as ref_runner:
         ref = ref_runner.run(feeds)
     for backend in ("torchscript", "onnxruntime", "openvino", "executorch"):
@@ -309,8 +354,15 @@ def test_library_models(ref, tmp_path):
     """torchvision:NAME and timm:NAME with factory arguments, random weights, ImageNet-style preprocessing."""
     if ref.startswith("timm"):
         pytest.importorskip("timm")
-    b = export(model_ref=ref, random_init=True, model_args={"num_classes": 7}, input_shape=(1, 3, 64, 64),
-               out=tmp_path / "b", config=ExportConfig(formats=("onnx", "openvino")), progress=False)
+    b = export(
+        model_ref=ref,
+        random_init=True,
+        model_args={"num_classes": 7},
+        input_shape=(1, 3, 64, 64),
+        out=tmp_path / "b",
+        config=ExportConfig(formats=("onnx", "openvino")),
+        progress=False,
+    )
     assert b.manifest.model == ref and b.manifest.model_args == {"num_classes": 7}
     assert b.signature.outputs[0].shape == ("batch", 7) and b.signature.outputs[0].kind == "logits"
     pre = b.preprocessing
@@ -320,19 +372,31 @@ def test_library_models(ref, tmp_path):
     with b.runner("torch") as r:
         assert r.run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 7)
     with pytest.raises(ConfigError, match="bad --model-arg"):
-        export(model_ref=ref, random_init=True, model_args={"no_such_arg": 1}, input_shape=(1, 3, 64, 64),
-               out=tmp_path / "c", progress=False)
+        export(
+            model_ref=ref,
+            random_init=True,
+            model_args={"no_such_arg": 1},
+            input_shape=(1, 3, 64, 64),
+            out=tmp_path / "c",
+            progress=False,
+        )
 
 
 def test_exported_program_source(tmp_path):
     import user_models
 
     model = user_models.logits_cnn().eval()
-    ep = torch.export.export(model, (torch.randn(2, 3, 16, 16),),
-                             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    ep = torch.export.export(
+        model, (torch.randn(2, 3, 16, 16),), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},)
+    )
     torch.export.save(ep, str(tmp_path / "m.pt2"))
-    b = export(model_ref=str(tmp_path / "m.pt2"), out=tmp_path / "b", data="synthetic",
-               config=ExportConfig(formats=("onnx",)), progress=False)
+    b = export(
+        model_ref=str(tmp_path / "m.pt2"),
+        out=tmp_path / "b",
+        data="synthetic",
+        config=ExportConfig(formats=("onnx",)),
+        progress=False,
+    )
     assert b.manifest.model == "exported_program" and b.artifact("torch").details["format"] == "pt2"
     assert b.signature.inputs[0].shape == ("batch", 3, 16, 16)
     x = np.random.default_rng(1).standard_normal((3, 3, 16, 16)).astype(np.float32)
@@ -352,8 +416,14 @@ def test_export_on_real_mnist(mnist_root, tmp_path):
     from edgeport.sources.models import build_model
 
     save_file(build_model("mnist-mlp").state_dict(), str(tmp_path / "w.safetensors"))
-    b = export(model_ref="mnist-mlp", weights=tmp_path / "w.safetensors", out=tmp_path / "b", data_dir=mnist_root,
-               config=ExportConfig(formats=("onnx",)), progress=False)
+    b = export(
+        model_ref="mnist-mlp",
+        weights=tmp_path / "w.safetensors",
+        out=tmp_path / "b",
+        data_dir=mnist_root,
+        config=ExportConfig(formats=("onnx",)),
+        progress=False,
+    )
     assert b.manifest.parity["passed"] and b.manifest.parity["inputs"]["n"] == 256 + 12
     x, _ = _test_data(b)
     assert x.min() == pytest.approx(b.signature.inputs[0].value_range[0], abs=1e-5)

@@ -13,8 +13,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeport.errors import BundleError
 from edgeport.bundle.manifest import Manifest, parse_manifest
+from edgeport.errors import BundleError
 
 SHA = "ab" * 32
 
@@ -25,19 +25,44 @@ def valid_manifest_v2() -> dict:
     for k in ("input", "output", "calibration"):
         d.pop(k)
     d["dims"] = {"batch": {"min": 1, "max": 64}}
-    d["inputs"] = [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32", "layout": "NCHW",
-                    "value_range": [-1, 3]}]
+    d["inputs"] = [
+        {
+            "name": "input",
+            "shape": ["batch", 1, 28, 28],
+            "dtype": "float32",
+            "layout": "NCHW",
+            "value_range": [-1, 3],
+        }
+    ]
     d["outputs"] = [{"name": "probs", "shape": ["batch", 10], "dtype": "float32", "kind": "probs"}]
-    d["preprocessing"] = {"input": "input", "preset": "mnist", "steps": [
-        {"op": "decode", "mode": "L", "fit_digit": True}, {"op": "scale", "factor": 0.00392156862745098},
-        {"op": "normalize", "mean": [0.1307], "std": [0.3081]}, {"op": "layout", "layout": "NCHW"},
-        {"op": "dtype", "dtype": "float32"}]}
-    d["golden"] = {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz", "n": 3, "margin": 0.03,
-                   "files": [{"path": "golden/inputs.npz", "sha256": SHA, "bytes": 3},
-                             {"path": "golden/outputs.npz", "sha256": SHA, "bytes": 3}],
-                   "int8_agreement": {"onnx/int8": 1.0}}
-    d["layer_report"] = {"reference": "pytorch fp32", "split": "selection", "images": 4,
-                         "formats": {"onnx": [{"layer": "linear_stack.0", "sqnr_db": 30.0, "max_abs_error": 0.1}]}}
+    d["preprocessing"] = {
+        "input": "input",
+        "preset": "mnist",
+        "steps": [
+            {"op": "decode", "mode": "L", "fit_digit": True},
+            {"op": "scale", "factor": 0.00392156862745098},
+            {"op": "normalize", "mean": [0.1307], "std": [0.3081]},
+            {"op": "layout", "layout": "NCHW"},
+            {"op": "dtype", "dtype": "float32"},
+        ],
+    }
+    d["golden"] = {
+        "inputs": "golden/inputs.npz",
+        "outputs": "golden/outputs.npz",
+        "n": 3,
+        "margin": 0.03,
+        "files": [
+            {"path": "golden/inputs.npz", "sha256": SHA, "bytes": 3},
+            {"path": "golden/outputs.npz", "sha256": SHA, "bytes": 3},
+        ],
+        "int8_agreement": {"onnx/int8": 1.0},
+    }
+    d["layer_report"] = {
+        "reference": "pytorch fp32",
+        "split": "selection",
+        "images": 4,
+        "formats": {"onnx": [{"layer": "linear_stack.0", "sqnr_db": 30.0, "max_abs_error": 0.1}]},
+    }
     d["warnings"] = []
     return d
 

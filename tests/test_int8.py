@@ -69,7 +69,9 @@ def test_layer_report_names_pytorch_modules(b):
         assert [r["layer"] for r in rows] == [*LAYERS, "output"], (fmt, rows)
         assert all(r["sqnr_db"] is None or r["sqnr_db"] > 10 for r in rows), (fmt, rows)
     if "executorch" in rep["formats"]:
-        assert [r["layer"] for r in rep["formats"]["executorch"]] == ["output"]  # the delegate cannot be tapped
+        assert [r["layer"] for r in rep["formats"]["executorch"]] == [
+            "output"
+        ]  # the delegate cannot be tapped
     table = format_layer_report(b)
     assert "linear_stack.3" in table and "openvino/int8" in table
     assert "no int8" in format_layer_report({"layer_report": None})
@@ -132,8 +134,13 @@ def test_quantize_adds_int8_to_an_fp32_bundle(tiny_run, synthetic_mnist, tmp_pat
     with pytest.raises(ConfigError, match="--force"):
         quantize(out, calibration=cfg, data_dir=synthetic_mnist, progress=False)
     assert fx.tree_digest(out) == before
-    q2 = quantize(out, calibration=CalibrationConfig(size=20, method="minmax"), data_dir=synthetic_mnist,
-                  force=True, progress=False)
+    q2 = quantize(
+        out,
+        calibration=CalibrationConfig(size=20, method="minmax"),
+        data_dir=synthetic_mnist,
+        force=True,
+        progress=False,
+    )
     assert q2.manifest.calibration["size"] == 20 and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     with pytest.raises(ConfigError, match="read-only"):
         quantize(fx.SCHEMA1, data_dir=synthetic_mnist, progress=False)
@@ -143,8 +150,14 @@ def test_missing_fp32_artifact(tiny_run, synthetic_mnist, tmp_path):
     from edgeport.export.api import export
 
     with pytest.raises(ConfigError, match="not among the exported"):
-        export(tiny_run, tmp_path / "b", config=ExportConfig(formats=("onnx",), int8=True), int8_formats=["openvino"],
-               data_dir=synthetic_mnist, progress=False)
+        export(
+            tiny_run,
+            tmp_path / "b",
+            config=ExportConfig(formats=("onnx",), int8=True),
+            int8_formats=["openvino"],
+            data_dir=synthetic_mnist,
+            progress=False,
+        )
 
 
 @pytest.mark.mnist

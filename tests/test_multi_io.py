@@ -23,8 +23,10 @@ def two_io(tmp_path_factory):
 
 def _feeds(n=3, seed=0):
     rng = np.random.default_rng(seed)
-    return {"image": rng.standard_normal((n, 3, 16, 16)).astype(np.float32),
-            "vector": rng.standard_normal((n, 6)).astype(np.float32)}
+    return {
+        "image": rng.standard_normal((n, 3, 16, 16)).astype(np.float32),
+        "vector": rng.standard_normal((n, 6)).astype(np.float32),
+    }
 
 
 BACKENDS = ["torch", "torchscript", "onnxruntime", "openvino", "executorch"]
@@ -57,16 +59,37 @@ def test_every_backend_runs_two_in_two_out(two_io, backend):
         got = prepared.fetch()
         prepared.release()
         assert set(got) == {"logits", "embedding"}
-        np.testing.assert_allclose(got["embedding"], r.run(_feeds(2, seed=1))["embedding"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            got["embedding"], r.run(_feeds(2, seed=1))["embedding"], rtol=1e-6, atol=1e-6
+        )
 
 
 def test_bench_feeds_both_inputs(two_io, tmp_path):
     out = tmp_path / "bench.json"
-    rc = main(["bench", str(two_io), "--batch-sizes", "1,4", "--min-seconds", "0.05", "--min-iters", "5",
-               "--warmup-seconds", "0", "--backends", "onnxruntime,openvino", "--quiet", "--out", str(out)])
+    rc = main(
+        [
+            "bench",
+            str(two_io),
+            "--batch-sizes",
+            "1,4",
+            "--min-seconds",
+            "0.05",
+            "--min-iters",
+            "5",
+            "--warmup-seconds",
+            "0",
+            "--backends",
+            "onnxruntime,openvino",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
-    assert {(r["backend"], r["batch_size"]) for r in rows} == {(b, n) for b in ("onnxruntime", "openvino") for n in (1, 4)}
+    assert {(r["backend"], r["batch_size"]) for r in rows} == {
+        (b, n) for b in ("onnxruntime", "openvino") for n in (1, 4)
+    }
     assert all(r["throughput_per_s"] > 0 for r in rows)
 
 
@@ -81,7 +104,9 @@ def test_verify_reports_each_output(two_io, capsys):
     assert report["passed"] and report["data"]["evidence"].startswith("random")
     for row in report["rows"]:
         assert set(row["outputs"]) == {"logits", "embedding"}
-        assert row["outputs"]["logits"]["agreement"] == 1.0 and row["outputs"]["embedding"]["agreement"] is None
+        assert (
+            row["outputs"]["logits"]["agreement"] == 1.0 and row["outputs"]["embedding"]["agreement"] is None
+        )
 
 
 # ------------------------------------------------------------------ artifacts that lie about their outputs
@@ -111,13 +136,20 @@ def _graph(helper, TensorProto, nodes, out_shape, out_type=None, inits=()):
 
 
 def _slice9(helper, TensorProto):
-    inits = [helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [9]), ("ax", [1]))]
-    nodes = [helper.make_node("Flatten", ["input"], ["f"]), helper.make_node("Slice", ["f", "s", "e", "ax"], ["probs"])]
+    inits = [
+        helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [9]), ("ax", [1]))
+    ]
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["f"]),
+        helper.make_node("Slice", ["f", "s", "e", "ax"], ["probs"]),
+    ]
     return _graph(helper, TensorProto, nodes, ["batch", "k"], inits=inits)
 
 
 def _extra_row(helper, TensorProto):
-    inits = [helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [10]), ("ax", [1]))]
+    inits = [
+        helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [10]), ("ax", [1]))
+    ]
     nodes = [
         helper.make_node("Flatten", ["input"], ["f"]),
         helper.make_node("Slice", ["f", "s", "e", "ax"], ["ten"]),
@@ -134,7 +166,9 @@ def _fixed9(helper, TensorProto):
 
 
 def _int64(helper, TensorProto):
-    inits = [helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [10]), ("ax", [1]))]
+    inits = [
+        helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [10]), ("ax", [1]))
+    ]
     nodes = [
         helper.make_node("Flatten", ["input"], ["f"]),
         helper.make_node("Slice", ["f", "s", "e", "ax"], ["ten"]),
@@ -163,14 +197,19 @@ def test_forged_outputs_are_refused(tmp_path, build, error, match, capsys):
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "d.png")
     assert main(["predict", str(b), str(tmp_path / "d.png")]) == 1 if error is OutputError else 2
     cap = capsys.readouterr()
-    assert cap.out == "" and cap.err.count("\n") == 1 and "Traceback" not in cap.err  # nothing printed as a result
+    assert (
+        cap.out == "" and cap.err.count("\n") == 1 and "Traceback" not in cap.err
+    )  # nothing printed as a result
 
 
 def test_extreme_inputs_giving_nan_are_refused(tmp_path):
     """Finite inputs, non-finite outputs: OutputError, never NaN probabilities handed back."""
 
     def exp_overflow(helper, TensorProto):
-        inits = [helper.make_tensor(n, TensorProto.INT64, [1], v) for n, v in (("s", [0]), ("e", [10]), ("ax", [1]))]
+        inits = [
+            helper.make_tensor(n, TensorProto.INT64, [1], v)
+            for n, v in (("s", [0]), ("e", [10]), ("ax", [1]))
+        ]
         nodes = [
             helper.make_node("Flatten", ["input"], ["f"]),
             helper.make_node("Slice", ["f", "s", "e", "ax"], ["ten"]),

@@ -326,8 +326,8 @@ def harness(kind: str, src: Path, work: Path, data_dir: str) -> dict:
 
     import numpy as np
 
-    from edgeport.errors import EdgeportError
     from edgeport.bundle import load_bundle
+    from edgeport.errors import EdgeportError
 
     fmt, precision, file, backend = KINDS[kind]
     base = load_bundle(src)
@@ -401,8 +401,8 @@ if __name__ == "__main__":
 import pytest  # noqa: E402
 
 import export_fixtures as fx  # noqa: E402
-from edgeport.errors import BundleError  # noqa: E402
 from edgeport.bundle import load_bundle  # noqa: E402
+from edgeport.errors import BundleError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -445,7 +445,9 @@ def test_every_mutant_is_refused_by_hash_before_parsing(kind, full_bundle, tmp_p
     _no_parser(monkeypatch)
     for name, data in muts:
         (root / rel).write_bytes(data)
-        with pytest.raises(BundleError, match="does not match its manifest hash|but its manifest says") as info:
+        with pytest.raises(
+            BundleError, match="does not match its manifest hash|but its manifest says"
+        ) as info:
             load_bundle(root)
         assert rel in str(info.value) and "\n" not in str(info.value), name
         with pytest.raises(BundleError, match="does not match its manifest hash|but its manifest says"):

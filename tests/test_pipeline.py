@@ -40,6 +40,8 @@ def test_pipeline_end_to_end_on_synthetic_data(synthetic_pipeline):
         ("onnxruntime", "int8"),
         ("openvino", "int8"),
         ("torchscript", "int8"),
+        ("executorch", "fp32"),
+        ("executorch", "int8"),
     } <= precisions
     bench = json.loads((out / "bench.json").read_text())
     assert {r["batch_size"] for r in bench["rows"]} == {1, 256}
@@ -94,10 +96,88 @@ def test_failing_gate_exits_nonzero_with_one_line_per_gate(tmp_path, synthetic_m
 
 def test_report_rebuilds_from_saved_json(synthetic_pipeline, capsys):
     out, _ = synthetic_pipeline
+    before = (out / "report.md").read_bytes()
+    assert main(["report", str(out)]) == 2  # the report exists: refused without --force, kept
+    assert "--force" in capsys.readouterr().err and (out / "report.md").read_bytes() == before
     (out / "report.html").unlink()
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--force"]) == 0
     assert (out / "report.html").is_file()
     assert "report.html" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ your model, your data
+
+
+@pytest.fixture(scope="module")
+def rgb_weights(tmp_path_factory, rgb_folder):
+    """user_models:logits_cnn trained briefly on the RGB folder, with the preprocessing the export will record."""
+    import torch
+    from safetensors.torch import save_file
+
+    import user_models
+    from edgeport.preprocessing import build
+    from edgeport.sources.data import open_source
+    from edgeport.specs import BATCH, Dim, Signature, TensorSpec
+
+    spec = TensorSpec("input", "float32", (BATCH, 3, 16, 16), layout="NCHW")
+    sig = Signature(
+        (spec,), (TensorSpec("logits", "float32", (BATCH, 5), kind="logits"),), {BATCH: Dim(BATCH, 1, 64)}
+    )
+    src = open_source(f"imagefolder:{rgb_folder}", signature=sig, preprocessing=build(input_spec=spec))
+    feeds, labels = next(src.batches(len(src)))
+    x, y = torch.from_numpy(feeds["input"]), torch.from_numpy(labels)
+    torch.manual_seed(0)
+    model = user_models.logits_cnn_10()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("w") / "cnn.safetensors"
+    save_file(model.state_dict(), str(path))
+    return path
+
+
+def test_pipeline_on_your_model_and_image_folder(tmp_path, rgb_folder, rgb_weights, capsys):
+    """--model + --weights + --data imagefolder:DIR: export -> int8 -> verify -> bench -> report, same gates."""
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "pipeline",
+            "--model",
+            "user_models:logits_cnn_10",
+            "--weights",
+            str(rgb_weights),
+            "--input-shape",
+            "1,3,16,16",
+            "--data",
+            f"imagefolder:{rgb_folder}",
+            "--out",
+            str(out),
+            "--calibration-size",
+            "100",
+            "--formats",
+            "onnx,openvino",
+            "--batch-sizes",
+            "1,8",
+            "--quiet",
+            "--max-accuracy-drop",
+            "1.0",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert not (out / "train.json").exists()  # your model: no training
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["data"]["kind"] == "imagefolder" and verify["data"]["evidence"] == "real labelled"
+    assert verify["data"]["n"] == 600 - 100  # the calibration split never meets the verdict
+    assert {(r["format"], r["precision"]) for r in verify["rows"]} >= {("onnx", "int8"), ("openvino", "int8")}
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert manifest["labels"] == [f"class_{i}" for i in range(10)]
+    assert (out / "samples.png").is_file() and not (out / "grid.png").exists()
+    md = (out / "report.md").read_text()
+    assert "Sample images of your eval data" in md and "real labelled" in md
 
 
 @pytest.mark.mnist

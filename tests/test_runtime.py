@@ -107,12 +107,28 @@ class TestRunnerContract:
                 "NaN or infinite",
             ),
             (np.zeros((5, 1, 28, 28), np.float32), "outside 1..4"),
-            ({"image": np.zeros((2, 1, 28, 28), np.float32)}, "missing input.*'input'.*unknown input.*'image'"),
+            (
+                {"image": np.zeros((2, 1, 28, 28), np.float32)},
+                "missing input.*'input'.*unknown input.*'image'",
+            ),
             ({"input": np.zeros((2, 1, 28, 28), np.float32), "extra": np.zeros(1)}, "unknown input.*'extra'"),
             (np.zeros((2, 28, 28, 1), np.uint8), "dtype uint8.*runner.predict"),
         ],
-        ids=["list", "float64", "uint8", "rank3", "width", "channels", "empty", "nan", "inf", "too-large", "wrong-name",
-             "extra-name", "nhwc-uint8"],
+        ids=[
+            "list",
+            "float64",
+            "uint8",
+            "rank3",
+            "width",
+            "channels",
+            "empty",
+            "nan",
+            "inf",
+            "too-large",
+            "wrong-name",
+            "extra-name",
+            "nhwc-uint8",
+        ],
     )
     def test_bad_input(self, runtime_bundle, combo, bad, match):  # noqa: F811
         with runtime_bundle.runner(*combo, max_batch=4) as runner:

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 import export_fixtures as fx
-from edgeport.cli import main
-from edgeport.errors import BundleError
 from edgeport.bundle import load_bundle
 from edgeport.bundle.onnx_graph import external_data_locations
+from edgeport.cli import main
+from edgeport.errors import BundleError
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"

@@ -42,7 +42,10 @@ def test_good_feeds_bind_every_dim():
         (lambda f: f.update(image=np.zeros((2, 8, 8, 3), np.float32)), "axis 1 must be 3"),
         (lambda f: f.update(ids=np.zeros((2, 9), np.int64)), "seq = 9 is outside 2..5"),
         (lambda f: f.update(ids=np.zeros((3, 3), np.int64)), "batch is 3.*must agree"),
-        (lambda f: f.update(image=np.zeros((17, 3, 8, 8), np.float32), ids=np.zeros((17, 3), np.int64)), "outside 1..16"),
+        (
+            lambda f: f.update(image=np.zeros((17, 3, 8, 8), np.float32), ids=np.zeros((17, 3), np.int64)),
+            "outside 1..16",
+        ),
         (lambda f: f.update(image=np.full((2, 3, 8, 8), np.inf, np.float32)), "NaN or infinite"),
         (lambda f: f.update(image=[[1.0]]), "numpy array"),
     ],
@@ -78,11 +81,20 @@ def test_masked_and_read_only_arrays():
     "outs, match",
     [
         ({"logits": np.zeros((2, 4), np.float32)}, "no output 'tokens'"),
-        ({"logits": np.zeros((3, 4), np.float32), "tokens": np.zeros((2, 3, 2), np.float32)}, "axis 0 is 3, expected 2"),
+        (
+            {"logits": np.zeros((3, 4), np.float32), "tokens": np.zeros((2, 3, 2), np.float32)},
+            "axis 0 is 3, expected 2",
+        ),
         ({"logits": np.zeros((2, 5), np.float32), "tokens": np.zeros((2, 3, 2), np.float32)}, "axis 1 is 5"),
-        ({"logits": np.zeros((2, 4), np.float64), "tokens": np.zeros((2, 3, 2), np.float32)}, "dtype float64"),
+        (
+            {"logits": np.zeros((2, 4), np.float64), "tokens": np.zeros((2, 3, 2), np.float32)},
+            "dtype float64",
+        ),
         ({"logits": np.zeros((2, 4, 1), np.float32), "tokens": np.zeros((2, 3, 2), np.float32)}, "shape"),
-        ({"logits": np.zeros((2, 4), np.float32), "tokens": np.zeros((2, 4, 2), np.float32)}, "axis 1 is 4, expected 3"),
+        (
+            {"logits": np.zeros((2, 4), np.float32), "tokens": np.zeros((2, 4, 2), np.float32)},
+            "axis 1 is 4, expected 3",
+        ),
         ({"logits": np.full((2, 4), np.nan, np.float32), "tokens": np.zeros((2, 3, 2), np.float32)}, "NaN"),
         ({"logits": [[0.0] * 4] * 2, "tokens": np.zeros((2, 3, 2), np.float32)}, "expected an array"),
     ],

@@ -7,9 +7,9 @@ import torch
 from edgeport.checkpoint import load_run
 from edgeport.cli import main
 from edgeport.config import TrainConfig
-from edgeport.sources.mnist import load_mnist
 from edgeport.errors import BundleError, ConfigError
 from edgeport.seed.train import fast_dropout, fit, shifted_epoch, train
+from edgeport.sources.mnist import load_mnist
 
 
 def test_loss_falls_on_synthetic_idx(synthetic_mnist):
@@ -127,3 +127,59 @@ def test_predict_grid_writes_png(tmp_path, tiny_run, synthetic_mnist):
 def test_default_training_reaches_98_percent(mnist_root, tmp_path):
     _model, info = train(TrainConfig(), data_dir=mnist_root, out=tmp_path / "run", progress=False)
     assert info["test_accuracy"] >= 0.98, info["test_accuracy"]
+
+
+def test_mnist_cnn_is_registered_and_trains(synthetic_mnist, tmp_path):
+    from edgeport.sources.models import available_models, build_model, get_spec
+
+    assert {"mnist-mlp", "mnist-cnn"} <= set(available_models())
+    spec = get_spec("mnist-cnn")
+    assert spec.output_kind == "logits" and spec.input_shape == (1, 28, 28)
+    model = build_model("mnist-cnn")
+    x = torch.zeros(2, 1, 28, 28)
+    assert model(x).shape == (2, 10)
+    _m, info = train(
+        TrainConfig(model="mnist-cnn", epochs=1, batch_size=64, lr=3e-3),
+        data_dir=synthetic_mnist,
+        out=tmp_path / "cnn",
+        progress=False,
+    )
+    assert info["model"] == "mnist-cnn" and 0 <= info["test_accuracy"] <= 1
+
+
+def test_train_refuses_models_outside_the_registry(synthetic_mnist, tmp_path, capsys):
+    rc = main(
+        [
+            "train",
+            "--model",
+            "torchvision:resnet18",
+            "--data-dir",
+            str(synthetic_mnist),
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "registry models" in err and err.count("\n") == 1
+
+
+@pytest.mark.mnist
+def test_mnist_cnn_reaches_99_percent(mnist_root, tmp_path):
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "mnist-cnn",
+                "--data-dir",
+                str(mnist_root),
+                "--out",
+                str(tmp_path / "cnn"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    info = json.loads((tmp_path / "cnn" / "train.json").read_text())
+    assert info["test_accuracy"] >= 0.99, info["test_accuracy"]

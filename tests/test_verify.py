@@ -87,7 +87,9 @@ def test_verify_streams_with_bounded_batches(runtime_bundle, monkeypatch):  # no
         return real(self, positions)
 
     monkeypatch.setattr(src.ArraySource, "_feeds", spy)
-    report = verify(runtime_bundle, data=synthetic_images(250), backends=["onnxruntime"], batch_size=64, progress=False)
+    report = verify(
+        runtime_bundle, data=synthetic_images(250), backends=["onnxruntime"], batch_size=64, progress=False
+    )
     assert seen == [64, 64, 64, 58] and report["rows"][0]["n"] == 250
 
 

@@ -19,6 +19,7 @@ from .errors import (  # noqa: F401  (re-exported)
     OutputError,
     ParityError,
     RemoteError,
+    WriteError,
 )
 
 __version__ = "0.2.0"

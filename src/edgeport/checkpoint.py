@@ -57,14 +57,18 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
 
     path = Path(path)
     if not path.is_file():
-        raise BundleError(f"checkpoint {path} not found; train first (edgeport train) or pass the right --run")
+        raise BundleError(
+            f"checkpoint {path} not found; train first (edgeport train) or pass the right --run"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BundleError(f"checkpoint {path} is corrupt or not a safetensors file ({first}); retrain or restore it") from None
+        raise BundleError(
+            f"checkpoint {path} is corrupt or not a safetensors file ({first}); retrain or restore it"
+        ) from None
     return tensors, meta
 
 
@@ -73,7 +77,9 @@ def read_train_json(run_dir: Path) -> dict:
     if not path.is_file() or path.is_symlink():
         raise BundleError(f"{path} not found; is {run_dir} a run folder written by `edgeport train`?")
     if path.stat().st_size > MAX_TRAIN_JSON:
-        raise BundleError(f"{path} is larger than {MAX_TRAIN_JSON >> 20} MiB; it is not a train.json edgeport wrote")
+        raise BundleError(
+            f"{path} is larger than {MAX_TRAIN_JSON >> 20} MiB; it is not a train.json edgeport wrote"
+        )
     try:
         info = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:

@@ -29,7 +29,9 @@ def _float_range(name: str, value, lo: float, hi: float, *, lo_open: bool = Fals
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (lo < value if lo_open else lo <= value) and value <= hi
     if not ok:
-        raise ConfigError(f"{name} must be a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {value!r}")
+        raise ConfigError(
+            f"{name} must be a number {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,7 +117,8 @@ class ExportConfig:
         _int_range("--opset", self.opset, 17, 23)
         _int_range("parity samples", self.parity_samples, 1, 100_000)
         if not self.parity_batch_sizes or any(
-            isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 4096 for b in self.parity_batch_sizes
+            isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 4096
+            for b in self.parity_batch_sizes
         ):
             raise ConfigError(f"parity batch sizes must be 1..4096, got {list(self.parity_batch_sizes)}")
         _float_range("--atol", self.atol, 0.0, 1.0, lo_open=True)
@@ -124,7 +127,9 @@ class ExportConfig:
         _int_range("--executorch-max-batch", self.executorch_max_batch, 1, 4096)
         _int_range("--golden-samples", self.golden_samples, 1, 4096)
         if max(self.parity_batch_sizes) > self.max_batch:
-            raise ConfigError(f"parity batch sizes {list(self.parity_batch_sizes)} exceed --max-batch {self.max_batch}")
+            raise ConfigError(
+                f"parity batch sizes {list(self.parity_batch_sizes)} exceed --max-batch {self.max_batch}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

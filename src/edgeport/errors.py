@@ -38,6 +38,12 @@ class BundleError(EdgeportError):
     """A bundle is missing, corrupt, tampered with, or cannot be written."""
 
 
+class WriteError(EdgeportError):
+    """A result could not be written (full disk, read-only target); what was there is kept."""
+
+    exit_code = 1
+
+
 class InputError(EdgeportError):
     """An input array has the wrong rank, shape, dtype or non-finite values."""
 
@@ -73,6 +79,7 @@ __all__ = [
     "BundleError",
     "InputError",
     "OutputError",
+    "WriteError",
     "ParityError",
     "RemoteError",
     "safe_text",

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BundleError, ConfigError
+from .errors import ConfigError, WriteError
 
 MARKER = ".edgeport"
 OWNER_FILE = ".edgeport-export.pid"  # marks a staging folder as in use by a live process
@@ -80,7 +80,9 @@ def prepare_target(target: Path, force: bool, kind: str) -> None:
         raise ConfigError(f"{what} {target} exists and is not a folder; choose another path")
     if target.exists() and any(target.iterdir()):
         if not force:
-            raise ConfigError(f"{what} {target} already exists; pass --force to replace it or choose another path")
+            raise ConfigError(
+                f"{what} {target} already exists; pass --force to replace it or choose another path"
+            )
         found = folder_kind(target)
         if found not in REPLACEABLE[kind]:
             seen = f"a {found} folder" if found else "a folder edgeport did not make"
@@ -110,7 +112,9 @@ def probe_writable(folder: Path, prefix: str = ".edgeport-probe-") -> None:
     try:
         probe = tempfile.mkdtemp(prefix=prefix, dir=folder)
     except OSError as exc:
-        raise ConfigError(f"cannot write to {folder} ({exc.strerror or exc}); choose a writable location") from None
+        raise ConfigError(
+            f"cannot write to {folder} ({exc.strerror or exc}); choose a writable location"
+        ) from None
     try:
         os.rmdir(probe)
     except FileNotFoundError:  # a concurrent writer's leftover cleaning got there first
@@ -136,7 +140,9 @@ def check_new_files(paths: Iterable[str | os.PathLike], force: bool) -> None:
             with tempfile.TemporaryFile(dir=parent):
                 pass
         except OSError as exc:
-            raise ConfigError(f"cannot write to {parent} ({exc.strerror or exc}); choose another path") from None
+            raise ConfigError(
+                f"cannot write to {parent} ({exc.strerror or exc}); choose another path"
+            ) from None
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -252,7 +258,9 @@ def make_staging(target: Path) -> Path:
     try:
         return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     except OSError as exc:
-        raise ConfigError(f"cannot write to {target.parent}: {exc.strerror}; choose a writable location") from None
+        raise ConfigError(
+            f"cannot write to {target.parent}: {exc.strerror}; choose a writable location"
+        ) from None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -308,7 +316,7 @@ def staging_dir(target: Path, kind: str):
             (staging / OWNER_FILE).unlink()
             atomic_commit(staging, target)
         except OSError as exc:  # full disk, read-only folder, ...
-            raise BundleError(
+            raise WriteError(
                 f"cannot write {target}: {exc.strerror or exc}; the previous one (if any) is kept, "
                 "free some space or choose a writable --out"
             ) from None

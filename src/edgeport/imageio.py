@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable
@@ -99,9 +100,10 @@ def decode(path: str | os.PathLike, mode: str, *, limit: int | None = None) -> n
             if w < 1 or h < 1:
                 raise DataError(f"{path} has no pixels ({w}x{h})")
             if w * h > limit:
-                if img.format == "JPEG":
-                    scale = (w * h / limit) ** 0.5
-                    img.draft(img.mode, (max(1, int(w / scale)), max(1, int(h / scale))))
+                if img.format == "JPEG":  # DCT scaling by 1/2, 1/4 or 1/8: decode small, never whole
+                    scale = 2 ** math.ceil(math.log2((w * h / limit) ** 0.5))
+                    if scale <= 8:
+                        img.draft(img.mode, (-(-w // scale), -(-h // scale)))
                 if img.size[0] * img.size[1] > limit:
                     raise DataError(
                         f"{path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}; downscale it, or "
@@ -236,7 +238,9 @@ def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name (hidden files skipped)."""
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
 

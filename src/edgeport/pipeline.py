@@ -22,8 +22,20 @@ from .config import BenchConfig, CalibrationConfig, ExportConfig, TrainConfig
 from .errors import ConfigError, EdgeportError, ParityError
 
 BUNDLE_DIR = "bundle"
-FILES = ("train.json", "model.safetensors", "bundle/", "verify.json", "bench.json", "devices.json", "grid.png",
-         "samples.png", "report.md", "report.html", "plots/", "pipeline.json")
+FILES = (
+    "train.json",
+    "model.safetensors",
+    "bundle/",
+    "verify.json",
+    "bench.json",
+    "devices.json",
+    "grid.png",
+    "samples.png",
+    "report.md",
+    "report.html",
+    "plots/",
+    "pipeline.json",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +93,9 @@ def _validate(config: PipelineConfig) -> None:
     config.train.validate()
     config.calibration.validate()
     if not 0 <= config.max_accuracy_drop <= 100:
-        raise ConfigError(f"--max-accuracy-drop must be between 0 and 100 points, got {config.max_accuracy_drop}")
+        raise ConfigError(
+            f"--max-accuracy-drop must be between 0 and 100 points, got {config.max_accuracy_drop}"
+        )
     if not 0 < config.atol <= 1:
         raise ConfigError(f"--atol must be in (0, 1], got {config.atol}")
     unknown = [b for b in config.backends or () if b not in BACKENDS]
@@ -113,8 +127,20 @@ def run_pipeline(
     if model is None:  # the seed workload: train a registry model on MNIST
         mnist, info, module = _train_stage(run, config, data_dir, resuming, result, progress)
         data = data or "mnist"
-    bundle = _export_stage(run, config, model, data, calibration_data, eval_data, data_dir, max_pixels, mnist,
-                           resume, result, progress)
+    bundle = _export_stage(
+        run,
+        config,
+        model,
+        data,
+        calibration_data,
+        eval_data,
+        data_dir,
+        max_pixels,
+        mnist,
+        resume,
+        result,
+        progress,
+    )
     if bundle is None:
         _summary(run, result, config, t_all)
         return result
@@ -158,7 +184,10 @@ def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
         _log(f"train: {config.train.model}, {config.train.epochs} epochs", progress)
         module, info = fit(config.train, mnist, progress=progress)
         _write_run(run, module, info)
-        _log(f"train: test accuracy {info['test_accuracy'] * 100:.2f}% in {info['train_seconds']:.1f} s", progress)
+        _log(
+            f"train: test accuracy {info['test_accuracy'] * 100:.2f}% in {info['train_seconds']:.1f} s",
+            progress,
+        )
     result.stages["train"] = time.perf_counter() - t0
     return mnist, info, module
 
@@ -175,8 +204,20 @@ def _write_run(run: Path, module, info: dict) -> None:
     fsutil.atomic_write(run / ckpt.TRAIN_FILE, json.dumps(info, indent=2) + "\n")
 
 
-def _export_stage(run, config, model, data, calibration_data, eval_data, data_dir, max_pixels, mnist, resume,
-                  result, progress):
+def _export_stage(
+    run,
+    config,
+    model,
+    data,
+    calibration_data,
+    eval_data,
+    data_dir,
+    max_pixels,
+    mnist,
+    resume,
+    result,
+    progress,
+):
     from .bundle import load_bundle
     from .export.api import export
 
@@ -198,21 +239,38 @@ def _export_stage(run, config, model, data, calibration_data, eval_data, data_di
     kwargs = dict(
         out=bundle_dir,
         config=ExportConfig(
-            int8=config.int8, atol=config.atol, rtol=config.atol,
+            int8=config.int8,
+            atol=config.atol,
+            rtol=config.atol,
             **({"formats": config.formats} if config.formats else {}),
         ),
-        calibration=CalibrationConfig(**{**asdict(config.calibration), "max_accuracy_drop": config.max_accuracy_drop / 100}),
-        data=data, calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
-        force=True, progress=progress, max_pixels=max_pixels, mnist=mnist,
+        calibration=CalibrationConfig(
+            **{**asdict(config.calibration), "max_accuracy_drop": config.max_accuracy_drop / 100}
+        ),
+        data=data,
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        data_dir=data_dir,
+        force=True,
+        progress=progress,
+        max_pixels=max_pixels,
+        mnist=mnist,
         formats_explicit=config.formats is not None,
     )
     if model is None:
         kwargs["run"] = run
     else:
         kwargs |= dict(
-            model_ref=model.model_ref, weights=model.weights, random_init=model.random_init,
-            model_args=model.model_args, inputs=model.inputs, input_shape=model.input_shape, outputs=model.outputs,
-            preprocessing=model.preprocessing, preprocessing_overrides=model.overrides, labels=model.labels,
+            model_ref=model.model_ref,
+            weights=model.weights,
+            random_init=model.random_init,
+            model_args=model.model_args,
+            inputs=model.inputs,
+            input_shape=model.input_shape,
+            outputs=model.outputs,
+            preprocessing=model.preprocessing,
+            preprocessing_overrides=model.overrides,
+            labels=model.labels,
         )
     _log("export: every format" + (" + int8 (calibrated)" if config.int8 else ""), progress)
     try:
@@ -231,11 +289,17 @@ def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels
 
     m = bundle.manifest
     plan = plan_data(
-        signature=m.signature, preprocessing=bundle.preprocessing,
+        signature=m.signature,
+        preprocessing=bundle.preprocessing,
         data=_default_data(bundle.preprocessing, m.random_init, data, calibration_data, eval_data),
-        calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
-        calibration_size=config.calibration.size, selection_size=config.calibration.selection_size,
-        seed=config.calibration.seed, max_pixels=max_pixels, mnist=mnist,
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        data_dir=data_dir,
+        calibration_size=config.calibration.size,
+        selection_size=config.calibration.selection_size,
+        seed=config.calibration.seed,
+        max_pixels=max_pixels,
+        mnist=mnist,
     )
     return plan.eval
 
@@ -248,8 +312,12 @@ def _verify_stage(run, bundle, source, config, result, progress) -> None:
     t0 = time.perf_counter()
     _log(f"verify: every backend x precision x device on {len(source)} samples ({source.kind})", progress)
     report = verify(
-        bundle, data=source, backends=list(config.backends) if config.backends else None, atol=config.atol,
-        max_accuracy_drop=config.max_accuracy_drop / 100.0, progress=progress,
+        bundle,
+        data=source,
+        backends=list(config.backends) if config.backends else None,
+        atol=config.atol,
+        max_accuracy_drop=config.max_accuracy_drop / 100.0,
+        progress=progress,
     )
     fsutil.write_json(run / "verify.json", report)
     for row in report.get("rows", []):
@@ -270,8 +338,10 @@ def _bench_stage(run, bundle, config, result, progress) -> None:
         bundle,
         backends=list(config.backends) if config.backends else None,
         config=BenchConfig(
-            batch_sizes=config.batch_sizes, warmup_seconds=config.bench_warmup_seconds,
-            min_iters=config.bench_min_iters, min_seconds=config.bench_min_seconds,
+            batch_sizes=config.batch_sizes,
+            warmup_seconds=config.bench_warmup_seconds,
+            min_iters=config.bench_min_iters,
+            min_seconds=config.bench_min_seconds,
         ),
         progress=progress,
     )
@@ -291,14 +361,17 @@ def _report_stage(run, result, config, t_all, progress) -> None:
 
 
 def _summary(run: Path, result: PipelineResult, config: PipelineConfig, t_all: float) -> None:
-    fsutil.write_json(run / "pipeline.json", {
-        "passed": result.passed,
-        "gates": result.gates,
-        "stages_seconds": {k: round(v, 3) for k, v in result.stages.items()},
-        "skipped": result.skipped,
-        "total_seconds": round(time.perf_counter() - t_all, 3),
-        "config": asdict(config),
-    })
+    fsutil.write_json(
+        run / "pipeline.json",
+        {
+            "passed": result.passed,
+            "gates": result.gates,
+            "stages_seconds": {k: round(v, 3) for k, v in result.stages.items()},
+            "skipped": result.skipped,
+            "total_seconds": round(time.perf_counter() - t_all, 3),
+            "config": asdict(config),
+        },
+    )
 
 
 def _mnist_grid(model, data, info: dict, out: Path) -> None:

@@ -49,8 +49,12 @@ def predict_files(
     bundle = _load_bundle(bundle_path)
     pre = bundle.preprocessing
     if pre is None:
-        raise ConfigError(f"bundle {safe_text(bundle_path)} has no image input; it cannot classify image files")
-    images = [pre.decode_file(f, limit=max_pixels) for f in files]  # bad files fail before any session is made
+        raise ConfigError(
+            f"bundle {safe_text(bundle_path)} has no image input; it cannot classify image files"
+        )
+    images = [
+        pre.decode_file(f, limit=max_pixels) for f in files
+    ]  # bad files fail before any session is made
     with bundle.runner(backend=backend, precision=precision, device=device) as runner:
         _, probs = runner.predict(images)
     results = rank(probs, list(bundle.labels), [os.fspath(f) for f in files], top_k=top_k)

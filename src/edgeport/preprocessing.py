@@ -117,8 +117,10 @@ def _check_step(s: dict, where: str, fail) -> None:
     elif op == "resize":
         size = s.get("size")
         mode = s.get("mode", "shorter" if isinstance(size, int) else "exact")
-        ok_size = _side(size) if mode == "shorter" else (
-            isinstance(size, list) and len(size) == 2 and all(map(_side, size))
+        ok_size = (
+            _side(size)
+            if mode == "shorter"
+            else (isinstance(size, list) and len(size) == 2 and all(map(_side, size)))
         )
         if mode not in ("shorter", "exact") or not ok_size:
             raise fail(where, f"needs size (int for mode shorter, [h, w] for exact, 1..{MAX_SIDE})")
@@ -133,7 +135,9 @@ def _check_step(s: dict, where: str, fail) -> None:
             raise fail(where, "needs a positive factor")
     elif op == "normalize":
         mean, std = s.get("mean"), s.get("std")
-        if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) and len(mean) in (1, 3)):
+        if not (
+            isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) and len(mean) in (1, 3)
+        ):
             raise fail(where, "needs mean and std lists of 1 or 3 numbers")
         if not all(map(_finite, mean)) or not all(_finite(v, 1e-6, 1e6) for v in std):
             raise fail(where, "needs finite means and stds > 0")
@@ -256,7 +260,9 @@ class Preprocessing:
         out = self.output_hw()
         want = tuple(spec.shape[i] for i in hw)
         if out is not None and all(isinstance(w, int) for w in want) and out != want:
-            return f"the steps produce {out[0]}x{out[1]} images but input {spec.name!r} is {want[0]}x{want[1]}"
+            return (
+                f"the steps produce {out[0]}x{out[1]} images but input {spec.name!r} is {want[0]}x{want[1]}"
+            )
         return ""
 
     def describe(self) -> str:
@@ -318,7 +324,9 @@ class Preprocessing:
                 arr = np.asarray(images)
             except (ValueError, TypeError) as exc:
                 first = (str(exc).splitlines() or [type(exc).__name__])[0]
-                raise InputError(f"images must be a uint8 array {want}; got something numpy cannot convert ({first})") from None
+                raise InputError(
+                    f"images must be a uint8 array {want}; got something numpy cannot convert ({first})"
+                ) from None
             if c == 1 and arr.ndim == 2:
                 arr = arr[None]
             if arr.ndim not in (3, 4) or (c == 3 and arr.ndim != 4):
@@ -462,8 +470,20 @@ def build(
             step.pop("fit_digit", None)
         base, custom = _override(base, "decode", step), True
     if resize is not None:
-        base, custom = _override(base, "resize", {"op": "resize", "size": int(resize), "mode": "shorter",
-                                                    "interpolation": "bilinear", "antialias": True}), True
+        base, custom = (
+            _override(
+                base,
+                "resize",
+                {
+                    "op": "resize",
+                    "size": int(resize),
+                    "mode": "shorter",
+                    "interpolation": "bilinear",
+                    "antialias": True,
+                },
+            ),
+            True,
+        )
     if crop is not None:
         c = [crop, crop] if isinstance(crop, int) else list(crop)
         base, custom = _override(base, "center_crop", {"op": "center_crop", "size": c}), True
@@ -480,7 +500,9 @@ def build(
     _check_steps([dict(s) for s in base.steps], _config_fail)
     problem = base.mismatch(input_spec)
     if problem:
-        raise ConfigError(f"preprocessing does not fit the model: {problem}; adjust --preprocess/--resize/--crop")
+        raise ConfigError(
+            f"preprocessing does not fit the model: {problem}; adjust --preprocess/--resize/--crop"
+        )
     return base
 
 

@@ -196,9 +196,7 @@ class Signature:
                 parts.append(f"missing input(s) {', '.join(repr(n) for n in missing)}")
             if extra:
                 parts.append(f"unknown input(s) {', '.join(repr(n) for n in extra)}")
-            raise InputError(
-                f"{prefix}{' and '.join(parts)}; the model takes {', '.join(self.input_names)}"
-            )
+            raise InputError(f"{prefix}{' and '.join(parts)}; the model takes {', '.join(self.input_names)}")
         bound: dict[str, int] = {}
         out: dict[str, np.ndarray] = {}
         for spec in self.inputs:

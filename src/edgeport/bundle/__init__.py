@@ -166,7 +166,9 @@ class Bundle:
                 with np.load(io.BytesIO(data), allow_pickle=False) as z:
                     arrays.append({k: np.array(z[k]) for k in z.files})
             except Exception as exc:  # noqa: BLE001 - np.load raises many types on a bad file
-                raise BundleError(f"{entry.path} in bundle {self.path} is not a readable npz ({exc}); {HINT}") from None
+                raise BundleError(
+                    f"{entry.path} in bundle {self.path} is not a readable npz ({exc}); {HINT}"
+                ) from None
         return arrays[0], arrays[1]
 
     # -- running ---------------------------------------------------------------

@@ -19,7 +19,9 @@ from pathlib import Path
 from ..errors import BundleError
 from .paths import HINT, check_relpath
 
-_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+)
 _DIR_FLAGS = _FLAGS | getattr(os, "O_DIRECTORY", 0)
 CHUNK = 1 << 20
 
@@ -33,7 +35,9 @@ def open_dir(root: Path) -> int:
     try:
         fd = os.open(root, _DIR_FLAGS)
     except FileNotFoundError:
-        raise BundleError(f"bundle {root} not found; export one first (edgeport export --out {root})") from None
+        raise BundleError(
+            f"bundle {root} not found; export one first (edgeport export --out {root})"
+        ) from None
     except NotADirectoryError:
         raise BundleError(f"bundle {root} is not a folder; pass the folder edgeport export wrote") from None
     except OSError as exc:
@@ -55,7 +59,11 @@ def _open_rel(root_fd: int, rel: str, root: Path) -> int:
             except FileNotFoundError:
                 raise BundleError(f"{rel} is missing from bundle {root}; {HINT}") from None
             except OSError as exc:
-                why = "is a symlink (or lies under one)" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else f"cannot be read ({exc.strerror})"
+                why = (
+                    "is a symlink (or lies under one)"
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR)
+                    else f"cannot be read ({exc.strerror})"
+                )
                 raise BundleError(
                     f"{rel} in bundle {root} {why}; bundles may hold only plain files. {HINT}"
                 ) from None
@@ -74,7 +82,9 @@ def read_entry(root_fd: int, root: Path, rel: str, size: int, sha256: str | None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise BundleError(f"{rel} in bundle {root} is not a regular file (a FIFO, device or folder); {HINT}")
+            raise BundleError(
+                f"{rel} in bundle {root} is not a regular file (a FIFO, device or folder); {HINT}"
+            )
         if st.st_size != size:
             raise BundleError(
                 f"{rel} in bundle {root} is {st.st_size} bytes, but its manifest says {size}: it is corrupt "

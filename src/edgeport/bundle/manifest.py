@@ -39,7 +39,9 @@ def _type(where: str, value, types, *, optional: bool = False):
     ok = isinstance(value, types_t) and not (isinstance(value, bool) and bool not in types_t)
     if not ok:
         names = "/".join(t.__name__ for t in types_t)
-        raise _bad(f"field {where!r}", f"must be {names}{' or null' if optional else ''}, got {type(value).__name__}")
+        raise _bad(
+            f"field {where!r}", f"must be {names}{' or null' if optional else ''}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -165,7 +167,9 @@ class Artifact:
             file=check_relpath(f"{where}.file", d["file"]),
             sha256=_sha(f"{where}.sha256", d["sha256"]),
             bytes=_int(f"{where}.bytes", d["bytes"]),
-            extra_files=tuple(FileEntry.from_dict(e, f"{where}.extra_files[{i}]") for i, e in enumerate(extra)),
+            extra_files=tuple(
+                FileEntry.from_dict(e, f"{where}.extra_files[{i}]") for i, e in enumerate(extra)
+            ),
             details=_type(f"{where}.details", d.get("details", {}), dict),
         )
 
@@ -204,7 +208,9 @@ def _spec_from(d, where: str, dims: dict[str, Dim], *, output: bool) -> TensorSp
     for i, s in enumerate(shape):
         if isinstance(s, str):
             if s not in dims:
-                raise _bad(f"{where}.shape[{i}]", f"names dimension {s[:40]!r}, which 'dims' does not declare")
+                raise _bad(
+                    f"{where}.shape[{i}]", f"names dimension {s[:40]!r}, which 'dims' does not declare"
+                )
         elif isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_DIM:
             raise _bad(f"{where}.shape[{i}]", f"must be a size 1..{MAX_DIM} or a declared dimension name")
     if shape[0] != BATCH:
@@ -358,7 +364,8 @@ class Manifest:
             raise _bad("labels", "lists more than 100,000 names")
         labels = tuple(_text(f"labels[{i}]", lab, limit=200) for i, lab in enumerate(labels))
         arts = tuple(
-            Artifact.from_dict(a, f"artifacts[{i}]") for i, a in enumerate(_type("artifacts", d["artifacts"], list))
+            Artifact.from_dict(a, f"artifacts[{i}]")
+            for i, a in enumerate(_type("artifacts", d["artifacts"], list))
         )
         _check_unique(arts)
         for k in ("provenance", "environment", "parity"):

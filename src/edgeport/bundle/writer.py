@@ -21,7 +21,9 @@ def file_entry(root: Path, rel: str) -> FileEntry:
     return FileEntry(rel, sha, size)
 
 
-def make_artifact(root: Path, format: str, precision: str, file: str, extra_files=(), details=None) -> Artifact:
+def make_artifact(
+    root: Path, format: str, precision: str, file: str, extra_files=(), details=None
+) -> Artifact:
     main = file_entry(root, file)
     return Artifact(
         format,

@@ -61,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "main_thread", False) or threading.current_thread() is not threading.main_thread():
         return _run(args)
     result: dict = {}
-    worker = threading.Thread(target=lambda: result.setdefault("rc", _run(args)), name="edgeport-command", daemon=True)
+    worker = threading.Thread(
+        target=lambda: result.setdefault("rc", _run(args)), name="edgeport-command", daemon=True
+    )
     worker.start()
     try:
         while worker.is_alive():

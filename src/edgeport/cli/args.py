@@ -17,7 +17,9 @@ def _number(text: str, convert: Callable[[str], float], lo, hi, what: str = ""):
     try:
         value = convert(text)
     except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"expected {'a whole number' if whole else 'a number'}, got {text[:40]!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected {'a whole number' if whole else 'a number'}, got {text[:40]!r}"
+        ) from None
     if not whole and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:40]!r}")
     if not lo <= value <= hi:
@@ -79,7 +81,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or action.default is False or action.default == argparse.SUPPRESS or "default" in text:
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text
+        ):
             return text
         default = action.default
         if isinstance(default, (list, tuple)):
@@ -124,12 +131,25 @@ def data_args(p: argparse.ArgumentParser, *, split: bool = True) -> None:
         + ("; split by recorded indices into calibration and eval" if split else ""),
     )
     if split:
-        g.add_argument("--calibration-data", default=None, metavar="SOURCE",
-                       help="calibrate on this source (with --eval-data); never used for the verdict")
-        g.add_argument("--eval-data", default=None, metavar="SOURCE", help="parity, accuracy and golden I/O on this source")
-    g.add_argument("--max-pixels", type=pixels_int, default=None,
-                   help="refuse (or, for JPEG, downscale while decoding) images above this many pixels "
-                   "(default: $EDGEPORT_MAX_PIXELS, else 25,000,000)")
+        g.add_argument(
+            "--calibration-data",
+            default=None,
+            metavar="SOURCE",
+            help="calibrate on this source (with --eval-data); never used for the verdict",
+        )
+        g.add_argument(
+            "--eval-data",
+            default=None,
+            metavar="SOURCE",
+            help="parity, accuracy and golden I/O on this source",
+        )
+    g.add_argument(
+        "--max-pixels",
+        type=pixels_int,
+        default=None,
+        help="refuse (or, for JPEG, downscale while decoding) images above this many pixels "
+        "(default: $EDGEPORT_MAX_PIXELS, else 25,000,000)",
+    )
     data_dir_arg(g)
 
 
@@ -153,15 +173,31 @@ def apply_trust(args) -> None:
 
 def host_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("remote device")
-    g.add_argument("--host", default=None, metavar="USER@HOST[:PORT]",
-                   help="run on this device over SSH: the bundle is copied once (content-addressed), the same "
-                   "command runs there and its JSON comes back")
-    g.add_argument("--identity", default=None, metavar="KEY", help="SSH private key (default: ssh-agent / ~/.ssh)")
-    g.add_argument("--known-hosts", default=None, metavar="FILE",
-                   help="known_hosts file to check the host key against (default: ~/.ssh/known_hosts)")
-    g.add_argument("--remote-edgeport", default="edgeport", metavar="CMD",
-                   help="the edgeport command on the device (e.g. /opt/venv/bin/edgeport)")
-    g.add_argument("--connect-timeout", type=bounded_float(0.1, 600.0), default=10.0, help="seconds to connect")
+    g.add_argument(
+        "--host",
+        default=None,
+        metavar="USER@HOST[:PORT]",
+        help="run on this device over SSH: the bundle is copied once (content-addressed), the same "
+        "command runs there and its JSON comes back",
+    )
+    g.add_argument(
+        "--identity", default=None, metavar="KEY", help="SSH private key (default: ssh-agent / ~/.ssh)"
+    )
+    g.add_argument(
+        "--known-hosts",
+        default=None,
+        metavar="FILE",
+        help="known_hosts file to check the host key against (default: ~/.ssh/known_hosts)",
+    )
+    g.add_argument(
+        "--remote-edgeport",
+        default="edgeport",
+        metavar="CMD",
+        help="the edgeport command on the device (e.g. /opt/venv/bin/edgeport)",
+    )
+    g.add_argument(
+        "--connect-timeout", type=bounded_float(0.1, 600.0), default=10.0, help="seconds to connect"
+    )
 
 
 def selection_args(p: argparse.ArgumentParser, *, bundle: bool = True) -> None:
@@ -169,10 +205,24 @@ def selection_args(p: argparse.ArgumentParser, *, bundle: bool = True) -> None:
         p.add_argument("bundle", help="bundle folder written by `edgeport export`")
     from ..runtime.registry import BACKENDS
 
-    p.add_argument("--backends", type=csv_list, default=None,
-                   help=f"comma list: {','.join(BACKENDS)} (default: all available)")
-    p.add_argument("--precisions", type=csv_list, default=None, help="comma list: fp32,fp16,int8 (default: all in the bundle)")
-    p.add_argument("--devices", type=csv_list, default=None, help="comma list, e.g. cpu,cuda,auto (default: every usable device)")
+    p.add_argument(
+        "--backends",
+        type=csv_list,
+        default=None,
+        help=f"comma list: {','.join(BACKENDS)} (default: all available)",
+    )
+    p.add_argument(
+        "--precisions",
+        type=csv_list,
+        default=None,
+        help="comma list: fp32,fp16,int8 (default: all in the bundle)",
+    )
+    p.add_argument(
+        "--devices",
+        type=csv_list,
+        default=None,
+        help="comma list, e.g. cpu,cuda,auto (default: every usable device)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite the output files if they exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     trust_arg(p)

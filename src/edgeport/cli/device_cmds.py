@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 
 from ..errors import safe_text
-from .args import _Formatter, apply_trust, batch_list, bounded_float, check_outputs, csv_list, host_args, selection_args
+from .args import (
+    _Formatter,
+    apply_trust,
+    batch_list,
+    bounded_float,
+    check_outputs,
+    csv_list,
+    host_args,
+    selection_args,
+)
 
 
 def cmd_selfcheck(args: argparse.Namespace) -> int:
@@ -20,7 +29,9 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
         report = remote_report(args, "selfcheck")
     else:
-        report = selfcheck(args.bundle, backends=args.backends, precisions=args.precisions, devices=args.devices)
+        report = selfcheck(
+            args.bundle, backends=args.backends, precisions=args.precisions, devices=args.devices
+        )
     print_table(report)
     if args.out:
         write_json(args.out, report)
@@ -60,19 +71,43 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("action", choices=["bench", "selfcheck"], help="what each device runs")
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
-    p.add_argument("--ray", required=True, metavar="ADDRESS", help="Ray cluster address, e.g. 10.0.0.5:6379 or auto")
-    p.add_argument("--devices", default="*", metavar="SELECTOR",
-                   help="which device nodes to run on: a glob (or comma list of globs) over NAME in edgeport-device:NAME")
-    p.add_argument("--backends", type=csv_list, default=None, help="comma list of backends (default: all available on each node)")
-    p.add_argument("--precisions", type=csv_list, default=None, help="comma list: fp32,fp16,int8 (default: all)")
+    p.add_argument(
+        "--ray", required=True, metavar="ADDRESS", help="Ray cluster address, e.g. 10.0.0.5:6379 or auto"
+    )
+    p.add_argument(
+        "--devices",
+        default="*",
+        metavar="SELECTOR",
+        help="which device nodes to run on: a glob (or comma list of globs) over NAME in edgeport-device:NAME",
+    )
+    p.add_argument(
+        "--backends",
+        type=csv_list,
+        default=None,
+        help="comma list of backends (default: all available on each node)",
+    )
+    p.add_argument(
+        "--precisions", type=csv_list, default=None, help="comma list: fp32,fp16,int8 (default: all)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite the output files if they exist")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--trust-model-code", action="store_true",
-                   help="let each node run artifacts that run code (TorchScript, pickled models); "
-                   "same as EDGEPORT_TRUST_MODEL_CODE=1 there")
+    p.add_argument(
+        "--trust-model-code",
+        action="store_true",
+        help="let each node run artifacts that run code (TorchScript, pickled models); "
+        "same as EDGEPORT_TRUST_MODEL_CODE=1 there",
+    )
     p.add_argument("--batch-sizes", type=batch_list, default=[1, 32], help="bench batch sizes")
-    p.add_argument("--min-seconds", type=bounded_float(0.0, 3600.0), default=1.0, help="bench seconds per row")
-    p.add_argument("--timeout", type=bounded_float(1.0, 86400.0), default=900.0, help="seconds per device task")
-    p.add_argument("--out", default=None, metavar="X.json",
-                   help="write the merged results to X.json, X.md and X.html (default: Markdown on stdout)")
+    p.add_argument(
+        "--min-seconds", type=bounded_float(0.0, 3600.0), default=1.0, help="bench seconds per row"
+    )
+    p.add_argument(
+        "--timeout", type=bounded_float(1.0, 86400.0), default=900.0, help="seconds per device task"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="X.json",
+        help="write the merged results to X.json, X.md and X.html (default: Markdown on stdout)",
+    )
     p.set_defaults(func=cmd_fleet, main_thread=True)

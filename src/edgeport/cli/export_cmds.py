@@ -69,9 +69,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise_config("give --run RUN (a folder from `edgeport train`), or --model MODEL with --weights FILE")
     formats = tuple(args.formats) if args.formats else DEFAULT_FORMATS
     config = ExportConfig(
-        formats=formats, opset=args.opset, fp16=args.fp16, int8=args.int8, mobile=args.mobile,
-        atol=args.atol, rtol=args.atol, max_batch=args.max_batch, executorch_max_batch=args.executorch_max_batch,
-        golden_samples=args.golden_samples, parity_samples=args.parity_samples,
+        formats=formats,
+        opset=args.opset,
+        fp16=args.fp16,
+        int8=args.int8,
+        mobile=args.mobile,
+        atol=args.atol,
+        rtol=args.atol,
+        max_batch=args.max_batch,
+        executorch_max_batch=args.executorch_max_batch,
+        golden_samples=args.golden_samples,
+        parity_samples=args.parity_samples,
     )
     bundle = export(
         run=args.run,
@@ -137,7 +145,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle)
     m = bundle.manifest
-    schema = f"schema {m.schema_version}" + (f", read from schema {m.upgraded_from} (read-only)" if m.read_only else "")
+    schema = f"schema {m.schema_version}" + (
+        f", read from schema {m.upgraded_from} (read-only)" if m.read_only else ""
+    )
     print(f"bundle {safe_text(bundle.path)}  ({schema}, model {safe_text(m.model)})")
     for w in m.warnings:
         print(f"WARNING: {safe_text(w)}")
@@ -172,8 +182,10 @@ def _artifact_notes(a) -> None:
     d = a.details if isinstance(a.details, dict) else {}
     notes = []
     if a.precision == "int8" and isinstance(d.get("speedup_vs_fp32"), (int, float)):
-        notes.append(f"selected {safe_text(d.get('selected'))} ({safe_text(d.get('selection_rule', ''))}), "
-                     f"{d['speedup_vs_fp32']:.2f}x fp32 throughput at batch {d.get('speed_batch')}")
+        notes.append(
+            f"selected {safe_text(d.get('selected'))} ({safe_text(d.get('selection_rule', ''))}), "
+            f"{d['speedup_vs_fp32']:.2f}x fp32 throughput at batch {d.get('speed_batch')}"
+        )
         if d.get("slower_than_fp32"):
             notes.append("SLOWER than its fp32 twin on the exporting machine")
     deleg = d.get("delegation")
@@ -192,13 +204,25 @@ def _calibration_args(p: argparse.ArgumentParser) -> None:
     from ..config import CALIBRATION_METHODS, CalibrationConfig
 
     g = p.add_argument_group("int8 calibration")
-    g.add_argument("--calibration-size", type=bounded_int(10, 100_000), default=CalibrationConfig.size,
-                   help="samples of the calibration split (class-balanced where labels exist)")
-    g.add_argument("--calibration-method", default=CalibrationConfig.method, choices=list(CALIBRATION_METHODS),
-                   help="auto tries each candidate; the fastest within the accuracy gate ships")
+    g.add_argument(
+        "--calibration-size",
+        type=bounded_int(10, 100_000),
+        default=CalibrationConfig.size,
+        help="samples of the calibration split (class-balanced where labels exist)",
+    )
+    g.add_argument(
+        "--calibration-method",
+        default=CalibrationConfig.method,
+        choices=list(CALIBRATION_METHODS),
+        help="auto tries each candidate; the fastest within the accuracy gate ships",
+    )
     g.add_argument("--calibration-seed", type=seed_int, default=0, help="which samples calibrate")
-    g.add_argument("--max-accuracy-drop", type=points_float, default=0.2,
-                   help="accuracy points an int8 candidate may lose to be within the gate (0..100)")
+    g.add_argument(
+        "--max-accuracy-drop",
+        type=points_float,
+        default=0.2,
+        help="accuracy points an int8 candidate may lose to be within the gate (0..100)",
+    )
 
 
 def add_parsers(sub) -> None:
@@ -214,50 +238,126 @@ def add_parsers(sub) -> None:
     )
     g = p.add_argument_group("model")
     g.add_argument("--run", default=None, help="run folder written by `edgeport train`")
-    g.add_argument("--model", dest="model_ref", default=None,
-                   help="registry name (mnist-mlp, mnist-cnn), pkg.mod:factory, torchvision:NAME, timm:NAME, or a .pt2")
+    g.add_argument(
+        "--model",
+        dest="model_ref",
+        default=None,
+        help="registry name (mnist-mlp, mnist-cnn), pkg.mod:factory, torchvision:NAME, timm:NAME, or a .pt2",
+    )
     g.add_argument("--weights", default=None, help=".safetensors (or a state_dict .pt, loaded weights-only)")
-    g.add_argument("--random-init", action="store_true",
-                   help="export random weights, for speed work only: every output says 'random weights: not for accuracy'")
-    g.add_argument("--model-arg", action="append", default=None, metavar="NAME=VALUE",
-                   help="keyword argument for the model factory, e.g. num_classes=10 (repeatable)")
-    g.add_argument("--input", action="append", default=None, metavar="NAME:SHAPE[:DTYPE[:LAYOUT]]",
-                   help="one model input, batch first, e.g. image:1,3,224,224 or vec:1,16:float32 (repeatable, in order)")
-    g.add_argument("--input-shape", type=shape_list, default=None, help="shorthand for one float32 input, e.g. 1,3,224,224")
-    g.add_argument("--output", action="append", default=None, metavar="NAME[:KIND]",
-                   help="name (and kind: probs, logits, raw) of each output, in order (repeatable)")
-    g.add_argument("--labels", default=None, help="class names: a comma list or a file with one per line "
-                   "(default: the data's class folders, else 0..N-1)")
+    g.add_argument(
+        "--random-init",
+        action="store_true",
+        help="export random weights, for speed work only: every output says 'random weights: not for accuracy'",
+    )
+    g.add_argument(
+        "--model-arg",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="keyword argument for the model factory, e.g. num_classes=10 (repeatable)",
+    )
+    g.add_argument(
+        "--input",
+        action="append",
+        default=None,
+        metavar="NAME:SHAPE[:DTYPE[:LAYOUT]]",
+        help="one model input, batch first, e.g. image:1,3,224,224 or vec:1,16:float32 (repeatable, in order)",
+    )
+    g.add_argument(
+        "--input-shape",
+        type=shape_list,
+        default=None,
+        help="shorthand for one float32 input, e.g. 1,3,224,224",
+    )
+    g.add_argument(
+        "--output",
+        action="append",
+        default=None,
+        metavar="NAME[:KIND]",
+        help="name (and kind: probs, logits, raw) of each output, in order (repeatable)",
+    )
+    g.add_argument(
+        "--labels",
+        default=None,
+        help="class names: a comma list or a file with one per line "
+        "(default: the data's class folders, else 0..N-1)",
+    )
     p.add_argument("--out", required=True, help="the bundle folder to create")
-    p.add_argument("--formats", type=csv_list, default=None,
-                   help=f"comma list of {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}; a format whose "
-                   "package is missing is skipped with a note)")
-    p.add_argument("--opset", type=bounded_int(17, 23), default=ExportConfig.opset, help="ONNX opset (17..23)")
-    p.add_argument("--fp16", action="store_true", help="also write an OpenVINO IR with fp16-compressed weights")
-    p.add_argument("--mobile", action="store_true", help="also write a TorchScript lite-interpreter file (PyTorch Mobile)")
+    p.add_argument(
+        "--formats",
+        type=csv_list,
+        default=None,
+        help=f"comma list of {','.join(FORMATS)} (default: {','.join(DEFAULT_FORMATS)}; a format whose "
+        "package is missing is skipped with a note)",
+    )
+    p.add_argument(
+        "--opset", type=bounded_int(17, 23), default=ExportConfig.opset, help="ONNX opset (17..23)"
+    )
+    p.add_argument(
+        "--fp16", action="store_true", help="also write an OpenVINO IR with fp16-compressed weights"
+    )
+    p.add_argument(
+        "--mobile",
+        action="store_true",
+        help="also write a TorchScript lite-interpreter file (PyTorch Mobile)",
+    )
     p.add_argument("--int8", action="store_true", help="add calibrated int8 versions of every format")
-    p.add_argument("--int8-formats", type=csv_list, default=None, help="quantize only these formats (default: all exported)")
-    p.add_argument("--atol", type=atol_float, default=ExportConfig.atol, help="fp32 parity tolerance (rtol the same)")
-    p.add_argument("--max-batch", type=bounded_int(1, 65536), default=ExportConfig.max_batch,
-                   help="the largest batch the manifest allows")
-    p.add_argument("--executorch-max-batch", type=bounded_int(1, 4096), default=ExportConfig.executorch_max_batch,
-                   help="the .pte plans memory for batches up to this")
-    p.add_argument("--parity-samples", type=bounded_int(1, 100_000), default=ExportConfig.parity_samples,
-                   help="eval samples checked at export (plus edge inputs)")
-    p.add_argument("--golden-samples", type=bounded_int(1, 4096), default=ExportConfig.golden_samples,
-                   help="eval samples stored as golden I/O for selfcheck (plus edge cases)")
+    p.add_argument(
+        "--int8-formats",
+        type=csv_list,
+        default=None,
+        help="quantize only these formats (default: all exported)",
+    )
+    p.add_argument(
+        "--atol", type=atol_float, default=ExportConfig.atol, help="fp32 parity tolerance (rtol the same)"
+    )
+    p.add_argument(
+        "--max-batch",
+        type=bounded_int(1, 65536),
+        default=ExportConfig.max_batch,
+        help="the largest batch the manifest allows",
+    )
+    p.add_argument(
+        "--executorch-max-batch",
+        type=bounded_int(1, 4096),
+        default=ExportConfig.executorch_max_batch,
+        help="the .pte plans memory for batches up to this",
+    )
+    p.add_argument(
+        "--parity-samples",
+        type=bounded_int(1, 100_000),
+        default=ExportConfig.parity_samples,
+        help="eval samples checked at export (plus edge inputs)",
+    )
+    p.add_argument(
+        "--golden-samples",
+        type=bounded_int(1, 4096),
+        default=ExportConfig.golden_samples,
+        help="eval samples stored as golden I/O for selfcheck (plus edge cases)",
+    )
     g = p.add_argument_group("preprocessing (image inputs)")
-    g.add_argument("--preprocess", default=None, metavar="PRESET|FILE.json",
-                   help="mnist, imagenet, or a JSON file of steps (default: mnist for 1x28x28, imagenet-style for RGB)")
+    g.add_argument(
+        "--preprocess",
+        default=None,
+        metavar="PRESET|FILE.json",
+        help="mnist, imagenet, or a JSON file of steps (default: mnist for 1x28x28, imagenet-style for RGB)",
+    )
     g.add_argument("--mode", choices=["L", "RGB"], default=None, help="decode images as grayscale (L) or RGB")
-    g.add_argument("--resize", type=bounded_int(1, 16384), default=None, help="resize the shorter side to this")
+    g.add_argument(
+        "--resize", type=bounded_int(1, 16384), default=None, help="resize the shorter side to this"
+    )
     g.add_argument("--crop", type=shape_list, default=None, metavar="H[,W]", help="centre crop to HxW")
-    g.add_argument("--scale", type=bounded_float(1e-9, 1e3), default=None, help="multiply pixels by this (default 1/255)")
+    g.add_argument(
+        "--scale", type=bounded_float(1e-9, 1e3), default=None, help="multiply pixels by this (default 1/255)"
+    )
     g.add_argument("--mean", type=float_list, default=None, help="per-channel mean after scaling, comma list")
     g.add_argument("--std", type=float_list, default=None, help="per-channel std after scaling, comma list")
     data_args(p)
     _calibration_args(p)
-    p.add_argument("--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)")
+    p.add_argument(
+        "--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_export)
 
@@ -268,7 +368,9 @@ def add_parsers(sub) -> None:
         description="Rewrites BUNDLE atomically with int8 artifacts added (existing ones are redone only with --force).",
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
-    p.add_argument("--formats", type=csv_list, default=None, help="comma list (default: every fp32 format in the bundle)")
+    p.add_argument(
+        "--formats", type=csv_list, default=None, help="comma list (default: every fp32 format in the bundle)"
+    )
     data_args(p)
     _calibration_args(p)
     p.add_argument("--force", action="store_true", help="redo int8 artifacts the bundle already has")

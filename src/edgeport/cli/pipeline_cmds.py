@@ -11,9 +11,9 @@ from .args import (
     _Formatter,
     atol_float,
     batch_list,
+    bounded_float,
     bounded_int,
     csv_list,
-    bounded_float,
     data_args,
     float_list,
     points_float,
@@ -44,15 +44,26 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             if not args.model_ref:
                 raise_config("--weights needs --model")
             model = ModelInput(
-                model_ref=args.model_ref, weights=args.weights, random_init=args.random_init,
-                model_args=parse_model_args(args.model_arg), inputs=args.input,
-                input_shape=tuple(args.input_shape) if args.input_shape else None, outputs=args.output,
-                preprocessing=args.preprocess, overrides=_overrides(args), labels=_labels(args),
+                model_ref=args.model_ref,
+                weights=args.weights,
+                random_init=args.random_init,
+                model_args=parse_model_args(args.model_arg),
+                inputs=args.input,
+                input_shape=tuple(args.input_shape) if args.input_shape else None,
+                outputs=args.output,
+                preprocessing=args.preprocess,
+                overrides=_overrides(args),
+                labels=_labels(args),
             )
     base = TRAIN_DEFAULTS[train_model]
     config = PipelineConfig(
-        train=TrainConfig(model=train_model, epochs=args.epochs or base["epochs"], batch_size=base["batch_size"],
-                          lr=base["lr"], seed=args.seed),
+        train=TrainConfig(
+            model=train_model,
+            epochs=args.epochs or base["epochs"],
+            batch_size=base["batch_size"],
+            lr=base["lr"],
+            seed=args.seed,
+        ),
         int8=args.int8,
         backends=tuple(args.backends) if args.backends else None,
         formats=tuple(args.formats) if args.formats else None,
@@ -62,9 +73,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         calibration=CalibrationConfig(size=args.calibration_size, method=args.calibration_method),
     )
     result = run_pipeline(
-        out=args.out, data_dir=args.data_dir, config=config, force=args.force, resume=args.resume,
-        progress=not args.quiet, model=model, data=args.data, calibration_data=args.calibration_data,
-        eval_data=args.eval_data, max_pixels=args.max_pixels,
+        out=args.out,
+        data_dir=args.data_dir,
+        config=config,
+        force=args.force,
+        resume=args.resume,
+        progress=not args.quiet,
+        model=model,
+        data=args.data,
+        calibration_data=args.calibration_data,
+        eval_data=args.eval_data,
+        max_pixels=args.max_pixels,
     )
     total = sum(result.stages.values())
     if result.passed:
@@ -72,7 +91,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         return 0
     for line in result.gates:
         print(f"{PROG}: gate failed: {safe_text(line)}", file=sys.stderr)
-    print(f"pipeline FAILED ({len(result.gates)} gate(s)); outputs kept in {safe_text(result.run_dir)}", file=sys.stderr)
+    print(
+        f"pipeline FAILED ({len(result.gates)} gate(s)); outputs kept in {safe_text(result.run_dir)}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -102,35 +124,69 @@ def add_parsers(sub) -> None:
     data_args(p)
     p.add_argument("--out", required=True, help="run folder to create (report.html lands here)")
     g = p.add_argument_group("your model (instead of training the seed network)")
-    g.add_argument("--model", dest="model_ref", default=None,
-                   help="registry name, pkg.mod:factory, torchvision:NAME, timm:NAME or a .pt2 (with --weights)")
+    g.add_argument(
+        "--model",
+        dest="model_ref",
+        default=None,
+        help="registry name, pkg.mod:factory, torchvision:NAME, timm:NAME or a .pt2 (with --weights)",
+    )
     g.add_argument("--weights", default=None, help=".safetensors or a state_dict .pt")
     g.add_argument("--random-init", action="store_true", help="random weights, for speed work only")
-    g.add_argument("--model-arg", action="append", default=None, metavar="NAME=VALUE", help="factory keyword argument")
-    g.add_argument("--input", action="append", default=None, metavar="NAME:SHAPE[:DTYPE[:LAYOUT]]", help="a model input")
+    g.add_argument(
+        "--model-arg", action="append", default=None, metavar="NAME=VALUE", help="factory keyword argument"
+    )
+    g.add_argument(
+        "--input", action="append", default=None, metavar="NAME:SHAPE[:DTYPE[:LAYOUT]]", help="a model input"
+    )
     g.add_argument("--input-shape", type=shape_list, default=None, help="shorthand for one float32 input")
-    g.add_argument("--output", action="append", default=None, metavar="NAME[:KIND]", help="an output name and kind")
+    g.add_argument(
+        "--output", action="append", default=None, metavar="NAME[:KIND]", help="an output name and kind"
+    )
     g.add_argument("--labels", default=None, help="class names: comma list or file")
-    g.add_argument("--preprocess", default=None, metavar="PRESET|FILE.json", help="mnist, imagenet or a JSON file")
+    g.add_argument(
+        "--preprocess", default=None, metavar="PRESET|FILE.json", help="mnist, imagenet or a JSON file"
+    )
     g.add_argument("--mode", choices=["L", "RGB"], default=None, help="decode images as L or RGB")
-    g.add_argument("--resize", type=bounded_int(1, 16384), default=None, help="resize the shorter side to this")
+    g.add_argument(
+        "--resize", type=bounded_int(1, 16384), default=None, help="resize the shorter side to this"
+    )
     g.add_argument("--crop", type=shape_list, default=None, help="centre crop H[,W]")
     g.add_argument("--scale", type=bounded_float(1e-9, 1e3), default=None, help="pixel scale (default 1/255)")
     g.add_argument("--mean", type=float_list, default=None, help="per-channel mean")
     g.add_argument("--std", type=float_list, default=None, help="per-channel std")
-    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True, help="add calibrated int8 artifacts")
+    p.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=True, help="add calibrated int8 artifacts"
+    )
     p.add_argument("--formats", type=csv_list, default=None, help="comma list of formats (default: export's)")
-    p.add_argument("--backends", type=csv_list, default=None, help="comma list (default: every available backend)")
-    p.add_argument("--max-accuracy-drop", type=points_float, default=0.2,
-                   help="accuracy points an int8 artifact may lose (0..100)")
+    p.add_argument(
+        "--backends", type=csv_list, default=None, help="comma list (default: every available backend)"
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=points_float,
+        default=0.2,
+        help="accuracy points an int8 artifact may lose (0..100)",
+    )
     p.add_argument("--atol", type=atol_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)")
     p.add_argument("--batch-sizes", type=batch_list, default=[1, 256], help="batch sizes to benchmark")
-    p.add_argument("--calibration-size", type=bounded_int(10, 100_000), default=CalibrationConfig.size,
-                   help="calibration samples")
-    p.add_argument("--calibration-method", default="auto", choices=list(CALIBRATION_METHODS), help="int8 calibration")
-    p.add_argument("--epochs", type=bounded_int(1, 1000), default=None,
-                   help="training epochs of the seed network (default: 28 for mnist-mlp, 8 for mnist-cnn)")
-    p.add_argument("--seed", type=seed_int, default=0, help="training seed (the same seed gives the same model)")
+    p.add_argument(
+        "--calibration-size",
+        type=bounded_int(10, 100_000),
+        default=CalibrationConfig.size,
+        help="calibration samples",
+    )
+    p.add_argument(
+        "--calibration-method", default="auto", choices=list(CALIBRATION_METHODS), help="int8 calibration"
+    )
+    p.add_argument(
+        "--epochs",
+        type=bounded_int(1, 1000),
+        default=None,
+        help="training epochs of the seed network (default: 28 for mnist-mlp, 8 for mnist-cnn)",
+    )
+    p.add_argument(
+        "--seed", type=seed_int, default=0, help="training seed (the same seed gives the same model)"
+    )
     p.add_argument("--force", action="store_true", help="replace --out if it is a run folder edgeport made")
     p.add_argument("--resume", action="store_true", help="reuse stages whose outputs already exist in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")

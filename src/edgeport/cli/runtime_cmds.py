@@ -61,9 +61,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = remote_report(args, "verify")
     else:
         report = verify(
-            args.bundle, data=args.data, data_dir=args.data_dir, atol=args.atol,
-            max_accuracy_drop=args.max_accuracy_drop / 100.0, limit=args.limit, progress=not args.quiet,
-            max_pixels=args.max_pixels, **_selection(args),
+            args.bundle,
+            data=args.data,
+            data_dir=args.data_dir,
+            atol=args.atol,
+            max_accuracy_drop=args.max_accuracy_drop / 100.0,
+            limit=args.limit,
+            progress=not args.quiet,
+            max_pixels=args.max_pixels,
+            **_selection(args),
         )
     print_table(report)
     if args.out:
@@ -89,8 +95,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         check_outputs(bench_files(args.out), args.force)
     config = BenchConfig(
-        batch_sizes=tuple(args.batch_sizes), threads=args.threads, warmup_seconds=args.warmup_seconds,
-        min_iters=args.min_iters, min_seconds=args.min_seconds,
+        batch_sizes=tuple(args.batch_sizes),
+        threads=args.threads,
+        warmup_seconds=args.warmup_seconds,
+        min_iters=args.min_iters,
+        min_seconds=args.min_seconds,
     )
     if args.host:
         from ..device.remote import remote_report
@@ -103,8 +112,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
     noisy = [r for r in report.get("rows", []) if r.get("cov", 0) > 0.10]
     if noisy:
-        print(f"warning: {len(noisy)} of {len(report['rows'])} rows vary a lot (CoV > 10%); the machine may be "
-              "busy: rerun on a quiet machine, or with --min-seconds higher", file=sys.stderr)
+        print(
+            f"warning: {len(noisy)} of {len(report['rows'])} rows vary a lot (CoV > 10%); the machine may be "
+            "busy: rerun on a quiet machine, or with --min-seconds higher",
+            file=sys.stderr,
+        )
     for s in report.get("skipped", []):
         print(f"skipped {s['backend']}:{s['device']}: {safe_text(s['reason'])}", file=sys.stderr)
     if args.out:
@@ -121,8 +133,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     apply_trust(args)
     results, warnings = predict_files(
-        args.bundle, args.images, backend=args.backend, precision=args.precision, device=args.device,
-        top_k=args.top_k, max_pixels=args.max_pixels, with_warnings=True,
+        args.bundle,
+        args.images,
+        backend=args.backend,
+        precision=args.precision,
+        device=args.device,
+        top_k=args.top_k,
+        max_pixels=args.max_pixels,
+        with_warnings=True,
     )
     for w in warnings:
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
@@ -131,7 +149,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("devices", help="list every backend x device and whether it is usable here", formatter_class=_Formatter)
+    p = sub.add_parser(
+        "devices",
+        help="list every backend x device and whether it is usable here",
+        formatter_class=_Formatter,
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_devices)
 
@@ -144,10 +166,21 @@ def add_parsers(sub) -> None:
     )
     selection_args(p)
     data_args(p, split=False)
-    p.add_argument("--atol", type=atol_float, default=None, help="elementwise fp32 tolerance (default 1e-5, rtol the same)")
-    p.add_argument("--max-accuracy-drop", type=points_float, default=0.2,
-                   help="accuracy points an int8/fp16 artifact may lose against PyTorch (0..100)")
-    p.add_argument("--limit", type=bounded_int(1, 100_000_000), default=None, help="verify on the first N samples only")
+    p.add_argument(
+        "--atol",
+        type=atol_float,
+        default=None,
+        help="elementwise fp32 tolerance (default 1e-5, rtol the same)",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=points_float,
+        default=0.2,
+        help="accuracy points an int8/fp16 artifact may lose against PyTorch (0..100)",
+    )
+    p.add_argument(
+        "--limit", type=bounded_int(1, 100_000_000), default=None, help="verify on the first N samples only"
+    )
     p.add_argument("--out", default=None, help="write the results as JSON to this file")
     host_args(p)
     p.set_defaults(func=cmd_verify)
@@ -159,12 +192,24 @@ def add_parsers(sub) -> None:
         description="With --out X.json, writes X.json, X.csv and X.md (each refused if it exists, unless --force).",
     )
     selection_args(p)
-    p.add_argument("--batch-sizes", type=batch_list, default=[1, 32, 256], help="comma list of batch sizes (1..65536)")
-    p.add_argument("--threads", type=threads_int, default=None,
-                   help="threads per runner, 1..256 (default: 1 for batch <= 16, all cores above)")
-    p.add_argument("--warmup-seconds", type=seconds_float, default=0.5, help="untimed runs first, per row (0..3600)")
-    p.add_argument("--min-iters", type=bounded_int(1, 10_000_000), default=200, help="timed iterations per row, at least")
-    p.add_argument("--min-seconds", type=seconds_float, default=2.0, help="timed seconds per row, at least (0..3600)")
+    p.add_argument(
+        "--batch-sizes", type=batch_list, default=[1, 32, 256], help="comma list of batch sizes (1..65536)"
+    )
+    p.add_argument(
+        "--threads",
+        type=threads_int,
+        default=None,
+        help="threads per runner, 1..256 (default: 1 for batch <= 16, all cores above)",
+    )
+    p.add_argument(
+        "--warmup-seconds", type=seconds_float, default=0.5, help="untimed runs first, per row (0..3600)"
+    )
+    p.add_argument(
+        "--min-iters", type=bounded_int(1, 10_000_000), default=200, help="timed iterations per row, at least"
+    )
+    p.add_argument(
+        "--min-seconds", type=seconds_float, default=2.0, help="timed seconds per row, at least (0..3600)"
+    )
     p.add_argument("--out", default=None, help="write X.json here, plus X.csv and X.md beside it")
     host_args(p)
     p.set_defaults(func=cmd_bench)
@@ -178,13 +223,23 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino", "executorch", "torchscript"],
-                   help="runtime to classify with")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="which artifact of the bundle")
+    p.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["onnxruntime", "openvino", "executorch", "torchscript"],
+        help="runtime to classify with",
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="which artifact of the bundle"
+    )
     p.add_argument("--device", default="cpu", help="device for the backend (cpu, cuda, gpu, auto ...)")
     p.add_argument("--top-k", type=bounded_int(1, 1000), default=3, help="how many classes to show")
-    p.add_argument("--max-pixels", type=pixels_int, default=None,
-                   help="refuse (or, for JPEG, downscale while decoding) larger images (default 25,000,000)")
+    p.add_argument(
+        "--max-pixels",
+        type=pixels_int,
+        default=None,
+        help="refuse (or, for JPEG, downscale while decoding) larger images (default 25,000,000)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     from .args import trust_arg
 

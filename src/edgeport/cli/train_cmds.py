@@ -6,6 +6,7 @@ import argparse
 
 from .args import (
     _Formatter,
+    apply_trust,
     batch_int,
     bounded_float,
     bounded_int,
@@ -14,7 +15,6 @@ from .args import (
     seed_int,
     threads_int,
     trust_arg,
-    apply_trust,
 )
 
 # Per-model training defaults (chosen on the validation split; see README "Benchmarks").
@@ -46,7 +46,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
     )
-    _model, info = train(config, data_dir=args.data_dir, out=args.out, force=args.force, progress=not args.quiet)
+    _model, info = train(
+        config, data_dir=args.data_dir, out=args.out, force=args.force, progress=not args.quiet
+    )
     print(
         f"{info['model']}: {info['params']:,} params, {info['epochs']} epochs in {info['train_seconds']:.1f} s, "
         f"val {info['val_accuracy'] * 100:.2f}%, test {info['test_accuracy'] * 100:.2f}% -> {args.out}"
@@ -80,7 +82,9 @@ def add_parsers(sub) -> None:
     from ..config import TrainConfig
 
     models = ", ".join(TRAIN_DEFAULTS)
-    p = sub.add_parser("summary", help="print the torchsummary table of a registry model", formatter_class=_Formatter)
+    p = sub.add_parser(
+        "summary", help="print the torchsummary table of a registry model", formatter_class=_Formatter
+    )
     p.add_argument("--model", default="mnist-mlp", help=f"registry model: {models}")
     p.set_defaults(func=cmd_summary)
 
@@ -94,16 +98,36 @@ def add_parsers(sub) -> None:
     data_dir_arg(p)
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--model", default="mnist-mlp", help=f"registry model: {models}")
-    p.add_argument("--epochs", type=bounded_int(1, 1000), default=None,
-                   help="passes over the 55,000 training images (default: 28 for mnist-mlp, 8 for mnist-cnn)")
-    p.add_argument("--batch-size", type=batch_int, default=None,
-                   help="images per step (default: 1024 for mnist-mlp, 256 for mnist-cnn)")
-    p.add_argument("--lr", type=bounded_float(0.0, 10.0, lo_open=True), default=None,
-                   help="peak learning rate of the one-cycle schedule (default: 1e-2 for mnist-mlp, 4e-3 for mnist-cnn)")
-    p.add_argument("--shift", type=bounded_int(0, 8), default=TrainConfig.shift, help="random translation, in pixels")
-    p.add_argument("--seed", type=seed_int, default=TrainConfig.seed,
-                   help="0..2^32-1; the same seed gives the same model and accuracy")
-    p.add_argument("--threads", type=threads_int, default=None, help="torch threads, 1..256 (default: one per core)")
+    p.add_argument(
+        "--epochs",
+        type=bounded_int(1, 1000),
+        default=None,
+        help="passes over the 55,000 training images (default: 28 for mnist-mlp, 8 for mnist-cnn)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=batch_int,
+        default=None,
+        help="images per step (default: 1024 for mnist-mlp, 256 for mnist-cnn)",
+    )
+    p.add_argument(
+        "--lr",
+        type=bounded_float(0.0, 10.0, lo_open=True),
+        default=None,
+        help="peak learning rate of the one-cycle schedule (default: 1e-2 for mnist-mlp, 4e-3 for mnist-cnn)",
+    )
+    p.add_argument(
+        "--shift", type=bounded_int(0, 8), default=TrainConfig.shift, help="random translation, in pixels"
+    )
+    p.add_argument(
+        "--seed",
+        type=seed_int,
+        default=TrainConfig.seed,
+        help="0..2^32-1; the same seed gives the same model and accuracy",
+    )
+    p.add_argument(
+        "--threads", type=threads_int, default=None, help="torch threads, 1..256 (default: one per core)"
+    )
     p.add_argument("--force", action="store_true", help="replace RUN if it is a run folder edgeport made")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)

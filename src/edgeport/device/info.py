@@ -12,16 +12,53 @@ import os
 import platform
 import socket
 
-PACKAGES = ("edgeport", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "executorch", "torch", "onnx",
-            "nncf", "pillow")
-FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-    "amx_tile", "amx_int8", "amx_bf16",
-    # Arm (aarch64 Features)
-    "neon", "asimd", "asimddp", "asimdhp", "fphp", "sve", "sve2", "i8mm", "bf16", "sme",
+PACKAGES = (
+    "edgeport",
+    "numpy",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "executorch",
+    "torch",
+    "onnx",
+    "nncf",
+    "pillow",
 )
-_ARM_IMPLEMENTERS = {"0x41": "Arm", "0x51": "Qualcomm", "0x61": "Apple", "0x48": "HiSilicon", "0x4e": "NVIDIA",
-                     "0x53": "Samsung", "0xc0": "Ampere"}
+FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    # Arm (aarch64 Features)
+    "neon",
+    "asimd",
+    "asimddp",
+    "asimdhp",
+    "fphp",
+    "sve",
+    "sve2",
+    "i8mm",
+    "bf16",
+    "sme",
+)
+_ARM_IMPLEMENTERS = {
+    "0x41": "Arm",
+    "0x51": "Qualcomm",
+    "0x61": "Apple",
+    "0x48": "HiSilicon",
+    "0x4e": "NVIDIA",
+    "0x53": "Samsung",
+    "0xc0": "Ampere",
+}
 
 
 def cpu_count() -> int:
@@ -47,7 +84,9 @@ def cpu_info() -> dict:
     except OSError:
         pass
     if not model and arm:
-        vendor = _ARM_IMPLEMENTERS.get(arm.get("CPU implementer", "").lower(), arm.get("CPU implementer", "?"))
+        vendor = _ARM_IMPLEMENTERS.get(
+            arm.get("CPU implementer", "").lower(), arm.get("CPU implementer", "?")
+        )
         model = f"{vendor} part {arm.get('CPU part', '?')}"
     d = {
         "model": model or platform.processor() or platform.machine(),
@@ -97,7 +136,9 @@ def device_info() -> dict:
         "memory_mb": memory_mb(),
         "versions": versions(),
         "env_threads": {
-            k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+            if k in os.environ
         },
     }
 

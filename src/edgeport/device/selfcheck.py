@@ -29,7 +29,9 @@ def _batches(feeds: dict, size: int):
         yield a, min(n, a + size)
 
 
-def selfcheck(bundle_or_path, *, backends=None, precisions=None, devices=None, progress: bool = False) -> dict:
+def selfcheck(
+    bundle_or_path, *, backends=None, precisions=None, devices=None, progress: bool = False
+) -> dict:
     bundle = open_bundle(bundle_or_path)
     golden = bundle.golden()
     if golden is None:
@@ -38,7 +40,9 @@ def selfcheck(bundle_or_path, *, backends=None, precisions=None, devices=None, p
         )
     inputs, ref = golden
     g = bundle.manifest.golden
-    runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices, exclude=("torch",))
+    runs, skipped = select_runs(
+        bundle, backends=backends, precisions=precisions, devices=devices, exclude=("torch",)
+    )
     margin = float(g.get("margin", 0.03))
     rows = [_check(bundle, b, p, d, inputs, ref, g, margin) for b, p, d in runs]
     return {
@@ -63,8 +67,15 @@ def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
         floor = max(0.0, float(expected) - margin)
     tol = tolerance_for(precision, backend, min_agreement=floor, max_accuracy_drop=None)
     acc = ParityAccumulator(bundle.signature, tol, f"{key} on {backend}:{device}", precision)
-    row = {"backend": backend, "device": device, "format": fmt, "precision": precision, "n": 0,
-           "expected_agreement": expected, "min_agreement": tol.min_agreement}
+    row = {
+        "backend": backend,
+        "device": device,
+        "format": fmt,
+        "precision": precision,
+        "n": 0,
+        "expected_agreement": expected,
+        "min_agreement": tol.min_agreement,
+    }
     try:
         with bundle.runner(backend, precision, device) as runner:
             size = min(64, runner.max_batch)
@@ -72,7 +83,12 @@ def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
                 out = runner.run({k: v[a:b] for k, v in inputs.items()})
                 acc.update({k: v[a:b] for k, v in ref.items()}, out)
     except EdgeportError as exc:
-        return row | {"passed": False, "reasons": [f"could not run: {exc}"], "max_abs": None, "agreement": None}
+        return row | {
+            "passed": False,
+            "reasons": [f"could not run: {exc}"],
+            "max_abs": None,
+            "agreement": None,
+        }
     res = acc.result()
     return row | {
         "n": res.n,
@@ -86,7 +102,9 @@ def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
 
 def format_table(report: dict) -> str:
     g = report["golden"]
-    lines = [f"selfcheck {safe_text(report['bundle'])} on {g['n']} golden samples ({safe_text(g.get('source') or '')})"]
+    lines = [
+        f"selfcheck {safe_text(report['bundle'])} on {g['n']} golden samples ({safe_text(g.get('source') or '')})"
+    ]
     lines += [f"WARNING: {safe_text(w)}" for w in report.get("warnings", [])]
     head = f"{'artifact':<18} {'backend:device':<22} {'max abs':>9} {'agree %':>8} {'need %':>7}  result"
     lines += [head, "-" * len(head)]
@@ -95,8 +113,10 @@ def format_table(report: dict) -> str:
         need = f"{r['min_agreement'] * 100:.2f}"
         mx = "-" if r.get("max_abs") is None else f"{r['max_abs']:.2e}"
         result = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["reasons"])
-        lines.append(f"{r['format'] + '/' + r['precision']:<18} {r['backend'] + ':' + r['device']:<22} {mx:>9} "
-                     f"{agree:>8} {need:>7}  {safe_text(result)}")
+        lines.append(
+            f"{r['format'] + '/' + r['precision']:<18} {r['backend'] + ':' + r['device']:<22} {mx:>9} "
+            f"{agree:>8} {need:>7}  {safe_text(result)}"
+        )
     for s in report["skipped"]:
         prec = " " + s["precision"] if s["precision"] else ""
         lines.append(f"skipped {s['backend']}:{s['device']}{prec}: {safe_text(s['reason'])}")
@@ -114,7 +134,9 @@ def raise_if_failed(report: dict) -> None:
     failed = [r for r in report["rows"] if not r["passed"]]
     if failed or not report["rows"]:
         names = ", ".join(f"{r['format']}/{r['precision']} on {r['backend']}:{r['device']}" for r in failed)
-        raise ParityError(f"selfcheck failed for {len(failed)} of {len(report['rows'])} artifacts: {names}", failed)
+        raise ParityError(
+            f"selfcheck failed for {len(failed)} of {len(report['rows'])} artifacts: {names}", failed
+        )
 
 
 __all__ = ["selfcheck", "format_table", "print_table", "raise_if_failed", "np"]

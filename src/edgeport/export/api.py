@@ -200,7 +200,9 @@ def export(
     fsutil.prepare_target(target, force, "bundle")
     formats, notes = _formats(config, formats_explicit)
     int8 = _int8_formats(config, formats, int8_formats)
-    source = msrc.resolve(run=run, model_ref=model_ref, weights=weights, random_init=random_init, model_args=model_args)
+    source = msrc.resolve(
+        run=run, model_ref=model_ref, weights=weights, random_init=random_init, model_args=model_args
+    )
     model = source.module
     signature, example = build_signature(
         model, source, inputs=inputs, input_shape=input_shape, outputs=outputs, max_batch=config.max_batch
@@ -208,11 +210,17 @@ def export(
     pre = _preprocessing(signature, source, preprocessing, preprocessing_overrides)
     signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
     plan = plan_data(
-        signature=signature, preprocessing=pre,
+        signature=signature,
+        preprocessing=pre,
         data=_default_data(pre, source.random_init, data, calibration_data, eval_data),
-        calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
-        calibration_size=calibration.size, selection_size=calibration.selection_size, seed=calibration.seed,
-        max_pixels=max_pixels, mnist=mnist,
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        data_dir=data_dir,
+        calibration_size=calibration.size,
+        selection_size=calibration.selection_size,
+        seed=calibration.seed,
+        max_pixels=max_pixels,
+        mnist=mnist,
     )
     signature = _with_ranges(signature, pre, plan.calibration)
     labels = _labels(signature, source, plan, labels)
@@ -230,16 +238,28 @@ def export(
 
     with fsutil.staging_dir(target, "bundle") as staging:
         ctx = ExportContext(
-            staging=staging, model=model, signature=signature, example=example, config=config,
-            calibration=calibration, labels=labels, preprocessing=pre.to_manifest() if pre else None,
-            progress=progress, model_ref=source.ref, model_args=source.args, random_init=source.random_init,
+            staging=staging,
+            model=model,
+            signature=signature,
+            example=example,
+            config=config,
+            calibration=calibration,
+            labels=labels,
+            preprocessing=pre.to_manifest() if pre else None,
+            progress=progress,
+            model_ref=source.ref,
+            model_args=source.args,
+            random_init=source.random_init,
         )
         ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
         manifest = _write_bundle(ctx, source, plan, formats, int8, warnings)
         write_manifest(staging, manifest)
     bundle = load_bundle(target)
     bundle.trusted = True  # this process wrote it: its TorchScript may load without the opt-in
-    _say(progress, f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in bundle.artifacts)})")
+    _say(
+        progress,
+        f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in bundle.artifacts)})",
+    )
     return bundle
 
 
@@ -251,7 +271,9 @@ def _int8_formats(config: ExportConfig, formats: list[str], chosen) -> list[str]
     chosen = list(chosen or [f for f in formats if registry.info(f).int8])
     bad = [f for f in chosen if f not in formats]
     if bad:
-        raise ConfigError(f"--int8-formats {', '.join(bad)}: not among the exported --formats {', '.join(formats)}")
+        raise ConfigError(
+            f"--int8-formats {', '.join(bad)}: not among the exported --formats {', '.join(formats)}"
+        )
     return chosen
 
 
@@ -287,8 +309,15 @@ def _write_bundle(ctx: ExportContext, source, plan, formats, int8, warnings) -> 
     ref = reference(bundle, feeds)
     checked = [a for a in ctx.artifacts if a.format != "torch"]
     tol = Tolerance(ctx.config.atol, ctx.config.rtol, 1.0, None)
-    parity = check_parity(bundle, checked, feeds, ref, batch_sizes=ctx.config.parity_batch_sizes,
-                          fp32_tolerance=tol, inputs_note=note)
+    parity = check_parity(
+        bundle,
+        checked,
+        feeds,
+        ref,
+        batch_sizes=ctx.config.parity_batch_sizes,
+        fp32_tolerance=tol,
+        inputs_note=note,
+    )
     calib = layer = None
     if int8:
         from .int8 import int8_stage
@@ -346,12 +375,16 @@ def quantize(
     old = load_bundle(target)
     m = old.manifest
     if m.read_only:
-        raise ConfigError(f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it")
+        raise ConfigError(
+            f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it"
+        )
     have = [a.format for a in old.artifacts if a.precision == "fp32" and a.format != "torch"]
     formats = list(formats or [f for f in have if registry.info(f).int8])
     missing = [f for f in formats if f not in have]
     if missing:
-        raise ConfigError(f"bundle {target} has no fp32 {', '.join(missing)} artifact to quantize; re-export with them")
+        raise ConfigError(
+            f"bundle {target} has no fp32 {', '.join(missing)} artifact to quantize; re-export with them"
+        )
     existing = [a for a in old.artifacts if a.precision == "int8"]
     if existing and not force:
         raise ConfigError(
@@ -360,11 +393,17 @@ def quantize(
     model = load_reference_model(old)
     pre = old.preprocessing
     plan = plan_data(
-        signature=m.signature, preprocessing=pre,
+        signature=m.signature,
+        preprocessing=pre,
         data=_default_data(pre, m.random_init, data, calibration_data, eval_data),
-        calibration_data=calibration_data, eval_data=eval_data, data_dir=data_dir,
-        calibration_size=calibration.size, selection_size=calibration.selection_size, seed=calibration.seed,
-        max_pixels=max_pixels, mnist=mnist,
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        data_dir=data_dir,
+        calibration_size=calibration.size,
+        selection_size=calibration.selection_size,
+        seed=calibration.seed,
+        max_pixels=max_pixels,
+        mnist=mnist,
     )
     from ..specs import random_feeds
 
@@ -382,9 +421,19 @@ def quantize(
             for f in golden["files"]:
                 write_bytes(staging, f["path"], old.read_file(f["path"], f["bytes"], f["sha256"]))
         ctx = ExportContext(
-            staging=staging, model=model, signature=m.signature, example=example, config=DEFAULT_EXPORT,
-            calibration=calibration, labels=list(m.labels), preprocessing=m.preprocessing, progress=progress,
-            model_ref=m.model, model_args=m.model_args, random_init=m.random_init, artifacts=list(keep),
+            staging=staging,
+            model=model,
+            signature=m.signature,
+            example=example,
+            config=DEFAULT_EXPORT,
+            calibration=calibration,
+            labels=list(m.labels),
+            preprocessing=m.preprocessing,
+            progress=progress,
+            model_ref=m.model,
+            model_args=m.model_args,
+            random_init=m.random_init,
+            artifacts=list(keep),
         )
         from ..runtime.verify import label_map
         from .int8 import int8_stage
@@ -397,7 +446,11 @@ def quantize(
             g = old.golden()
             golden["int8_agreement"] = int8_agreement(ctx, new, g[0], g[1])
         manifest = m.replace(
-            artifacts=tuple(ctx.artifacts), calibration=calib, layer_report=layer, environment=device_info(), golden=golden
+            artifacts=tuple(ctx.artifacts),
+            calibration=calib,
+            layer_report=layer,
+            environment=device_info(),
+            golden=golden,
         )
         write_manifest(staging, manifest)
     bundle = load_bundle(target)

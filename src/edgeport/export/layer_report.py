@@ -57,7 +57,11 @@ def weighted_layers(model: nn.Module, example: tuple) -> dict[str, str]:
     for i, (name, mod) in enumerate(calls):
         if isinstance(mod, WEIGHTED) and name not in out:
             nxt = calls[i + 1] if i + 1 < len(calls) else None
-            out[name] = nxt[0] if nxt is not None and isinstance(nxt[1], NORMS) and isinstance(mod, nn.Conv2d) else name
+            out[name] = (
+                nxt[0]
+                if nxt is not None and isinstance(nxt[1], NORMS) and isinstance(mod, nn.Conv2d)
+                else name
+            )
     return out
 
 

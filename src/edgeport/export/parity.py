@@ -99,8 +99,10 @@ def check_parity(
                 "max_rel": res.max_rel,
                 "agreement": res.agreement,
                 "passed": res.passed,
-                "outputs": {k: {kk: v[kk] for kk in ("max_abs", "max_rel", "agreement", "passed")}
-                            for k, v in res.outputs.items()},
+                "outputs": {
+                    k: {kk: v[kk] for kk in ("max_abs", "max_rel", "agreement", "passed")}
+                    for k, v in res.outputs.items()
+                },
             }
         summary[name] = {
             "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "min_agreement": tol.min_agreement},

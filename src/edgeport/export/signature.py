@@ -16,8 +16,18 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ExportError
-from ..specs import BATCH, DEFAULT_MAX_BATCH, KINDS, LAYOUTS, Dim, Signature, TensorSpec, parse_dtype, valid_name
 from ..sources.models import ModelSource
+from ..specs import (
+    BATCH,
+    DEFAULT_MAX_BATCH,
+    KINDS,
+    LAYOUTS,
+    Dim,
+    Signature,
+    TensorSpec,
+    parse_dtype,
+    valid_name,
+)
 
 MAX_RANK = 8
 
@@ -46,9 +56,13 @@ def parse_shape(text: str, where: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(t) for t in str(text).replace("x", ",").split(",") if t.strip())
     except ValueError:
-        raise ConfigError(f"{where}: shape {text!r} must be comma-separated whole numbers, e.g. 1,3,224,224") from None
+        raise ConfigError(
+            f"{where}: shape {text!r} must be comma-separated whole numbers, e.g. 1,3,224,224"
+        ) from None
     if not 2 <= len(shape) <= MAX_RANK or any(not 1 <= s <= 1 << 20 for s in shape):
-        raise ConfigError(f"{where}: shape {text!r} needs 2 to {MAX_RANK} sizes between 1 and 1048576 (batch first)")
+        raise ConfigError(
+            f"{where}: shape {text!r} needs 2 to {MAX_RANK} sizes between 1 and 1048576 (batch first)"
+        )
     return shape
 
 
@@ -86,8 +100,10 @@ def declared_inputs(source: ModelSource, inputs=None, input_shape=None) -> list[
     elif source.spec is not None:
         decls = [("input", (1, *source.spec.input_shape), "float32", None)]
     elif source.example_shapes:
-        decls = [(f"input_{i}" if len(source.example_shapes) > 1 else "input", s, d, None)
-                 for i, (s, d) in enumerate(source.example_shapes)]
+        decls = [
+            (f"input_{i}" if len(source.example_shapes) > 1 else "input", s, d, None)
+            for i, (s, d) in enumerate(source.example_shapes)
+        ]
     else:
         raise ConfigError(
             f"--model {source.ref}: say what the model takes with --input NAME:SHAPE[:DTYPE] "
@@ -129,7 +145,9 @@ def _flatten(y) -> tuple[list[torch.Tensor], list[str] | None]:
 
 def _is_distribution(t: torch.Tensor) -> bool:
     t = t.detach().double()
-    return bool((t >= -1e-6).all() and torch.allclose(t.sum(-1), torch.ones(t.shape[:-1], dtype=t.dtype), atol=1e-4))
+    return bool(
+        (t >= -1e-6).all() and torch.allclose(t.sum(-1), torch.ones(t.shape[:-1], dtype=t.dtype), atol=1e-4)
+    )
 
 
 def build_signature(
@@ -150,7 +168,9 @@ def build_signature(
     except Exception as exc:  # noqa: BLE001 - any model error means the declared inputs do not fit
         shapes = ", ".join(f"{d[0]}:{list(d[1])}:{d[2]}" for d in decls)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ConfigError(f"the model fails on inputs {shapes} ({type(exc).__name__}: {first}); fix --input") from None
+        raise ConfigError(
+            f"the model fails on inputs {shapes} ({type(exc).__name__}: {first}); fix --input"
+        ) from None
     tensors, keys = _flatten(y)
     declared = [parse_output(t) for t in outputs or ()]
     if declared and len(declared) != len(tensors):

@@ -20,14 +20,20 @@ def export(ctx, source) -> list:
     if source.exported_program is not None:
         dst = ctx.path(PT2_FILE)
         shutil.copyfile(source.exported_program, dst)
-        return [ctx.artifact("torch", "fp32", PT2_FILE, details={"format": "pt2", "model": "exported_program"})]
+        return [
+            ctx.artifact("torch", "fp32", PT2_FILE, details={"format": "pt2", "model": "exported_program"})
+        ]
     from safetensors.torch import save
 
     if source.checkpoint is not None and not source.random_init and _same_weights(source):
         write_bytes(ctx.staging, CHECKPOINT_FILE, source.checkpoint.read_bytes())
     else:
         state = {k: v.detach().contiguous().cpu() for k, v in ctx.model.state_dict().items()}
-        write_bytes(ctx.staging, CHECKPOINT_FILE, save(state, metadata={"model": ctx.model_ref, "format": "edgeport-checkpoint/1"}))
+        write_bytes(
+            ctx.staging,
+            CHECKPOINT_FILE,
+            save(state, metadata={"model": ctx.model_ref, "format": "edgeport-checkpoint/1"}),
+        )
     details = {"format": "safetensors", "model": ctx.model_ref}
     if ctx.model_args:
         details["model_args"] = ctx.model_args

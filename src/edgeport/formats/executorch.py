@@ -100,8 +100,11 @@ def _lower(ep) -> tuple[bytes, dict, bool]:
     if env is not None:
         env.var_to_range.update(saved)  # undo the lowering's narrowing of the batch range
     info = get_delegation_info(edge.exported_program().graph_module)
-    outside = {k: v.non_delegated for k, v in info.delegation_by_operator.items()
-               if v.non_delegated and k not in ("getitem", "sym_size")}
+    outside = {
+        k: v.non_delegated
+        for k, v in info.delegation_by_operator.items()
+        if v.non_delegated and k not in ("getitem", "sym_size")
+    }
     inside_q = sum(v.delegated for k, v in info.delegation_by_operator.items() if "quantize" in k)
     delegation = {
         "backend": "XnnpackBackend",
@@ -118,9 +121,13 @@ def _export_program(module, ctx):
     _quiet_imports()
     try:
         with _quiet():
-            return torch.export.export(module, _example(ctx), dynamic_shapes=_dynamic_shapes(ctx), strict=False)
+            return torch.export.export(
+                module, _example(ctx), dynamic_shapes=_dynamic_shapes(ctx), strict=False
+            )
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"torch.export of the model failed (needed for ExecuTorch): {_first(exc)}") from None
+        raise ExportError(
+            f"torch.export of the model failed (needed for ExecuTorch): {_first(exc)}"
+        ) from None
 
 
 def export(ctx) -> list:
@@ -162,7 +169,9 @@ def quantize(ctx, fp32, calibration, out_rel: str, *, per_channel: bool = True) 
     try:
         with _quiet():
             gm = _export_program(ctx.model.eval(), ctx).module()
-            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+            quantizer = XNNPACKQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=per_channel)
+            )
             prepared = prepare_pt2e(gm, quantizer)
             with torch.no_grad():
                 for feeds, _ in calibration.batches(batch):
@@ -206,9 +215,21 @@ def inspect_pte(path: Path) -> dict:
             bin_path = Path(tmp) / f"g{delegates}.bin"
             bin_path.write_bytes(fb)
             subprocess.run(
-                [_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary", "-o", tmp,
-                 str(schema), "--", str(bin_path)],
-                check=True, capture_output=True, timeout=120,
+                [
+                    _get_flatc_path(),
+                    "--json",
+                    "--strict-json",
+                    "--defaults-json",
+                    "--raw-binary",
+                    "-o",
+                    tmp,
+                    str(schema),
+                    "--",
+                    str(bin_path),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
             )
             graph = json.loads((Path(tmp) / f"g{delegates}.json").read_text())
             for v in graph.get("xvalues", []):
@@ -228,10 +249,19 @@ def prove_int8(ctx, path: Path) -> dict:
     try:
         found = inspect_pte(path)
     except Exception as exc:  # noqa: BLE001 - flatc or the payload layout may differ in other releases
-        raise fail(path, "executorch payload", f"a .pte whose XNNPACK payload cannot be read ({_first(exc)})",
-                   "a readable XNNPACK delegate") from None
+        raise fail(
+            path,
+            "executorch payload",
+            f"a .pte whose XNNPACK payload cannot be read ({_first(exc)})",
+            "a readable XNNPACK delegate",
+        ) from None
     if found["xnnpack_delegates"] == 0:
         raise fail(path, "executorch delegate", "no XNNPACK delegate", "at least one")
     if found["quantized_tensors"] == 0:
-        raise fail(path, "executorch int8 tensors", "no quantized tensors in the XNNPACK graphs", "qint8/qcint8 tensors")
+        raise fail(
+            path,
+            "executorch int8 tensors",
+            "no quantized tensors in the XNNPACK graphs",
+            "qint8/qcint8 tensors",
+        )
     return found

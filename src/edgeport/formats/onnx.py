@@ -29,8 +29,19 @@ FILE = "onnx/model.onnx"
 INT8_FILE = "onnx/model.int8.onnx"
 TEST_DATA_DIR = "onnx/test_data_set_0"
 METHODS = ("minmax", "percentile", "entropy")
-OP_TYPES = ["Conv", "Gemm", "MatMul", "Add", "Mul", "MaxPool", "GlobalAveragePool", "AveragePool", "Concat",
-            "Relu", "Clip"]
+OP_TYPES = [
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "MaxPool",
+    "GlobalAveragePool",
+    "AveragePool",
+    "Concat",
+    "Relu",
+    "Clip",
+]
 
 
 def _first(exc: Exception) -> str:
@@ -72,7 +83,9 @@ def export(ctx) -> list:
         raise ExportError(f"exported ONNX model fails onnx.checker full check: {_first(exc)}") from None
     for t in proto.graph.input:
         if t.name in sig.input_names and not t.type.tensor_type.shape.dim[0].dim_param:
-            raise ExportError(f"exported ONNX input {t.name!r} has a fixed batch size; expected a dynamic one")
+            raise ExportError(
+                f"exported ONNX input {t.name!r} has a fixed batch size; expected a dynamic one"
+            )
     write_bytes(ctx.staging, FILE, proto.SerializeToString())
     extra = []
     if ctx.test_io is not None:
@@ -81,7 +94,9 @@ def export(ctx) -> list:
             kind = "input" if i < len(inputs) else "output"
             k = i if i < len(inputs) else i - len(inputs)
             rel = f"{TEST_DATA_DIR}/{kind}_{k}.pb"
-            write_bytes(ctx.staging, rel, numpy_helper.from_array(np.ascontiguousarray(arr), name).SerializeToString())
+            write_bytes(
+                ctx.staging, rel, numpy_helper.from_array(np.ascontiguousarray(arr), name).SerializeToString()
+            )
             extra.append(rel)
     opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
     details = {
@@ -193,8 +208,11 @@ def quantize(
 ) -> tuple[list[str], dict]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    table = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-             "entropy": CalibrationMethod.Entropy}
+    table = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     if method not in table:
         raise ConfigError(f"ONNX calibration method must be one of {', '.join(table)}, got {method!r}")
     fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]
@@ -219,7 +237,9 @@ def quantize(
                 extra_options=extra,
             )
         except Exception as exc:  # noqa: BLE001
-            raise ExportError(f"ONNX int8 quantization ({method}, {quant_format}) failed: {_first(exc)}") from None
+            raise ExportError(
+                f"ONNX int8 quantization ({method}, {quant_format}) failed: {_first(exc)}"
+            ) from None
     return [out_rel], {
         "quantizer": "onnxruntime.quantization.quantize_static",
         "calibration_method": method,
@@ -243,7 +263,9 @@ def inspect_int8(path: Path) -> dict:
     return {
         "quantize_linear": ops.get("QuantizeLinear", 0),
         "dequantize_linear": ops.get("DequantizeLinear", 0),
-        "qlinear_ops": sum(c for op, c in ops.items() if op.startswith(("QLinear", "MatMulInteger", "ConvInteger"))),
+        "qlinear_ops": sum(
+            c for op, c in ops.items() if op.startswith(("QLinear", "MatMulInteger", "ConvInteger"))
+        ),
         "int8_weight_initializers": len(weights),
         "int8_weight_values": int(sum(int(np.prod(t.dims)) for t in weights)),
     }
@@ -254,7 +276,12 @@ def prove_int8(ctx, path: Path) -> dict:
 
     found = inspect_int8(path)
     if found["quantize_linear"] + found["dequantize_linear"] + found["qlinear_ops"] == 0:
-        raise fail(path, "onnx quantize nodes", "no QuantizeLinear/DequantizeLinear or QLinear* nodes", "at least one")
+        raise fail(
+            path,
+            "onnx quantize nodes",
+            "no QuantizeLinear/DequantizeLinear or QLinear* nodes",
+            "at least one",
+        )
     if found["int8_weight_initializers"] == 0:
         raise fail(path, "onnx int8 weights", "no int8/uint8 weight initializers (rank >= 2)", "at least one")
     return found
@@ -271,7 +298,9 @@ def layer_taps(ctx, artifact, module_names: list[str]) -> dict:
     import onnx
 
     model = onnx.load(str(ctx.staging / artifact.file), load_external_data=False)
-    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul")]
+    weighted = [
+        n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul")
+    ]
     out = {}
     for name in module_names:
         prefix = scope(name) + "/"

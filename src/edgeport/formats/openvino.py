@@ -24,7 +24,12 @@ from ..errors import BackendUnavailableError, ConfigError, ExportError
 FILE = "openvino/model.xml"
 FP16_FILE = "openvino/model.fp16.xml"
 INT8_FILE = "openvino/model.int8.xml"
-RANGE_ESTIMATORS = {"default": None, "minmax": "MINMAX", "percentile": "MEAN_QUANTILE", "entropy": "HISTOGRAM"}
+RANGE_ESTIMATORS = {
+    "default": None,
+    "minmax": "MINMAX",
+    "percentile": "MEAN_QUANTILE",
+    "entropy": "HISTOGRAM",
+}
 PRESETS = ("mixed", "performance")
 _INT8_TYPES = {"i8", "u8"}
 
@@ -37,7 +42,9 @@ def _ov():
     try:
         import openvino as ov
     except ImportError:
-        raise BackendUnavailableError("OpenVINO export needs openvino: pip install 'edgeport[openvino]'") from None
+        raise BackendUnavailableError(
+            "OpenVINO export needs openvino: pip install 'edgeport[openvino]'"
+        ) from None
     return ov
 
 
@@ -98,8 +105,12 @@ def int8_candidates(method: str) -> list[tuple[str, dict]]:
         pairs = [("mixed", method), ("performance", method)]
     cands = [(f"{p}/{e}", {"preset": p, "range_estimator": e}) for p, e in pairs]
     if not vnni():
-        cands.append((f"{pairs[0][0]}/{pairs[0][1]}/overflow-fix", {"preset": pairs[0][0], "range_estimator": pairs[0][1],
-                                                                    "overflow_fix": "enable"}))
+        cands.append(
+            (
+                f"{pairs[0][0]}/{pairs[0][1]}/overflow-fix",
+                {"preset": pairs[0][0], "range_estimator": pairs[0][1], "overflow_fix": "enable"},
+            )
+        )
     return cands
 
 
@@ -128,7 +139,13 @@ def import_nncf():
 
 
 def quantize(
-    ctx, fp32, calibration, out_rel: str, *, preset: str = "mixed", range_estimator: str = "default",
+    ctx,
+    fp32,
+    calibration,
+    out_rel: str,
+    *,
+    preset: str = "mixed",
+    range_estimator: str = "default",
     overflow_fix: str = "first_layer_only",
 ):
     ov = _ov()
@@ -139,7 +156,9 @@ def quantize(
     if preset not in PRESETS:
         raise ConfigError(f"NNCF preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if range_estimator not in RANGE_ESTIMATORS:
-        raise ConfigError(f"range estimator must be one of {', '.join(RANGE_ESTIMATORS)}, got {range_estimator!r}")
+        raise ConfigError(
+            f"range estimator must be one of {', '.join(RANGE_ESTIMATORS)}, got {range_estimator!r}"
+        )
     from nncf.quantization.advanced_parameters import OverflowFix
 
     advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
@@ -192,7 +211,11 @@ def inspect_int8(path: Path) -> dict:
                 if len(dims) >= 2:
                     consts += 1
                     values += int(np.prod([int(d) for d in dims if d and d.isdigit()]))
-    return {"fake_quantize": types.get("FakeQuantize", 0), "int8_weight_constants": consts, "int8_weight_values": values}
+    return {
+        "fake_quantize": types.get("FakeQuantize", 0),
+        "int8_weight_constants": consts,
+        "int8_weight_values": values,
+    }
 
 
 def prove_int8(ctx, path: Path) -> dict:
@@ -200,8 +223,12 @@ def prove_int8(ctx, path: Path) -> dict:
 
     found = inspect_int8(path)
     if found["fake_quantize"] == 0 and found["int8_weight_constants"] == 0:
-        raise fail(path, "openvino int8 ops", "no FakeQuantize layers and no int8/uint8 weight constants",
-                   "FakeQuantize layers or int8/uint8 weight constants")
+        raise fail(
+            path,
+            "openvino int8 ops",
+            "no FakeQuantize layers and no int8/uint8 weight constants",
+            "FakeQuantize layers or int8/uint8 weight constants",
+        )
     return found
 
 
@@ -211,8 +238,11 @@ def layer_taps(ctx, artifact, module_names: list[str]) -> dict:
 
     ov = _ov()
     model = ov.Core().read_model(str(ctx.staging / artifact.file))
-    ops = [op for op in model.get_ordered_ops()
-           if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul", "Add")]
+    ops = [
+        op
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul", "Add")
+    ]
     out = {}
     for name in module_names:
         prefix = scope(name) + "/"

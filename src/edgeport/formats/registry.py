@@ -30,26 +30,51 @@ class FormatInfo:
 # Export order: openvino converts from the ONNX file when there is one, so onnx comes first.
 FORMATS: dict[str, FormatInfo] = {
     "torch": FormatInfo(
-        "torch", "edgeport.formats.checkpoint", "torch", "edgeport.runtime.torch_backend:TorchRunner",
-        "torch", "pip install 'edgeport[export]' (installs torch)", "PyTorch eager (reference)", int8=False,
+        "torch",
+        "edgeport.formats.checkpoint",
+        "torch",
+        "edgeport.runtime.torch_backend:TorchRunner",
+        "torch",
+        "pip install 'edgeport[export]' (installs torch)",
+        "PyTorch eager (reference)",
+        int8=False,
     ),
     "torchscript": FormatInfo(
-        "torchscript", "edgeport.formats.torchscript", "torchscript",
-        "edgeport.runtime.torchscript_backend:TorchScriptRunner", "torch",
-        "pip install 'edgeport[export]' (installs torch)", "TorchScript", runs_code=True,
+        "torchscript",
+        "edgeport.formats.torchscript",
+        "torchscript",
+        "edgeport.runtime.torchscript_backend:TorchScriptRunner",
+        "torch",
+        "pip install 'edgeport[export]' (installs torch)",
+        "TorchScript",
+        runs_code=True,
     ),
     "onnx": FormatInfo(
-        "onnx", "edgeport.formats.onnx", "onnxruntime", "edgeport.runtime.onnxruntime_backend:OnnxRuntimeRunner",
-        "onnxruntime", "pip install edgeport (installs onnxruntime)", "ONNX",
+        "onnx",
+        "edgeport.formats.onnx",
+        "onnxruntime",
+        "edgeport.runtime.onnxruntime_backend:OnnxRuntimeRunner",
+        "onnxruntime",
+        "pip install edgeport (installs onnxruntime)",
+        "ONNX",
     ),
     "openvino": FormatInfo(
-        "openvino", "edgeport.formats.openvino", "openvino", "edgeport.runtime.openvino_backend:OpenVinoRunner",
-        "openvino", "pip install 'edgeport[openvino]'", "OpenVINO IR",
+        "openvino",
+        "edgeport.formats.openvino",
+        "openvino",
+        "edgeport.runtime.openvino_backend:OpenVinoRunner",
+        "openvino",
+        "pip install 'edgeport[openvino]'",
+        "OpenVINO IR",
     ),
     "executorch": FormatInfo(
-        "executorch", "edgeport.formats.executorch", "executorch",
-        "edgeport.runtime.executorch_backend:ExecuTorchRunner", "executorch",
-        "pip install 'edgeport[executorch]'", "ExecuTorch (.pte, XNNPACK)",
+        "executorch",
+        "edgeport.formats.executorch",
+        "executorch",
+        "edgeport.runtime.executorch_backend:ExecuTorchRunner",
+        "executorch",
+        "pip install 'edgeport[executorch]'",
+        "ExecuTorch (.pte, XNNPACK)",
     ),
 }
 # What `edgeport export` writes when --formats is not given.
@@ -81,4 +106,6 @@ def module(name: str):
     try:
         return importlib.import_module(fi.module)
     except ImportError as exc:
-        raise BackendUnavailableError(f"the {fi.title} exporter cannot be imported ({exc}): {fi.install}") from None
+        raise BackendUnavailableError(
+            f"the {fi.title} exporter cannot be imported ({exc}): {fi.install}"
+        ) from None

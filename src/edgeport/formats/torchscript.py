@@ -60,7 +60,11 @@ def export(ctx) -> list:
     if dropout:
         raise ExportError(f"TorchScript graph still holds {', '.join(dropout)} after freezing in eval mode")
     _save(frozen, FILE, ctx)
-    details = {"method": "trace", "frozen": True, "ops": sorted({k for k in kinds if k.startswith("aten::")})[:200]}
+    details = {
+        "method": "trace",
+        "frozen": True,
+        "ops": sorted({k for k in kinds if k.startswith("aten::")})[:200],
+    }
     extra = []
     if ctx.config.mobile:
         details |= _mobile(frozen, ctx)
@@ -81,7 +85,9 @@ def _mobile(frozen, ctx) -> dict:
             try:
                 data = frozen._save_to_buffer_for_lite_interpreter()
             except Exception as exc:  # noqa: BLE001
-                raise ExportError(f"TorchScript mobile (lite interpreter) export failed: {_first(exc)}") from None
+                raise ExportError(
+                    f"TorchScript mobile (lite interpreter) export failed: {_first(exc)}"
+                ) from None
             optimized = False
     write_bytes(ctx.staging, MOBILE_FILE, bytes(data))
     return {"mobile": MOBILE_FILE, "mobile_optimized": optimized}
@@ -103,7 +109,12 @@ def int8_candidates(method: str) -> list[tuple[str, dict]]:
     """torch.ao has no percentile/entropy observer: HistogramObserver (L2-optimal clipping) stands in."""
     if method == "auto":
         return [("histogram", {"observer": "histogram"}), ("minmax", {"observer": "minmax"})]
-    return [("minmax" if method == "minmax" else "histogram", {"observer": "minmax" if method == "minmax" else "histogram"})]
+    return [
+        (
+            "minmax" if method == "minmax" else "histogram",
+            {"observer": "minmax" if method == "minmax" else "histogram"},
+        )
+    ]
 
 
 def _qconfig_mapping(observer: str):
@@ -147,7 +158,10 @@ def quantize_module(model: nn.Module, example: tuple, batches, *, observer: str 
 
 def quantize(ctx, fp32, calibration, out_rel: str, *, observer: str = "histogram") -> tuple[list[str], dict]:
     names = ctx.signature.input_names
-    batches = (tuple(torch.from_numpy(f[n]) for n in names) for f, _ in calibration.batches(ctx.calibration.batch_size))
+    batches = (
+        tuple(torch.from_numpy(f[n]) for n in names)
+        for f, _ in calibration.batches(ctx.calibration.batch_size)
+    )
     q = quantize_module(ctx.model, ctx.example, batches, observer=observer)
     try:
         frozen = _trace_freeze(q, ctx.example)
@@ -187,7 +201,9 @@ def prove_int8(ctx, path: Path) -> dict:
 
     found = inspect_int8(path)
     if found["quantized_weighted_ops"] == 0:
-        raise fail(path, "torchscript quantized ops", "no quantized::linear/conv calls in the graph", "at least one")
+        raise fail(
+            path, "torchscript quantized ops", "no quantized::linear/conv calls in the graph", "at least one"
+        )
     if found["dropout"]:
         raise fail(path, "torchscript no dropout", f"{found['dropout']} dropout ops", "none")
     return found
@@ -208,9 +224,13 @@ def layer_outputs(ctx, artifact, feeds: dict, module_names: list[str]) -> tuple[
         mod = mods.get(name)
         if mod is not None:
             label = f"{name}+relu" if "ReLU" in type(mod).__name__ else name  # fused conv/linear + ReLU
-            handles.append(mod.register_forward_hook(
-                lambda _m, _i, o, k=label: store.__setitem__(k, (o.dequantize() if o.is_quantized else o).float().numpy())
-            ))
+            handles.append(
+                mod.register_forward_hook(
+                    lambda _m, _i, o, k=label: store.__setitem__(
+                        k, (o.dequantize() if o.is_quantized else o).float().numpy()
+                    )
+                )
+            )
     try:
         with torch.inference_mode():
             y = q(*[torch.from_numpy(feeds[n]) for n in ctx.signature.input_names])

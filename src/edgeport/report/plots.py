@@ -56,8 +56,11 @@ def sample_grid(images: list, actual, predicted, out: Path, *, labels=None, titl
             ax.set_title(f"Predicted: {pred}", fontsize=9)
         else:
             ok = int(actual[i]) == int(predicted[i])
-            ax.set_title(f"Actual: {_name(labels, actual[i])} / Predicted: {pred}", fontsize=9,
-                         color="black" if ok else "red")
+            ax.set_title(
+                f"Actual: {_name(labels, actual[i])} / Predicted: {pred}",
+                fontsize=9,
+                color="black" if ok else "red",
+            )
     if title:
         fig.suptitle(title)
     return _save(fig, out)

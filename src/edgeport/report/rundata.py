@@ -134,7 +134,12 @@ def _list(obj, key: str) -> list:
 
 
 def _key(d: dict, host: str) -> tuple[str, str, str, str]:
-    return (host, str(d.get("backend", "?")), str(d.get("device", "cpu")).lower(), str(d.get("precision", "fp32")))
+    return (
+        host,
+        str(d.get("backend", "?")),
+        str(d.get("device", "cpu")).lower(),
+        str(d.get("precision", "fp32")),
+    )
 
 
 def _host(report) -> str:
@@ -152,7 +157,9 @@ def build_rows(raw: dict) -> list[Row]:
         k = _key(d, host)
         if k not in rows:
             fmt = d.get("format") or BACKEND_FORMAT.get(k[1], k[1])
-            rows[k] = Row(backend=k[1], device=str(d.get("device", "cpu")), precision=k[3], format=str(fmt), host=host)
+            rows[k] = Row(
+                backend=k[1], device=str(d.get("device", "cpu")), precision=k[3], format=str(fmt), host=host
+            )
         return rows[k]
 
     verify = raw.get("verify")
@@ -185,7 +192,9 @@ def build_rows(raw: dict) -> list[Row]:
         r.size_bytes = sizes.get((r.format, r.precision)) or None
     _flag_slow_int8(rows)
     order = {"torch": 0, "torchscript": 1, "onnxruntime": 2, "openvino": 3, "executorch": 4}
-    return sorted(rows.values(), key=lambda r: (r.host, order.get(r.backend, 9), r.backend, r.device, r.precision))
+    return sorted(
+        rows.values(), key=lambda r: (r.host, order.get(r.backend, 9), r.backend, r.device, r.precision)
+    )
 
 
 def _flag_slow_int8(rows: dict) -> None:
@@ -198,7 +207,9 @@ def _flag_slow_int8(rows: dict) -> None:
         if common:
             b = common[-1]
             if r.scaling[b] < twin.scaling[b]:
-                r.notes.append(f"int8 slower than fp32 at batch {b} ({r.scaling[b]:,.0f} vs {twin.scaling[b]:,.0f}/s)")
+                r.notes.append(
+                    f"int8 slower than fp32 at batch {b} ({r.scaling[b]:,.0f} vs {twin.scaling[b]:,.0f}/s)"
+                )
 
 
 def environment(raw: dict) -> dict[str, str]:
@@ -235,8 +246,20 @@ def numbers(history, keys: tuple[str, ...]) -> list[dict]:
     """Per-epoch history entries whose ``epoch`` and ``keys`` are plain numbers (others dropped)."""
     out = []
     for h in history if isinstance(history, list) else []:
-        if not isinstance(h, dict) or not isinstance(h.get("epoch"), (int, float)) or isinstance(h.get("epoch"), bool):
+        if (
+            not isinstance(h, dict)
+            or not isinstance(h.get("epoch"), (int, float))
+            or isinstance(h.get("epoch"), bool)
+        ):
             continue
-        out.append({"epoch": h["epoch"], **{k: h[k] for k in keys if isinstance(h.get(k), (int, float))
-                                            and not isinstance(h.get(k), bool)}})
+        out.append(
+            {
+                "epoch": h["epoch"],
+                **{
+                    k: h[k]
+                    for k in keys
+                    if isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool)
+                },
+            }
+        )
     return out

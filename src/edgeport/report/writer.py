@@ -35,7 +35,9 @@ def write_report(run_dir: str | os.PathLike, *, force: bool = False) -> tuple[Pa
         raise DataError(f"run folder {run_dir} not found; run `edgeport pipeline --out {run_dir}` first")
     md, page = run_dir / "report.md", run_dir / "report.html"
     if (run_dir / "plots").is_dir() or not force:
-        check_new_files([md, page, *((run_dir / "plots" / n) for n in PLOTS if (run_dir / "plots").is_dir())], force)
+        check_new_files(
+            [md, page, *((run_dir / "plots" / n) for n in PLOTS if (run_dir / "plots").is_dir())], force
+        )
     try:
         data = load(run_dir)
         sections = build_sections(data)
@@ -48,7 +50,9 @@ def write_report(run_dir: str | os.PathLike, *, force: bool = False) -> tuple[Pa
         atomic_write(md, to_markdown(sections))
         atomic_write(page, to_html(sections))
     except PermissionError as exc:
-        raise ConfigError(f"cannot write the report into {run_dir} ({exc.strerror}); make it writable") from None
+        raise ConfigError(
+            f"cannot write the report into {run_dir} ({exc.strerror}); make it writable"
+        ) from None
     return md, page
 
 
@@ -156,7 +160,8 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
                     "throughput /s",
                     "size",
                     "result",
-                ] + (["host"] if len(data.hosts()) > 1 else []),
+                ]
+                + (["host"] if len(data.hosts()) > 1 else []),
                 [
                     [
                         r.backend,
@@ -171,7 +176,8 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
                         _tput(r),
                         _size(r.size_bytes),
                         _status(r) + (" (" + "; ".join(r.notes) + ")" if r.notes else ""),
-                    ] + ([r.host] if len(data.hosts()) > 1 else [])
+                    ]
+                    + ([r.host] if len(data.hosts()) > 1 else [])
                     for r in rows
                 ],
             )
@@ -204,8 +210,10 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
 
     grid, samples = data.run_dir / "grid.png", data.run_dir / "samples.png"
     if samples.is_file():
-        pred = [("p", "Sample images of your eval data with the reference model's predictions (red: wrong)."),
-                ("img", samples, "sample predictions")]
+        pred = [
+            ("p", "Sample images of your eval data with the reference model's predictions (red: wrong)."),
+            ("img", samples, "sample predictions"),
+        ]
     elif grid.is_file():
         pred = [("img", grid, "4x4 prediction grid")]
     else:

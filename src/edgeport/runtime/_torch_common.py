@@ -23,7 +23,9 @@ def outputs_to_dict(y, names: list[str], key: str) -> dict:
     else:
         raise BundleError(f"{key} returned a {type(y).__name__}, expected tensors; re-export the bundle")
     if len(seq) != len(names):
-        raise BundleError(f"{key} returned {len(seq)} outputs, the manifest lists {len(names)}; re-export the bundle")
+        raise BundleError(
+            f"{key} returned {len(seq)} outputs, the manifest lists {len(names)}; re-export the bundle"
+        )
     return dict(zip(names, seq, strict=True))
 
 

@@ -105,7 +105,9 @@ class Runner:
         self.device = device.lower()
         self.threads = threads if threads is not None else default_threads()
         self.artifact = artifact if artifact is not None else bundle.artifact(self.format, precision)
-        artifact_max = self.artifact.details.get("max_batch") if isinstance(self.artifact.details, dict) else None
+        artifact_max = (
+            self.artifact.details.get("max_batch") if isinstance(self.artifact.details, dict) else None
+        )
         bounds = [max_batch, self.signature.max_batch]
         if isinstance(artifact_max, int) and not isinstance(artifact_max, bool) and artifact_max >= 1:
             bounds.append(artifact_max)
@@ -155,7 +157,9 @@ class Runner:
     def load(self) -> Runner:
         with self._lock:
             if self._state == "closed":
-                raise ConfigError(f"{self.name} runner is closed; create a new runner with bundle.runner(...)")
+                raise ConfigError(
+                    f"{self.name} runner is closed; create a new runner with bundle.runner(...)"
+                )
             if self._state == "new":
                 self._load()
                 self._state = "loaded"
@@ -176,7 +180,9 @@ class Runner:
     def _ensure_loaded(self) -> None:
         if self._state != "loaded":
             if self._state == "closed":
-                raise ConfigError(f"{self.name} runner is closed; create a new runner with bundle.runner(...)")
+                raise ConfigError(
+                    f"{self.name} runner is closed; create a new runner with bundle.runner(...)"
+                )
             self.load()
 
     # -- inference ----------------------------------------------------------
@@ -206,7 +212,9 @@ class Runner:
     def run_taps(self, feeds) -> tuple[dict, dict]:
         """(outputs, tapped tensors by label): for per-layer error reports."""
         if not self.taps:
-            raise ConfigError(f"{self.name}: created without taps; pass taps={{label: tensor}} to bundle.runner")
+            raise ConfigError(
+                f"{self.name}: created without taps; pass taps={{label: tensor}} to bundle.runner"
+            )
         checked, bound = self.check_feeds(feeds)
         self._ensure_loaded()
         outs, tapped = self._run_taps(checked)
@@ -221,7 +229,9 @@ class Runner:
         """
         pre = self.bundle.preprocessing
         if pre is None:
-            raise ConfigError(f"{self.name}: this model has no image input with preprocessing; call run() instead")
+            raise ConfigError(
+                f"{self.name}: this model has no image input with preprocessing; call run() instead"
+            )
         x = pre.apply(images)
         out = self.signature.primary_output
         chunks = []

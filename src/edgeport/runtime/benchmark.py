@@ -92,11 +92,15 @@ def bench_input(runner, batch_size: int, seed: int = 0) -> dict:
     return random_feeds(runner.signature, batch_size, seed)
 
 
-def measure(runner, feeds: dict, *, seconds: float = 0.3, min_iters: int = 10, warmup_seconds: float = 0.05) -> dict:
+def measure(
+    runner, feeds: dict, *, seconds: float = 0.3, min_iters: int = 10, warmup_seconds: float = 0.05
+) -> dict:
     """Latency statistics (µs) and throughput of ``runner`` on ``feeds``: the same loop as a bench row."""
     prepared = runner.prepare(feeds)
     try:
-        times = time_callable(prepared.call, warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=seconds)
+        times = time_callable(
+            prepared.call, warmup_seconds=warmup_seconds, min_iters=min_iters, min_seconds=seconds
+        )
     finally:
         prepared.release()
     n = len(next(iter(feeds.values())))
@@ -257,21 +261,36 @@ def _bench_run(bundle, backend, precision, device, config: BenchConfig, bar, ski
                 if threads not in runners:
                     t0 = time.perf_counter()
                     r = bundle.runner(
-                        backend, precision, device, threads=threads,
+                        backend,
+                        precision,
+                        device,
+                        threads=threads,
                         max_batch=max(DEFAULT_MAX_BATCH, max(config.batch_sizes)),
                     )
                     r.load()
                     runners[threads] = (r, time.perf_counter() - t0)
                 runner, load_s = runners[threads]
                 if bs > runner.max_batch:
-                    skipped.append({"backend": backend, "device": device, "precision": precision,
-                                    "reason": f"batch {bs} is above the artifact's max batch {runner.max_batch}"})
+                    skipped.append(
+                        {
+                            "backend": backend,
+                            "device": device,
+                            "precision": precision,
+                            "reason": f"batch {bs} is above the artifact's max batch {runner.max_batch}",
+                        }
+                    )
                     bar.update(1)
                     continue
                 row = bench_runner(runner, bs, config, load_seconds=load_s)
             except EdgeportError as exc:
-                skipped.append({"backend": backend, "device": device, "precision": precision,
-                                "reason": f"batch {bs}: could not run: {exc}"})
+                skipped.append(
+                    {
+                        "backend": backend,
+                        "device": device,
+                        "precision": precision,
+                        "reason": f"batch {bs}: could not run: {exc}",
+                    }
+                )
                 bar.update(1)
                 continue
             rows.append(row)

@@ -94,7 +94,9 @@ class ExecuTorchRunner(Runner):
                 program = self._rt.load_program(self._data, verification=self._verification)
                 method = program.load_method("forward")
         except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError on a bad program
-            raise BundleError(f"ExecuTorch cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle") from None
+            raise BundleError(
+                f"ExecuTorch cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle"
+            ) from None
         if method is None:
             raise BundleError(f"{self.artifact.key} has no 'forward' method; re-export the bundle")
         return program, method
@@ -111,8 +113,10 @@ class ExecuTorchRunner(Runner):
             info = meta.input_tensor_meta(i)
             dtype = _TYPES.get(int(info.dtype()), f"ScalarType {info.dtype()}")
             sizes = list(info.sizes())
-            if dtype != spec.dtype or len(sizes) != spec.rank or any(
-                isinstance(w, int) and g != w for g, w in zip(sizes, spec.shape)
+            if (
+                dtype != spec.dtype
+                or len(sizes) != spec.rank
+                or any(isinstance(w, int) and g != w for g, w in zip(sizes, spec.shape))
             ):
                 raise BundleError(
                     f"{self.artifact.key}: input {i} is {dtype} {sizes}, the manifest says {spec.dtype} "
@@ -140,7 +144,9 @@ class ExecuTorchRunner(Runner):
         finally:
             self._pool.put(inst)
         if len(outs) != len(self._out_names):
-            raise BundleError(f"{self.artifact.key} returned {len(outs)} outputs, the manifest lists {len(self._out_names)}")
+            raise BundleError(
+                f"{self.artifact.key} returned {len(outs)} outputs, the manifest lists {len(self._out_names)}"
+            )
         return {n: np.array(t.numpy(), copy=True) for n, t in zip(self._out_names, outs, strict=True)}
 
     def _prepare(self, feeds: dict) -> Prepared:

@@ -84,7 +84,9 @@ class OnnxRuntimeRunner(Runner):
         try:
             sess = ort.InferenceSession(model, so, providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            raise BundleError(f"onnxruntime cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle") from None
+            raise BundleError(
+                f"onnxruntime cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle"
+            ) from None
         if sess.get_providers()[0] != provider:
             raise BackendUnavailableError(
                 f"onnxruntime did not enable {provider} (got {sess.get_providers()}); {_INSTALL_HINT.get(self.device, '')}"
@@ -134,11 +136,15 @@ class OnnxRuntimeRunner(Runner):
             node = ins.get(spec.name) or outs[spec.name]
             got_type = ORT_TYPES.get(node.type, node.type)
             if got_type != spec.dtype:
-                raise BundleError(f"{key}: {spec.name!r} is {node.type}, the manifest says {spec.dtype}; re-export")
+                raise BundleError(
+                    f"{key}: {spec.name!r} is {node.type}, the manifest says {spec.dtype}; re-export"
+                )
             shape = list(node.shape) if node.shape is not None else None
             if shape is not None and (
                 len(shape) != spec.rank
-                or any(isinstance(g, int) and isinstance(w, int) and g != w for g, w in zip(shape, spec.shape))
+                or any(
+                    isinstance(g, int) and isinstance(w, int) and g != w for g, w in zip(shape, spec.shape)
+                )
             ):
                 raise BundleError(
                     f"{key}: {spec.name!r} has shape {shape}, the manifest says {spec.shape_text()}; re-export"
@@ -197,7 +203,9 @@ class OnnxRuntimeRunner(Runner):
             binding.clear_binding_outputs()
             keep.clear()
 
-        return Prepared(call=functools.partial(sess.run_with_iobinding, binding), fetch=fetch, release=release)
+        return Prepared(
+            call=functools.partial(sess.run_with_iobinding, binding), fetch=fetch, release=release
+        )
 
     def _close(self) -> None:
         while True:
@@ -210,7 +218,9 @@ class OnnxRuntimeRunner(Runner):
 
     def describe(self) -> dict:
         d = super().describe()
-        d["providers"] = self._sess.get_providers() if getattr(self, "_sess", None) else [PROVIDERS[self.device]]
+        d["providers"] = (
+            self._sess.get_providers() if getattr(self, "_sess", None) else [PROVIDERS[self.device]]
+        )
         return d
 
 

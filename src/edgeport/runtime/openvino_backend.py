@@ -22,8 +22,15 @@ from .base import Prepared, Runner
 _CORE: ov.Core | None = None
 _CORE_LOCK = threading.Lock()
 _COMMON_DEVICES = ("cpu", "gpu", "npu")
-OV_TYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "u8": "uint8", "i8": "int8",
-            "boolean": "bool"}
+OV_TYPES = {
+    "f32": "float32",
+    "f16": "float16",
+    "i64": "int64",
+    "i32": "int32",
+    "u8": "uint8",
+    "i8": "int8",
+    "boolean": "bool",
+}
 
 
 def core() -> ov.Core:
@@ -87,13 +94,17 @@ class OpenVinoRunner(Runner):
         try:
             model = c.read_model(xml, ov.Tensor(np.frombuffer(weights, dtype=np.uint8).copy()))
         except Exception as exc:
-            raise BundleError(f"OpenVINO cannot read {self.artifact.key} ({_first(exc)}); re-export the bundle") from None
+            raise BundleError(
+                f"OpenVINO cannot read {self.artifact.key} ({_first(exc)}); re-export the bundle"
+            ) from None
         self._check_io(model)
         if self.taps:
             try:
                 model.add_outputs([_port_ref(t) for t in self.taps.values()])
             except Exception as exc:  # noqa: BLE001
-                raise BundleError(f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({_first(exc)})") from None
+                raise BundleError(
+                    f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({_first(exc)})"
+                ) from None
         try:
             self._compiled = c.compile_model(model, self.device.upper(), self._config())
         except Exception as exc:
@@ -128,10 +139,14 @@ class OpenVinoRunner(Runner):
             port = ins.get(spec.name) if spec.name in want_in else outs[spec.name]
             etype = OV_TYPES.get(port.get_element_type().get_type_name(), "?")
             if etype != spec.dtype:
-                raise BundleError(f"{key}: {spec.name!r} is {etype}, the manifest says {spec.dtype}; re-export")
+                raise BundleError(
+                    f"{key}: {spec.name!r} is {etype}, the manifest says {spec.dtype}; re-export"
+                )
             shape = port.get_partial_shape()
             if not shape.rank.is_static or len(shape) != spec.rank:
-                raise BundleError(f"{key}: {spec.name!r} has rank {shape.rank}, expected {spec.rank}; re-export")
+                raise BundleError(
+                    f"{key}: {spec.name!r} has rank {shape.rank}, expected {spec.rank}; re-export"
+                )
             for d, w in zip(shape, spec.shape):
                 if d.is_static and isinstance(w, int) and d.get_length() != w:
                     raise BundleError(
@@ -197,7 +212,9 @@ class OpenVinoRunner(Runner):
         if compiled is not None and self.device == "cpu":
             try:
                 hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-                d["inference_precision"] = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+                d["inference_precision"] = (
+                    hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+                )
                 d["num_streams"] = int(compiled.get_property("NUM_STREAMS"))
             except Exception:  # noqa: S110 - informational only
                 pass

@@ -115,13 +115,20 @@ class ParityResult:
 
     @property
     def ref_accuracy(self) -> float | None:
-        return next((o["ref_accuracy"] for o in self.outputs.values() if o.get("ref_accuracy") is not None), None)
+        return next(
+            (o["ref_accuracy"] for o in self.outputs.values() if o.get("ref_accuracy") is not None), None
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["reasons"] = list(self.reasons)
-        d |= {"max_abs": self.max_abs, "max_rel": self.max_rel, "agreement": self.agreement,
-              "accuracy": self.accuracy, "ref_accuracy": self.ref_accuracy}
+        d |= {
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "agreement": self.agreement,
+            "accuracy": self.accuracy,
+            "ref_accuracy": self.ref_accuracy,
+        }
         return d
 
     def describe(self) -> str:
@@ -132,7 +139,9 @@ class ParityResult:
 class ParityAccumulator:
     """Running per-output parity of one artifact against the reference, batch by batch."""
 
-    def __init__(self, signature, tolerance: Tolerance, name: str, precision: str, *, primary: str | None = None):
+    def __init__(
+        self, signature, tolerance: Tolerance, name: str, precision: str, *, primary: str | None = None
+    ):
         self.signature, self.tol, self.name, self.precision = signature, tolerance, name, precision
         self.primary = primary or signature.primary_output.name
         self.stats = {s.name: _Stats(s.kind or "raw") for s in signature.outputs}
@@ -208,7 +217,9 @@ class ParityAccumulator:
                 "reasons": why,
             }
             reasons += [f"{name}: {w}" if len(self.stats) > 1 else w for w in why]
-        return ParityResult(self.name, self.precision, batch_size, n, outs, not reasons, tuple(reasons), evidence)
+        return ParityResult(
+            self.name, self.precision, batch_size, n, outs, not reasons, tuple(reasons), evidence
+        )
 
 
 def compare(

@@ -48,7 +48,9 @@ def select_runs(
         known = {r["device"] for r in rows}
         unknown = [d for d in wanted_devices if d not in known]
         if unknown:
-            raise ConfigError(f"unknown device(s) {', '.join(unknown)[:80]}; choose from {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown device(s) {', '.join(unknown)[:80]}; choose from {', '.join(sorted(known))}"
+            )
         rows = [r for r in rows if r["device"] in wanted_devices]
     runs: list[tuple] = []
     skipped: list[dict] = []

@@ -42,7 +42,9 @@ def backend_class(backend: str):
     try:
         return getattr(importlib.import_module(module), cls)
     except ImportError as exc:
-        raise BackendUnavailableError(f"backend {backend!r} cannot be imported ({exc}): {fi.install}") from None
+        raise BackendUnavailableError(
+            f"backend {backend!r} cannot be imported ({exc}): {fi.install}"
+        ) from None
 
 
 def available_backends() -> list[str]:
@@ -80,7 +82,9 @@ def create_runner(bundle, backend: str, precision: str = "fp32", device: str = "
     device = str(device).lower()
     known = cls.known_devices()
     if device not in known:
-        raise ConfigError(f"backend {backend!r} has no device {device[:40]!r}; choose from {', '.join(known)}")
+        raise ConfigError(
+            f"backend {backend!r} has no device {device[:40]!r}; choose from {', '.join(known)}"
+        )
     usable, reason = cls.device_status(device)
     if not usable:
         raise BackendUnavailableError(f"{backend} on {device} is unavailable: {reason}")

@@ -34,12 +34,16 @@ class TorchRunner(TorchRunnerBase):
         try:
             state = load_safetensors(data)
         except Exception as exc:
-            raise BundleError(f"{self.artifact.key} is not a readable safetensors file ({first_line(exc)}); re-export") from None
+            raise BundleError(
+                f"{self.artifact.key} is not a readable safetensors file ({first_line(exc)}); re-export"
+            ) from None
         model = build_model(m.model, m.model_args, trust_code=code_is_trusted(self.bundle))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise BundleError(f"{self.artifact.key} does not fit model {m.model!r}: {first_line(exc)}") from None
+            raise BundleError(
+                f"{self.artifact.key} does not fit model {m.model!r}: {first_line(exc)}"
+            ) from None
         model.eval().to(self._dev)
         if self.taps:
             self._hooks = _tap_modules(model, self.taps)
@@ -63,5 +67,7 @@ def _tap_modules(model, taps: dict) -> dict:
         mod = mods.get(name)
         if mod is None:
             raise BundleError(f"torch: no module {name!r} to tap")
-        mod.register_forward_hook(lambda _m, _i, o, k=label: store.__setitem__(k, o.detach().float().cpu().numpy()))
+        mod.register_forward_hook(
+            lambda _m, _i, o, k=label: store.__setitem__(k, o.detach().float().cpu().numpy())
+        )
     return store

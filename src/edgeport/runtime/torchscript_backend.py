@@ -32,7 +32,9 @@ def _check_zip(data: bytes, key: str) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             bad = archive.testzip()
     except Exception as exc:  # noqa: BLE001 - zipfile raises many types on a damaged archive
-        raise BundleError(f"{key} is not a readable TorchScript archive ({type(exc).__name__}: {first_line(exc)}); re-export") from None
+        raise BundleError(
+            f"{key} is not a readable TorchScript archive ({type(exc).__name__}: {first_line(exc)}); re-export"
+        ) from None
     if bad is not None:
         raise BundleError(f"{key}: member {bad[:100]!r} of the TorchScript archive is corrupt; re-export")
 
@@ -49,5 +51,7 @@ class TorchScriptRunner(TorchRunnerBase):
         try:
             module = torch.jit.load(io.BytesIO(data), map_location=self._dev)
         except Exception as exc:
-            raise BundleError(f"torch.jit.load cannot read {self.artifact.key} ({first_line(exc)}); re-export") from None
+            raise BundleError(
+                f"torch.jit.load cannot read {self.artifact.key} ({first_line(exc)}); re-export"
+            ) from None
         return module.eval()

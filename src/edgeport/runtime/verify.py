@@ -44,7 +44,9 @@ def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
             raise DataError("data must be a pair (uint8 images, labels)") from None
         if pre is None:
             raise ConfigError("this bundle has no image input: pass data as a source (npz:FILE)")
-        return ArraySource(np.asarray(images), None if labels is None else np.asarray(labels), pre, role="eval")
+        return ArraySource(
+            np.asarray(images), None if labels is None else np.asarray(labels), pre, role="eval"
+        )
     if data is None:
         if pre is not None and pre.preset == "mnist":
             data = "mnist"
@@ -56,7 +58,12 @@ def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
                 "random inputs, which are weak evidence)"
             )
     return open_source(
-        data, signature=bundle.signature, preprocessing=pre, data_dir=data_dir, role="eval", max_pixels=max_pixels
+        data,
+        signature=bundle.signature,
+        preprocessing=pre,
+        data_dir=data_dir,
+        role="eval",
+        max_pixels=max_pixels,
     )
 
 
@@ -118,7 +125,12 @@ def verify(
         "model": getattr(bundle.manifest, "model", None),
         "warnings": bundle.warnings,
         "data": {**_brief(source.identity()), "evidence": source.evidence},
-        "reference": {"backend": REFERENCE[0], "precision": REFERENCE[1], "device": REFERENCE[2], "accuracy": ref_acc},
+        "reference": {
+            "backend": REFERENCE[0],
+            "precision": REFERENCE[1],
+            "device": REFERENCE[2],
+            "accuracy": ref_acc,
+        },
         "rows": rows,
         "skipped": skipped,
         "passed": all(r["passed"] for r in rows),
@@ -189,7 +201,9 @@ def _stream(bundle, runs, source, mapping, batch_size, atol, drop, progress):
     bar = progress_bar(len(source), progress, "verify", unit="sample")
     rows = []
     try:
-        with bundle.runner(*REFERENCE[:1], precision=REFERENCE[1], device=REFERENCE[2], max_batch=batch_size) as ref_r:
+        with bundle.runner(
+            *REFERENCE[:1], precision=REFERENCE[1], device=REFERENCE[2], max_batch=batch_size
+        ) as ref_r:
             rows = [_Row(bundle, b, p, d, batch_size, atol, drop) for b, p, d in runs]
             correct = labelled = 0
             primary = bundle.signature.primary_output
@@ -217,7 +231,8 @@ def raise_if_failed(report: dict) -> None:
     failed = [r for r in report["rows"] if not r["passed"]]
     if failed:
         listing = " | ".join(
-            f"{r['format']}/{r['precision']} on {r['backend']}:{r['device']}: {'; '.join(r['reasons'])}" for r in failed
+            f"{r['format']}/{r['precision']} on {r['backend']}:{r['device']}: {'; '.join(r['reasons'])}"
+            for r in failed
         )
         raise ParityError(f"verify failed for {len(failed)} of {len(report['rows'])} runs: {listing}", failed)
 
@@ -235,7 +250,9 @@ def format_table(report: dict) -> str:
     data = report["data"]
     ref = report["reference"]
     acc = "" if ref.get("accuracy") is None else f"; PyTorch accuracy {ref['accuracy'] * 100:.2f}%"
-    lines = [f"verify {safe_text(report['bundle'])} on {data['n']} samples ({data.get('kind')}, {data['evidence']}){acc}"]
+    lines = [
+        f"verify {safe_text(report['bundle'])} on {data['n']} samples ({data.get('kind')}, {data['evidence']}){acc}"
+    ]
     lines += [f"WARNING: {safe_text(w)}" for w in report.get("warnings", [])]
     lines += [head, "-" * len(head)]
     for r in report["rows"]:
@@ -249,7 +266,9 @@ def format_table(report: dict) -> str:
         if len(r.get("outputs") or {}) > 1:
             for name, o in r["outputs"].items():
                 ag = "" if o.get("agreement") is None else f", agreement {o['agreement'] * 100:.2f}%"
-                lines.append(f"{'':<12} output {safe_text(name)} ({o['kind']}): max abs {o['max_abs']:.2e}{ag}")
+                lines.append(
+                    f"{'':<12} output {safe_text(name)} ({o['kind']}): max abs {o['max_abs']:.2e}{ag}"
+                )
     for s in report["skipped"]:
         prec = " " + s["precision"] if s["precision"] else ""
         lines.append(f"skipped {s['backend']}:{s['device']}{prec}: {safe_text(s['reason'])}")

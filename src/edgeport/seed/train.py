@@ -222,7 +222,9 @@ def save_run(run_dir: str | os.PathLike, model: nn.Module, info: dict, *, force:
     fsutil.prepare_target(run_dir, force, "run")
     with fsutil.staging_dir(run_dir, "run") as tmp:
         weights = tmp / ckpt.WEIGHTS_FILE
-        ckpt.save_weights(weights, model.state_dict(), {"model": info["model"], "format": "edgeport-checkpoint/1"})
+        ckpt.save_weights(
+            weights, model.state_dict(), {"model": info["model"], "format": "edgeport-checkpoint/1"}
+        )
         info = dict(info, checkpoint_sha256=ckpt.sha256_file(weights))
         (tmp / ckpt.TRAIN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return run_dir

@@ -193,7 +193,10 @@ def _list_folder(root: Path) -> tuple[list[Path], np.ndarray | None, list[str] |
         if make_dataset is not None:
             try:
                 samples = make_dataset(
-                    str(root), {c: i for i, c in enumerate(subdirs)}, extensions=IMAGE_SUFFIXES, allow_empty=True
+                    str(root),
+                    {c: i for i, c in enumerate(subdirs)},
+                    extensions=IMAGE_SUFFIXES,
+                    allow_empty=True,
                 )
             except (FileNotFoundError, OSError) as exc:
                 raise DataError(f"imagefolder:{root}: {exc}") from None
@@ -218,7 +221,9 @@ def _list_folder(root: Path) -> tuple[list[Path], np.ndarray | None, list[str] |
 class ImageFolderSource(DataSource):
     kind = "imagefolder"
 
-    def __init__(self, root: Path, preprocessing, input_name: str, *, positions=None, role="", max_pixels=None):
+    def __init__(
+        self, root: Path, preprocessing, input_name: str, *, positions=None, role="", max_pixels=None
+    ):
         super().__init__(positions, role)
         if preprocessing is None:
             raise ConfigError(f"imagefolder:{root}: the model has no image input with preprocessing steps")
@@ -308,14 +313,20 @@ class NpzSource(DataSource):
         self.arrays = {n: z[n] for n in signature.input_names}
         self.labels_ = np.asarray(z["labels"]).astype(np.int64).reshape(-1) if "labels" in z.files else None
         counts = {n: len(a) for n, a in self.arrays.items()}
-        if len(set(counts.values())) != 1 or (self.labels_ is not None and len(self.labels_) != next(iter(counts.values()))):
-            raise DataError(f"npz:{self.path}: arrays have different lengths {counts} (labels: "
-                            f"{None if self.labels_ is None else len(self.labels_)})")
+        if len(set(counts.values())) != 1 or (
+            self.labels_ is not None and len(self.labels_) != next(iter(counts.values()))
+        ):
+            raise DataError(
+                f"npz:{self.path}: arrays have different lengths {counts} (labels: "
+                f"{None if self.labels_ is None else len(self.labels_)})"
+            )
         self.signature, self.pre = signature, preprocessing
         self.evidence = REAL_LABELLED if self.labels_ is not None else REAL_UNLABELLED
         for spec in signature.inputs:
             a = self.arrays[spec.name]
-            raw_images = preprocessing is not None and spec.name == preprocessing.input and a.dtype == np.uint8
+            raw_images = (
+                preprocessing is not None and spec.name == preprocessing.input and a.dtype == np.uint8
+            )
             if a.dtype != spec.np_dtype and not raw_images:
                 raise DataError(
                     f"npz:{self.path}: array {spec.name!r} is {a.dtype}, the model takes {spec.dtype} "
@@ -380,8 +391,16 @@ class SyntheticSource(DataSource):
 # --------------------------------------------------------------------------- opening, splitting
 
 
-def open_source(text: str, *, signature: Signature, preprocessing=None, data_dir=None, role="", max_pixels=None,
-                mnist=None) -> DataSource:
+def open_source(
+    text: str,
+    *,
+    signature: Signature,
+    preprocessing=None,
+    data_dir=None,
+    role="",
+    max_pixels=None,
+    mnist=None,
+) -> DataSource:
     """A source from its spec string (see the module docstring)."""
     kind, _, arg = str(text).partition(":")
     image_input = preprocessing.input if preprocessing is not None else None
@@ -398,7 +417,9 @@ def open_source(text: str, *, signature: Signature, preprocessing=None, data_dir
     if kind == "imagefolder":
         if not arg:
             raise ConfigError("--data imagefolder:DIR needs the folder, e.g. imagefolder:data/photos")
-        return ImageFolderSource(Path(arg).expanduser(), preprocessing, image_input, role=role, max_pixels=max_pixels)
+        return ImageFolderSource(
+            Path(arg).expanduser(), preprocessing, image_input, role=role, max_pixels=max_pixels
+        )
     if kind == "npz":
         if not arg:
             raise ConfigError("--data npz:FILE needs the file, e.g. npz:data/val.npz")
@@ -481,13 +502,20 @@ def plan_data(
         raise ConfigError("pass --data, or --calibration-data with --eval-data, not both")
     if bool(calibration_data) != bool(eval_data):
         raise ConfigError("--calibration-data and --eval-data go together (or pass one --data to split)")
-    common = dict(signature=signature, preprocessing=preprocessing, data_dir=data_dir, max_pixels=max_pixels,
-                  mnist=mnist)
+    common = dict(
+        signature=signature,
+        preprocessing=preprocessing,
+        data_dir=data_dir,
+        max_pixels=max_pixels,
+        mnist=mnist,
+    )
     if data and data.partition(":")[0] == "mnist" and not data.partition(":")[2]:
         cal_all = open_source("mnist:train", role="calibration", **common)
         sel = open_source("mnist:val", role="selection", **common)
         ev = open_source("mnist:test", role="eval", **common)
-        cal = cal_all.subset(balanced_positions(cal_all.labels_array(), calibration_size, seed), "calibration")
+        cal = cal_all.subset(
+            balanced_positions(cal_all.labels_array(), calibration_size, seed), "calibration"
+        )
         return DataPlan(cal, sel, ev)
     if data and data.partition(":")[0] == "synthetic":
         n = open_source(data, role="eval", **common)
@@ -510,7 +538,9 @@ def plan_data(
         cal_src = open_source(calibration_data, role="calibration", **common)
         ev = open_source(eval_data, role="eval", **common)
         size = min(calibration_size, len(cal_src))
-        cal = cal_src.subset(balanced_positions(cal_src.labels_array(), size, seed, n=len(cal_src)), "calibration")
+        cal = cal_src.subset(
+            balanced_positions(cal_src.labels_array(), size, seed, n=len(cal_src)), "calibration"
+        )
     sel_pos = np.sort(np.random.default_rng(seed + 1).permutation(len(ev))[: min(selection_size, len(ev))])
     return DataPlan(cal, ev.subset(sel_pos, "selection"), ev)
 

@@ -145,13 +145,17 @@ def _validate(root: Path, x: np.ndarray, y: np.ndarray, which: str) -> None:
     """Counts, shapes, dtypes and label range of one split; :class:`DataError` naming what is off."""
     where = f"MNIST {which} files under {root / 'MNIST' / 'raw'}"
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
-        raise DataError(f"{where} hold images of shape {list(x.shape)} ({x.dtype}), expected uint8 [N,28,28]; delete them and download again")
+        raise DataError(
+            f"{where} hold images of shape {list(x.shape)} ({x.dtype}), expected uint8 [N,28,28]; delete them and download again"
+        )
     if y.ndim != 1 or len(x) != len(y):
         raise DataError(f"{where} hold {len(x)} images but {len(y)} labels; delete them and download again")
     if len(x) < 2:
         raise DataError(f"{where} hold {len(x)} images; need at least 2")
     if y.size and (int(y.min()) < 0 or int(y.max()) > 9):
-        raise DataError(f"{where} hold labels {int(y.min())}..{int(y.max())}, expected 0..9; the files are corrupt")
+        raise DataError(
+            f"{where} hold labels {int(y.min())}..{int(y.max())}, expected 0..9; the files are corrupt"
+        )
 
 
 def write_idx(folder: str | os.PathLike, images: np.ndarray, labels: np.ndarray, train: bool) -> None:

@@ -96,7 +96,9 @@ def load_factory(ref: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import {mod_name!r} for --model {ref!r}: {exc}; is it on PYTHONPATH?") from None
+        raise ConfigError(
+            f"cannot import {mod_name!r} for --model {ref!r}: {exc}; is it on PYTHONPATH?"
+        ) from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -140,7 +142,9 @@ def build_model(ref: str, args: dict | None = None, *, trust_code: bool = True) 
             f"if you trust where this file came from, set {TRUST_ENV}=1 and run again"
         )
     if kind == "exported_program":
-        raise ConfigError("an ExportedProgram (.pt2) carries its own weights: load it with load_exported_program")
+        raise ConfigError(
+            "an ExportedProgram (.pt2) carries its own weights: load it with load_exported_program"
+        )
     if kind == "registry":
         factory = get_spec(ref).factory
     elif kind == "factory":
@@ -208,7 +212,9 @@ def load_exported_program(path: Path, *, trust_code: bool = True):
         return torch.export.load(path if isinstance(path, io.BytesIO) else str(path))
     except Exception as exc:  # noqa: BLE001 - torch raises many types on a bad archive
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ConfigError(f"cannot load the ExportedProgram {path}: {first}; save it with torch.export.save") from None
+        raise ConfigError(
+            f"cannot load the ExportedProgram {path}: {first}; save it with torch.export.save"
+        ) from None
 
 
 class ExportedModule(nn.Module):
@@ -291,7 +297,9 @@ def resolve(
     args = dict(model_args or {})
     if kind_of(model_ref) == "exported_program":
         if weights or random_init or args:
-            raise ConfigError("a .pt2 ExportedProgram carries its weights: drop --weights/--random-init/--model-arg")
+            raise ConfigError(
+                "a .pt2 ExportedProgram carries its weights: drop --weights/--random-init/--model-arg"
+            )
         return _from_pt2(Path(model_ref))
     if weights is None and not random_init:
         raise ConfigError(
@@ -312,7 +320,9 @@ def resolve(
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ConfigError(f"--weights {weights} does not fit {model_ref}: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(
+                f"--weights {weights} does not fit {model_ref}: {str(exc).splitlines()[0]}"
+            ) from None
         prov |= {"weights_file": weights.name, "weights_sha256": ckpt.sha256_file(weights)}
         src = weights if weights.suffix == ".safetensors" else None
     else:
@@ -330,7 +340,9 @@ def _from_run(run: Path) -> ModelSource:
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        raise BundleError(f"{run / ckpt.WEIGHTS_FILE} does not fit model {ref!r}: {str(exc).splitlines()[0]}") from None
+        raise BundleError(
+            f"{run / ckpt.WEIGHTS_FILE} does not fit model {ref!r}: {str(exc).splitlines()[0]}"
+        ) from None
     prov = {
         "source": "run",
         "run": run.name,
@@ -355,7 +367,9 @@ def _from_pt2(path: Path) -> ModelSource:
     from .. import checkpoint as ckpt
 
     if not path.is_file():
-        raise ConfigError(f"ExportedProgram {path} not found; save one with torch.export.save(ep, '{path.name}')")
+        raise ConfigError(
+            f"ExportedProgram {path} not found; save one with torch.export.save(ep, '{path.name}')"
+        )
     ep = load_exported_program(path)
     module = ExportedModule(ep.module())
     shapes = None
@@ -366,4 +380,6 @@ def _from_pt2(path: Path) -> ModelSource:
     except Exception:  # noqa: BLE001,S110 - older archives carry no example inputs
         pass
     prov = {"source": "exported_program", "file": path.name, "sha256": ckpt.sha256_file(path)}
-    return ModelSource(module, "exported_program", {}, False, prov, exported_program=path, example_shapes=shapes)
+    return ModelSource(
+        module, "exported_program", {}, False, prov, exported_program=path, example_shapes=shapes
+    )
