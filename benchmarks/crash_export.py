@@ -32,14 +32,15 @@ from pathlib import Path
 import numpy as np
 
 CHILD = r"""
-import sys, time
+import os, sys, time
 from edgeport.config import CalibrationConfig, ExportConfig
 from edgeport.export.api import export
 run, out, data = sys.argv[1:4]
 int8 = sys.argv[4] == "1"
+formats = tuple(os.environ.get("EDGEPORT_CRASH_FORMATS", "torchscript,onnx,openvino,executorch").split(","))
 print("start", flush=True)
 t0 = time.perf_counter()
-export(run=run, out=out, config=ExportConfig(int8=int8),
+export(run=run, out=out, config=ExportConfig(int8=int8, formats=formats),
        calibration=CalibrationConfig(size=100, method="minmax") if int8 else None,
        data_dir=data, force=True, progress=False)
 print(f"done {time.perf_counter() - t0:.3f}", flush=True)

@@ -57,7 +57,7 @@ def main() -> None:
         sys.exit(1)
 
     # a dark-on-light PNG of a real test digit, bigger than 28x28
-    from edgeport.data import load_mnist
+    from edgeport.sources.mnist import load_mnist
 
     img = load_mnist(args.data_dir, download=False).test_images[0]
     png = work / "digit.png"

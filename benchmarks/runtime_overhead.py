@@ -1,23 +1,27 @@
 """edgeport's runtime overhead, side by side with hand-written loops, in one process.
 
-Prints, per backend:
-  - edgeport's batch-1 p50 (runtime.benchmark, the code `edgeport bench` runs) vs a
-    minimal hand-written loop over the same runtime's fastest Python API
-    (target: ratio <= 1.15);
-  - the best batch-1 p50 (target <= 30 us);
-  - the best fp32 batch-256 throughput vs the machine's fp32 roofline measured
-    now: the large-sgemm rate / FLOP per sample (target >= 90%);
-  - OpenVINO batch-1 p50 vs `benchmark_app -hint latency` on the same IR (target within 20%).
+Prints, for each model (the seed MLP, ResNet18 with random weights at 224x224, and a
+two-input two-output model):
 
-Usage: python benchmarks/runtime_overhead.py [--bundle B] [--seconds 2] [--rounds 3]
-Without --bundle it builds a seeded mnist-mlp bundle in a temporary folder.
-Timing on a shared machine is noisy: rounds alternate edgeport and the hand loop
-and the best p50 of each is kept.
+  - per backend, edgeport's batch-1 p50 (runtime.benchmark, the code `edgeport bench`
+    runs) vs a minimal hand-written loop over the same runtime's fastest Python API on
+    the same artifact and inputs (targets: <= 1.10x; ExecuTorch <= 1.15x vs a plain
+    ``method.execute`` loop);
+  - for the seed MLP: the four formats side by side, fp32 and int8, at batch 1 and at the
+    largest batch every format allows (64: the .pte plans memory for 64), the best
+    batch-1 p50, the best fp32 throughput vs the machine's roofline, and OpenVINO vs
+    ``benchmark_app -hint latency``.
+
+Usage: python benchmarks/runtime_overhead.py [--data-dir MNIST] [--seconds 1] [--rounds 3]
+       [--models seed,resnet18,two-input]
+Timing on a shared machine is noisy: rounds alternate edgeport and the hand loop and
+the best p50 of each is kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -27,12 +31,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgeport.export.bundle import load_bundle
 
-from edgeport.config import BenchConfig
-from edgeport.runtime.benchmark import bench_input, bench_runner, sgemm_gflops
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # user_models.py (the two-input model)
+
+from edgeport.config import BenchConfig, CalibrationConfig, ExportConfig  # noqa: E402
+from edgeport.runtime.benchmark import bench, bench_input, bench_runner, sgemm_gflops  # noqa: E402
+from edgeport.runtime.registry import backend_class  # noqa: E402
 
 FLOP_PER_SAMPLE = 2 * (784 * 96 + 96 * 256 + 256 * 10)  # 204,800 for mnist-mlp
+BACKENDS = ("torch", "torchscript", "onnxruntime", "openvino", "executorch")
 
 
 def hand_loop(call, seconds: float, warmup: float = 0.3) -> float:
@@ -48,85 +56,159 @@ def hand_loop(call, seconds: float, warmup: float = 0.3) -> float:
         call()
         t1 = clock()
         ts.append(t1 - t0)
-        if t1 > end:
+        if t1 > end and len(ts) >= 20:
             break
     return float(np.median(ts)) / 1e3
 
 
-def hand_ort(bundle, x, threads):
+# ------------------------------------------------------------------ hand-written loops, one per runtime
+
+
+def hand_onnxruntime(bundle, feeds, threads):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
     sess = ort.InferenceSession(
-        str(bundle.path_of(bundle.artifact("onnx"))), so, providers=["CPUExecutionProvider"]
+        bundle.read_verified(bundle.artifact("onnx")), so, providers=["CPUExecutionProvider"]
     )
-    y = sess.run(None, {"input": x})[0]
-    xv = ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0)
-    yv = ort.OrtValue.ortvalue_from_shape_and_type(list(y.shape), np.float32, "cpu", 0)
+    outs = sess.run(None, feeds)
     b = sess.io_binding()
-    b.bind_ortvalue_input("input", xv)
-    b.bind_ortvalue_output("probs", yv)
-    keep = (xv, yv)
-    return lambda: sess.run_with_iobinding(b), keep
+    keep = []
+    for name, x in feeds.items():
+        v = ort.OrtValue.ortvalue_from_numpy(x, "cpu", 0)
+        b.bind_ortvalue_input(name, v)
+        keep.append(v)
+    for o, y in zip(sess.get_outputs(), outs, strict=True):
+        v = ort.OrtValue.ortvalue_from_shape_and_type(list(y.shape), y.dtype, "cpu", 0)
+        b.bind_ortvalue_output(o.name, v)
+        keep.append(v)
+    return (lambda: sess.run_with_iobinding(b)), (sess, keep)
 
 
-def hand_openvino(bundle, x, threads):
+def hand_openvino(bundle, feeds, threads):
     import openvino as ov
 
-    art = bundle.artifact("openvino")
     cfg = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = ov.Core().compile_model(str(bundle.path_of(art)), "CPU", cfg)
+    compiled = ov.Core().compile_model(str(bundle.path_of(bundle.artifact("openvino"))), "CPU", cfg)
     req = compiled.create_infer_request()
-    req.set_input_tensor(ov.Tensor(x, shared_memory=True))
-    return req.infer, (compiled, x)
+    for name, x in feeds.items():
+        req.set_tensor(name, ov.Tensor(x, shared_memory=True))
+    return req.infer, (compiled, feeds)
 
 
-def hand_torchscript(bundle, x, threads):
+def _torch_call(module, feeds, names):
     import torch
 
-    torch.set_num_threads(threads)
-    m = torch.jit.load(str(bundle.path_of(bundle.artifact("torchscript"))))
-    t = torch.from_numpy(x)
+    tensors = [torch.from_numpy(feeds[n]) for n in names]
 
     def call():
         with torch.inference_mode():
-            m(t)
+            module(*tensors)
 
-    return call, (m, t)
+    return call, (module, tensors)
 
 
-def hand_torch(bundle, x, threads):
+def hand_torchscript(bundle, feeds, threads):
     import torch
-    from edgeport.models import build_model
-    from safetensors.torch import load_file
 
     torch.set_num_threads(threads)
-    m = build_model(bundle.manifest.model)
-    m.load_state_dict(load_file(str(bundle.path_of(bundle.artifact("torch")))))
-    m.eval()
-    t = torch.from_numpy(x)
+    m = torch.jit.load(str(bundle.path_of(bundle.artifact("torchscript")))).eval()
+    return _torch_call(m, feeds, bundle.signature.input_names)
 
-    def call():
-        with torch.inference_mode():
-            m(t)
 
-    return call, (m, t)
+def hand_torch(bundle, feeds, threads):
+    import torch
+
+    from edgeport.export.api import load_reference_model
+
+    torch.set_num_threads(threads)
+    return _torch_call(load_reference_model(bundle), feeds, bundle.signature.input_names)
+
+
+def hand_executorch(bundle, feeds, threads):
+    import torch
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    _unsafe_reset_threadpool(threads)
+    method = (
+        Runtime.get().load_program(bundle.read_verified(bundle.artifact("executorch"))).load_method("forward")
+    )
+    tensors = [torch.from_numpy(feeds[n]) for n in bundle.signature.input_names]
+    return (lambda: method.execute(tensors)), (method, tensors)
 
 
 HAND = {
-    "onnxruntime": hand_ort,
+    "onnxruntime": hand_onnxruntime,
     "openvino": hand_openvino,
     "torchscript": hand_torchscript,
     "torch": hand_torch,
+    "executorch": hand_executorch,
 }
 
 
+def overhead(bundle, title: str, seconds: float, rounds: int) -> dict:
+    cfg = BenchConfig(batch_sizes=(1,), warmup_seconds=0.3, min_iters=20, min_seconds=seconds)
+    print(f"\n== {title}: batch-1 p50, edgeport vs a hand-written loop on the same artifact and input ==")
+    print(f"{'backend':<12} {'edgeport p50':>13} {'hand p50':>10} {'ratio':>7}  target")
+    best = {}
+    for backend in BACKENDS:
+        fmt = {"onnxruntime": "onnx"}.get(backend, backend)
+        if not bundle.has(fmt):
+            continue
+        threads = backend_class(backend).default_threads_for(1)
+        runner = bundle.runner(backend, threads=threads).load()
+        feeds = bench_input(runner, 1)
+        call, _keep = HAND[backend](bundle, {k: v.copy() for k, v in feeds.items()}, threads)
+        ep, hand = [], []
+        for _ in range(rounds):
+            ep.append(bench_runner(runner, 1, cfg)["latency_us"]["p50"])
+            hand.append(hand_loop(call, seconds))
+        runner.close()
+        e, h = min(ep), min(hand)
+        best[backend] = e
+        target = 1.15 if backend == "executorch" else 1.10
+        print(
+            f"{backend:<12} {e:>10.1f} us {h:>7.1f} us {e / h:>7.2f}  <= {target:.2f} {'ok' if e / h <= target else 'MISSED'}"
+            f"  (threads={threads})"
+        )
+    return best
+
+
+# ------------------------------------------------------------------ the seed model's extra figures
+
+
+def four_formats(bundle, seconds: float) -> None:
+    cfg = BenchConfig(batch_sizes=(1, 64), warmup_seconds=0.2, min_iters=50, min_seconds=seconds)
+    report = bench(bundle, devices=["cpu"], config=cfg, progress=False)
+    rows = {(r["format"], r["precision"], r["batch_size"]): r for r in report["rows"]}
+    print("\n== the seed MLP: four formats side by side (edgeport bench, cpu) ==")
+    print(
+        f"{'format':<12} {'fp32 b1 p50':>12} {'int8 b1 p50':>12} {'fp32 b64 /s':>13} {'int8 b64 /s':>13} {'int8/fp32 b64':>14}"
+    )
+    for fmt in ("torchscript", "onnx", "openvino", "executorch"):
+        f1, i1 = rows.get((fmt, "fp32", 1)), rows.get((fmt, "int8", 1))
+        f64, i64 = rows.get((fmt, "fp32", 64)), rows.get((fmt, "int8", 64))
+        if not f1:
+            continue
+
+        def p50(r):
+            return f"{r['latency_us']['p50']:.1f} us" if r else "-"
+
+        def tp(r):
+            return f"{r['throughput_per_s']:,.0f}" if r else "-"
+
+        ratio = f"{i64['throughput_per_s'] / f64['throughput_per_s']:.2f}x" if (i64 and f64) else "-"
+        print(f"{fmt:<12} {p50(f1):>12} {p50(i1):>12} {tp(f64):>13} {tp(i64):>13} {ratio:>14}")
+    for s in report["skipped"]:
+        if s["backend"] != "torch":
+            print(f"  (skipped {s['backend']}:{s['device']}: {s['reason'][:90]})")
+
+
 def torch_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
-    try:
-        import torch
-    except ImportError:
-        return 0.0
+    import torch
+
     a, b = torch.randn(n, n), torch.randn(n, n)
     c = torch.empty(n, n)
     torch.mm(a, b, out=c)
@@ -138,10 +220,32 @@ def torch_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
     return 2.0 * n**3 / best / 1e9
 
 
-def benchmark_app_median(xml: Path, seconds: int) -> tuple[float | None, str]:
+def roofline(bundle, seconds: float) -> None:
+    gf = max(sgemm_gflops(1024, 1.0), torch_sgemm_gflops(1024, 1.0))
+    roof = gf * 1e9 / FLOP_PER_SAMPLE
+    print(
+        f"\nfp32 roofline: sgemm 1024^3 {gf:.1f} GFLOP/s -> {roof:,.0f} samples/s at {FLOP_PER_SAMPLE:,} FLOP/sample"
+    )
+    cfg = BenchConfig(batch_sizes=(256,), warmup_seconds=0.3, min_iters=50, min_seconds=seconds)
+    best = (0.0, "")
+    for backend in ("onnxruntime", "openvino", "torchscript"):
+        report = bench(
+            bundle, backends=[backend], precisions=["fp32"], devices=["cpu"], config=cfg, progress=False
+        )
+        t = report["rows"][0]["throughput_per_s"]
+        print(f"  {backend:<12} batch 256: {t:>10,.0f}/s  ({t / roof * 100:5.1f}% of roofline)")
+        best = max(best, (t, backend))
+    print(
+        f"best fp32 batch-256 throughput: {best[0]:,.0f}/s ({best[1]}) = {best[0] / roof * 100:.1f}% of roofline"
+    )
+
+
+def benchmark_app(bundle, ov_p50: float, seconds: int) -> None:
     exe = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
     if not Path(exe).exists():
-        return None, "benchmark_app not found"
+        print("\nbenchmark_app: not found")
+        return
+    xml = bundle.path_of(bundle.artifact("openvino"))
     cmd = [
         exe,
         "-m",
@@ -159,101 +263,82 @@ def benchmark_app_median(xml: Path, seconds: int) -> tuple[float | None, str]:
         "-infer_precision",
         "f32",
     ]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        return None, "benchmark_app timed out"
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     m = re.search(r"Median:\s*([\d.]+)\s*(ms|us)", out.stdout)
     if not m:
-        return None, "no median in benchmark_app output: " + (out.stderr or out.stdout)[-300:]
-    scale = 1e3 if m.group(2) == "ms" else 1.0
-    threads = re.search(r"INFERENCE_NUM_THREADS:\s*(\d+)", out.stdout)
-    return float(m.group(1)) * scale, f"benchmark_app threads={threads.group(1) if threads else '?'}"
+        print("\nbenchmark_app: no median in its output")
+        return
+    med = float(m.group(1)) * (1e3 if m.group(2) == "ms" else 1.0)
+    print(
+        f"\nOpenVINO batch-1 p50: edgeport {ov_p50:.1f} us vs benchmark_app -hint latency median {med:.1f} us; "
+        f"ratio {ov_p50 / med:.2f} (target within 20%)"
+    )
+
+
+# ------------------------------------------------------------------ the bundles
+
+
+def build_bundles(tmp: Path, models: list[str], data_dir) -> dict:
+    from edgeport.export.api import export
+
+    out = {}
+    if "seed" in models:
+        from edgeport.config import TrainConfig
+        from edgeport.seed.train import train
+
+        train(TrainConfig(epochs=6), data_dir=data_dir, out=tmp / "run", progress=False)
+        out["seed"] = export(
+            tmp / "run",
+            tmp / "seed",
+            config=ExportConfig(int8=True),
+            data_dir=data_dir,
+            calibration=CalibrationConfig(),
+            progress=False,
+        )
+    if "resnet18" in models:
+        out["resnet18"] = export(
+            model_ref="torchvision:resnet18",
+            random_init=True,
+            model_args={"num_classes": 10},
+            input_shape=(1, 3, 224, 224),
+            out=tmp / "resnet18",
+            progress=False,
+            config=ExportConfig(parity_samples=32, golden_samples=8),
+        )
+    if "two-input" in models:
+        out["two-input"] = export(
+            model_ref="user_models:two_in_two_out",
+            random_init=True,
+            inputs=["image:1,3,16,16", "vector:1,6:float32"],
+            out=tmp / "two",
+            progress=False,
+        )
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", type=Path, help="bundle folder (default: build a seeded one)")
-    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per measurement (default 2)")
+    ap.add_argument(
+        "--data-dir", default=os.environ.get("EDGEPORT_MNIST_ROOT"), help="MNIST root (for the seed model)"
+    )
+    ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement (default 1)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; best p50 kept (default 3)")
-    ap.add_argument("--backends", default="onnxruntime,openvino,torchscript,torch")
+    ap.add_argument("--models", default="seed,resnet18,two-input")
     args = ap.parse_args(argv)
-
-    tmp = None
-    if args.bundle is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from test_runtime_support import write_bundle
-
-        tmp = Path(tempfile.mkdtemp(prefix="edgeport-overhead-"))
-        args.bundle = write_bundle(tmp / "bundle", int8=False)
-    bundle = load_bundle(args.bundle)
-    backends = args.backends.split(",")
-    cfg1 = BenchConfig(batch_sizes=(1,), warmup_seconds=0.3, min_iters=200, min_seconds=args.seconds)
-
-    print(
-        f"bundle {bundle.path}; {args.rounds} rounds x {args.seconds:g} s; batch 1, 1 thread unless noted\n"
-    )
-    print(f"{'backend':<12} {'edgeport p50':>13} {'hand p50':>10} {'ratio':>7}  (target <= 1.15)")
-    best = {}
-    for backend in backends:
-        from edgeport.runtime.registry import backend_class
-
-        threads = backend_class(backend).default_threads_for(1)
-        runner = bundle.runner(backend, threads=threads).load()
-        x = bench_input(runner, 1)
-        call, _keep = HAND[backend](bundle, x.copy(), threads)
-        ep, hand = [], []
-        for _ in range(args.rounds):
-            ep.append(bench_runner(runner, 1, cfg1)["latency_us"]["p50"])
-            hand.append(hand_loop(call, args.seconds))
-        runner.close()
-        e, h = min(ep), min(hand)
-        best[backend] = e
-        print(f"{backend:<12} {e:>10.1f} us {h:>7.1f} us {e / h:>7.2f}  (threads={threads})")
-    name = min(best, key=best.get)
-    print(f"\nbest batch-1 p50: {best[name]:.1f} us ({name}); target <= 30 us")
-
-    gf_np = sgemm_gflops(1024, 1.0)
-    gf_t = torch_sgemm_gflops(1024, 1.0)
-    gf = max(gf_np, gf_t)
-    roof = gf * 1e9 / FLOP_PER_SAMPLE
-    print(
-        f"\nfp32 roofline: sgemm 1024^3 numpy {gf_np:.1f} GFLOP/s, torch {gf_t:.1f} GFLOP/s -> "
-        f"{roof:,.0f} samples/s at {FLOP_PER_SAMPLE:,} FLOP/sample"
-    )
-    cfg256 = BenchConfig(batch_sizes=(256,), warmup_seconds=0.3, min_iters=50, min_seconds=args.seconds)
-    tput = {}
-    for backend in backends:
-        from edgeport.runtime.registry import backend_class
-
-        runner = bundle.runner(backend, threads=backend_class(backend).default_threads_for(256)).load()
-        row = bench_runner(runner, 256, cfg256)
-        runner.close()
-        tput[backend] = row["throughput_per_s"]
-        at_p50 = 256e6 / row["latency_us"]["p50"]
-        print(
-            f"  {backend:<12} batch 256: {row['throughput_per_s']:>10,.0f}/s  "
-            f"({row['throughput_per_s'] / roof * 100:5.1f}% of roofline, threads={row['threads']}; "
-            f"at p50 {row['latency_us']['p50']:.0f} us: {at_p50:,.0f}/s = {at_p50 / roof * 100:.0f}%)"
-        )
-    name = max(tput, key=tput.get)
-    print(
-        f"best batch-256 throughput: {tput[name]:,.0f}/s ({name}) = {tput[name] / roof * 100:.1f}% of roofline; "
-        "target >= 90%"
-    )
-
-    if "openvino" in backends:
-        xml = bundle.path_of(bundle.artifact("openvino"))
-        med, note = benchmark_app_median(xml, int(max(3, args.seconds * 2)))
-        if med is None:
-            print(f"\nbenchmark_app: {note}")
-        else:
-            ov1 = best["openvino"]
-            print(
-                f"\nOpenVINO batch-1 p50: edgeport {ov1:.1f} us vs benchmark_app -hint latency median {med:.1f} us "
-                f"({note}); ratio {ov1 / med:.2f} (target within 20%)"
-            )
-    if tmp is not None:
+    models = args.models.split(",")
+    tmp = Path(tempfile.mkdtemp(prefix="edgeport-overhead-"))
+    try:
+        print(f"building bundles ({', '.join(models)}) in {tmp} ...", flush=True)
+        bundles = build_bundles(tmp, models, args.data_dir)
+        for name, b in bundles.items():
+            best = overhead(b, name, args.seconds, args.rounds)
+            if name == "seed":
+                k = min(best, key=best.get)
+                print(f"best batch-1 p50: {best[k]:.1f} us ({k})")
+                four_formats(b, args.seconds)
+                roofline(b, args.seconds)
+                benchmark_app(b, best["openvino"], int(max(3, args.seconds * 3)))
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

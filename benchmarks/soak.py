@@ -97,13 +97,14 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default=None, help="comma list (default: every available backend)")
     args = p.parse_args(argv)
 
-    from edgeport.export.bundle import load_bundle
+    from edgeport.bundle import load_bundle
 
     from edgeport.runtime import available_backends
     from edgeport.runtime.registry import BACKEND_FORMAT
 
     path = Path(args.bundle) if args.bundle else make_bundle(Path(tempfile.mkdtemp(prefix="edgeport-soak-")))
     bundle = load_bundle(path)
+    bundle.trusted = args.bundle is None  # made by this script: its TorchScript may load
     have = {(a.format, a.precision) for a in bundle.artifacts}
     backends = args.backends.split(",") if args.backends else available_backends()
     failures = []

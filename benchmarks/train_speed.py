@@ -16,9 +16,9 @@ import time
 
 import torch
 import torchvision
-from edgeport.data import load_mnist, resolve_root
-from edgeport.models import NeuralNetwork
-from edgeport.train import fit
+from edgeport.sources.mnist import load_mnist, resolve_root
+from edgeport.seed.models import NeuralNetwork
+from edgeport.seed.train import fit
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor

@@ -82,6 +82,8 @@ def test_failing_gate_exits_nonzero_with_one_line_per_gate(tmp_path, synthetic_m
             "--atol",
             "1e-12",
             "--no-int8",
+            "--formats",
+            "onnx",
             "--quiet",
         ]
     )

@@ -153,15 +153,34 @@ def export(ctx) -> list:
 
 
 def int8_candidates(method: str) -> list[tuple[str, dict]]:
-    """PT2E observers are min/max (XNNPACK's symmetric config); the candidates differ in weight granularity."""
-    return [("per-channel", {"per_channel": True}), ("per-tensor", {"per_channel": False})]
+    """XNNPACK's symmetric int8 config; activations observed by min/max (fast), or, for the percentile
+    and entropy methods, XNNPACK's default HistogramObserver (its range search is slow on big models)."""
+    observer = "minmax" if method in ("auto", "minmax") else "histogram"
+    return [
+        (f"per-channel/{observer}", {"per_channel": True, "observer": observer}),
+        (f"per-tensor/{observer}", {"per_channel": False, "observer": observer}),
+    ]
 
 
-def quantize(ctx, fp32, calibration, out_rel: str, *, per_channel: bool = True) -> tuple[list[str], dict]:
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def _xnnpack_config(per_channel: bool, observer: str):
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    cfg = get_symmetric_quantization_config(is_per_channel=per_channel)
+    if observer == "minmax":
+        act = dataclasses.replace(
+            cfg.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12)
+        )
+        cfg = dataclasses.replace(cfg, input_activation=act, output_activation=act)
+    return cfg
+
+
+def quantize(
+    ctx, fp32, calibration, out_rel: str, *, per_channel: bool = True, observer: str = "minmax"
+) -> tuple[list[str], dict]:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     names = ctx.signature.input_names
@@ -186,7 +205,8 @@ def quantize(ctx, fp32, calibration, out_rel: str, *, per_channel: bool = True) 
     write_bytes(ctx.staging, out_rel, data)
     return [out_rel], {
         "quantizer": "torchao PT2E with executorch XNNPACKQuantizer",
-        "config": f"symmetric int8, {'per-channel' if per_channel else 'per-tensor'} weights",
+        "config": f"symmetric int8, {'per-channel' if per_channel else 'per-tensor'} weights, "
+        f"{'MinMaxObserver' if observer == 'minmax' else 'HistogramObserver'} activations",
         "max_batch": ctx.config.executorch_max_batch,
         "batch_range_restored": restored,
         "delegation": delegation,

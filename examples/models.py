@@ -1,0 +1,41 @@
+"""Model factories the examples and benchmarks export as ``models:NAME`` (put this folder on PYTHONPATH).
+
+Each is a plain function returning an ``nn.Module``, which is all ``edgeport export --model
+pkg.mod:factory`` needs.  Weights come separately (``--weights``, safetensors or a state_dict).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rgb_digits_cnn(num_classes: int = 10) -> nn.Module:
+    """A small RGB CNN for 64x64 images; returns logits."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )  # fmt: skip
+
+
+class ImageAndVector(nn.Module):
+    """Two inputs (an RGB image and a float vector of metadata), two outputs (logits and an embedding)."""
+
+    def __init__(self, num_classes: int = 4, vector: int = 6, embedding: int = 12) -> None:
+        super().__init__()
+        self.image = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        self.vector = nn.Linear(vector, 8)
+        self.head = nn.Linear(16, num_classes)
+        self.embed = nn.Linear(16, embedding)
+
+    def forward(self, image: torch.Tensor, vector: torch.Tensor) -> dict:
+        z = torch.cat([self.image(image), torch.relu(self.vector(vector))], dim=1)
+        return {"logits": self.head(z), "embedding": self.embed(z)}
+
+
+def image_and_vector() -> nn.Module:
+    return ImageAndVector()
