@@ -98,7 +98,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from edgeport.bundle import load_bundle
-
     from edgeport.runtime import available_backends
     from edgeport.runtime.registry import BACKEND_FORMAT
 

@@ -16,14 +16,14 @@ import time
 
 import torch
 import torchvision
-from edgeport.sources.mnist import load_mnist, resolve_root
-from edgeport.seed.models import NeuralNetwork
-from edgeport.seed.train import fit
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import ToTensor
 
 from edgeport.config import TrainConfig
+from edgeport.seed.models import NeuralNetwork
+from edgeport.seed.train import fit
+from edgeport.sources.mnist import load_mnist, resolve_root
 
 FLOP_PER_SAMPLE = 2 * (784 * 96 + 96 * 256 + 256 * 10)  # 204,800 forward
 

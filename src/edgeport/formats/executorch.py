@@ -188,9 +188,7 @@ def quantize(
     try:
         with _quiet():
             gm = _export_program(ctx.model.eval(), ctx).module()
-            quantizer = XNNPACKQuantizer().set_global(
-                get_symmetric_quantization_config(is_per_channel=per_channel)
-            )
+            quantizer = XNNPACKQuantizer().set_global(_xnnpack_config(per_channel, observer))
             prepared = prepare_pt2e(gm, quantizer)
             with torch.no_grad():
                 for feeds, _ in calibration.batches(batch):
