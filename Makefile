@@ -22,7 +22,7 @@ run: venv
 	$(VENV)/bin/edgeport pipeline $(if $(DATA),--data-dir $(DATA)) --out $(RUN) --force
 
 test: venv
-	$(PY) -m pytest -q
+	$(if $(DATA),EDGEPORT_MNIST_ROOT=$(abspath $(DATA)) )$(PY) -m pytest -q
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -214,7 +214,7 @@ def test_a_run_folder_naming_code_is_not_imported(
     canary = tmp_path / "canary"
     run = _evil_run(tmp_path, tiny_run, canary)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("EDGEPORT_TRUST_MODEL_CODE", raising=False)
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")  # restored at teardown, even if the CLI sets it
     if command == "api":
         from edgeport.checkpoint import load_run
 
@@ -239,7 +239,7 @@ def test_a_run_folder_naming_code_is_not_imported(
 
 
 def test_torchscript_from_a_bundle_needs_trust(plain, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("EDGEPORT_TRUST_MODEL_CODE", raising=False)
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")  # restored at teardown, even if the CLI sets it
     b = load_bundle(plain)
     with pytest.raises(ConfigError, match="arbitrary code.*--trust-model-code"):
         b.runner("torchscript")
