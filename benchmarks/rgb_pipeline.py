@@ -84,8 +84,8 @@ def train(folder: Path, out: Path, epochs: int) -> float:
     y = torch.tensor(ds.targets)
     torch.manual_seed(0)
     model = models.rgb_digits_cnn()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * (-(-len(x) // 128)))
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3, total_steps=epochs * (-(-len(x) // 128)))
     for _ in range(epochs):
         perm = torch.randperm(len(x))
         model.train()
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--per-class", type=int, default=600, help="training images per class")
     ap.add_argument("--photos-per-class", type=int, default=200, help="pipeline images per class")
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=6)
     args = ap.parse_args(argv)
     from edgeport.sources.mnist import load_mnist
 
@@ -155,8 +155,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     print(f"edgeport pipeline: exit {p.returncode} in {time.perf_counter() - t0:.1f} s")
-    if p.returncode not in (0, 1):
-        print(p.stderr[-2000:])
+    if p.returncode or not (run / "verify.json").is_file():
+        print(p.stderr[-3000:])
+    if not (run / "verify.json").is_file():
         return 1
     v = json.loads((run / "verify.json").read_text())
     print(

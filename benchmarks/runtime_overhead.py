@@ -132,11 +132,10 @@ def hand_executorch(bundle, feeds, threads):
     from executorch.runtime import Runtime
 
     _unsafe_reset_threadpool(threads)
-    method = (
-        Runtime.get().load_program(bundle.read_verified(bundle.artifact("executorch"))).load_method("forward")
-    )
+    program = Runtime.get().load_program(bundle.read_verified(bundle.artifact("executorch")))
+    method = program.load_method("forward")  # the program must outlive the method
     tensors = [torch.from_numpy(feeds[n]) for n in bundle.signature.input_names]
-    return (lambda: method.execute(tensors)), (method, tensors)
+    return (lambda: method.execute(tensors)), (program, method, tensors)
 
 
 HAND = {

@@ -427,3 +427,47 @@ def test_export_on_real_mnist(mnist_root, tmp_path):
     assert b.manifest.parity["passed"] and b.manifest.parity["inputs"]["n"] == 256 + 12
     x, _ = _test_data(b)
     assert x.min() == pytest.approx(b.signature.inputs[0].value_range[0], abs=1e-5)
+
+
+def test_executorch_cnn_runs_at_every_batch_up_to_its_plan(tmp_path):
+    """The batch-cap regression: lowering a conv model narrowed the planned batch (64 -> 15); restored here."""
+    pytest.importorskip("executorch")
+    b = export(
+        model_ref="user_models:logits_cnn",
+        random_init=True,
+        input_shape=(1, 3, 16, 16),
+        out=tmp_path / "b",
+        config=ExportConfig(formats=("executorch",)),
+        progress=False,
+    )
+    art = b.artifact("executorch")
+    assert art.details["max_batch"] == 64 and b.signature.max_batch == 4096
+    parity = b.manifest.parity["artifacts"]["executorch/fp32"]["batch_sizes"]
+    assert set(parity) == {"1", "2", "7", "64"} and all(r["passed"] for r in parity.values())
+    model = b.runner("torch")
+    with model, b.runner("executorch") as r:
+        assert r.max_batch == 64
+        for bs in (1, 7, 16, 64):
+            x = np.random.default_rng(bs).standard_normal((bs, 3, 16, 16)).astype(np.float32)
+            np.testing.assert_allclose(r.run(x), model.run(x), atol=1e-5, rtol=1e-5, err_msg=f"batch {bs}")
+        from edgeport.errors import InputError
+
+        with pytest.raises(InputError, match="outside 1..64"):
+            r.run(np.zeros((65, 3, 16, 16), np.float32))
+
+
+def test_corrupted_pte_is_refused_before_parsing(tmp_path, full_bundle, monkeypatch):
+    pytest.importorskip("executorch")
+    import executorch.runtime
+
+    root = fx.bundle_copy(full_bundle, tmp_path)
+    verified = load_bundle(root)
+    p = root / "executorch" / "model.pte"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 3] ^= 0x40
+    p.write_bytes(bytes(data))
+    monkeypatch.setattr(executorch.runtime.Runtime, "load_program", lambda *a, **k: pytest.fail("parsed"))
+    with pytest.raises(BundleError, match="executorch/model.pte.*does not match its manifest hash"):
+        load_bundle(root)
+    with pytest.raises(BundleError, match="executorch/model.pte"):
+        verified.runner("executorch").load()  # swapped after loading: the runner re-checks

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from ..errors import BundleError, EdgeportError, safe_text
 from ..runtime.parity import ParityAccumulator, tolerance_for
 from ..runtime.plan import environment, open_bundle, select_runs
@@ -139,4 +137,4 @@ def raise_if_failed(report: dict) -> None:
         )
 
 
-__all__ = ["selfcheck", "format_table", "print_table", "raise_if_failed", "np"]
+__all__ = ["selfcheck", "format_table", "print_table", "raise_if_failed"]

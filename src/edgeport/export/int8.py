@@ -7,7 +7,9 @@ exist, else top-1 agreement with fp32 and output SQNR), and timed with the
 benchmark's own loop.  The **fastest candidate within the accuracy gate**
 ships: on some CPUs the most accurate int8 configuration is slower than fp32
 (the "quantization paradox"), so speed is measured, not assumed.  If no
-candidate passes the gate, the most accurate one ships and verify says so.
+candidate passes the gate, the fastest of those within 0.5 pt of the most
+accurate ships, and verify says the gate failed.  For random weights, accuracy
+means nothing: agreement with fp32 (and SQNR) decide.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def _selection(ctx, plan):
     per = sum(int(np.prod(s.concrete_shape(values))) * s.np_dtype.itemsize for s in ctx.signature.inputs)
     n = max(1, min(len(plan.selection), ctx.calibration.selection_size, CACHE_BYTES // max(per, 1)))
     feeds, labels = first_batch(plan.selection, n)
-    if labels is not None and ctx.label_map is not None:
+    if ctx.random_init:
+        labels = None  # random weights: accuracy means nothing; agreement with fp32 and SQNR decide
+    elif labels is not None and ctx.label_map is not None:
         labels = ctx.label_map[labels]
     return feeds, labels, reference(ctx.staged_bundle(), feeds)
 
@@ -70,6 +74,20 @@ def _score(ctx, runner, sel, gate: Tolerance, name: str) -> dict:
         "within_gate": res.passed,
         "why_not": list(res.reasons),
     }
+
+
+NEAR_BEST = 0.005  # with no candidate within the gate: candidates this close to the best one compete on speed
+
+
+def _near_best(cands: list[dict]) -> list[dict]:
+    best = max(cands, key=_rank)["score"]
+
+    def close(c):
+        s = c["score"]
+        acc_ok = best["accuracy"] is None or (s["accuracy"] or 0) >= best["accuracy"] - NEAR_BEST
+        return acc_ok and (s["agreement"] or 0) >= (best["agreement"] or 0) - NEAR_BEST
+
+    return [c for c in cands if close(c)]
 
 
 def _rank(c: dict) -> tuple:
@@ -137,7 +155,8 @@ def _quantize_format(ctx, fmt: str, calibration, sel, speed_feeds, gate):
             + ("" if score["within_gate"] else " (outside the gate)")
         )
     passing = [c for c in cands if c["score"]["within_gate"]]
-    pick = max(passing, key=lambda c: c["throughput_per_s"]) if passing else max(cands, key=_rank)
+    near = passing or _near_best(cands)
+    pick = max(near, key=lambda c: c["throughput_per_s"])
     final = _install(ctx, fmt, mod, pick)
     proof = mod.prove_int8(ctx, ctx.staging / final.file)
     ratio = prove_size(final, fp32)

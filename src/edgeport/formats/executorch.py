@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import subprocess
 import tempfile
 import warnings
@@ -249,7 +250,10 @@ def inspect_pte(path: Path) -> dict:
                 capture_output=True,
                 timeout=120,
             )
-            graph = json.loads((Path(tmp) / f"g{delegates}.json").read_text())
+            text = (Path(tmp) / f"g{delegates}.json").read_text()
+            # flatc writes non-finite floats (quantization scales of all-zero channels) as bare nan/inf
+            text = re.sub(r"(?<=[\s:\[,])[-+]?(nan|inf)(?=[\s,\]}])", "0", text)
+            graph = json.loads(text)
             for v in graph.get("xvalues", []):
                 tensor = v.get("xvalue_union", {})
                 dt = tensor.get("datatype", tensor.get("tensor_value", {}).get("datatype"))

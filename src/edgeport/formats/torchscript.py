@@ -45,7 +45,9 @@ def _trace_freeze(model: nn.Module, example: tuple) -> torch.jit.ScriptModule:
 
 def _save(module, rel: str, ctx) -> None:
     buf = io.BytesIO()
-    torch.jit.save(module, buf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated upstream; used on purpose
+        torch.jit.save(module, buf)
     write_bytes(ctx.staging, rel, buf.getvalue())
 
 

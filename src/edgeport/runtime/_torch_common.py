@@ -5,7 +5,6 @@ Imported only by those two backends, so the light runtime never imports torch.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, BundleError
@@ -120,4 +119,4 @@ def first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-__all__ = ["TorchRunnerBase", "first_line", "outputs_to_dict", "np"]
+__all__ = ["TorchRunnerBase", "first_line", "outputs_to_dict"]

@@ -9,6 +9,7 @@ hash matches.  Torch parses the verified bytes, never the path.
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 
 import torch
@@ -49,7 +50,9 @@ class TorchScriptRunner(TorchRunnerBase):
         data = self.bundle.read_verified(self.artifact)
         _check_zip(data, self.artifact.key)
         try:
-            module = torch.jit.load(io.BytesIO(data), map_location=self._dev)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # deprecated upstream; used on purpose
+                module = torch.jit.load(io.BytesIO(data), map_location=self._dev)
         except Exception as exc:
             raise BundleError(
                 f"torch.jit.load cannot read {self.artifact.key} ({first_line(exc)}); re-export"

@@ -23,7 +23,7 @@ from .registry import BACKEND_FORMAT
 
 SCHEMA = "edgeport.verify/2"
 REFERENCE = ("torch", "fp32", "cpu")
-BATCH_BYTES = 64 << 20  # one batch of inputs at most this large
+BATCH_BYTES = 16 << 20  # one batch of inputs at most this large (runners size their arenas to it)
 
 
 def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
