@@ -120,7 +120,9 @@ def main(argv=None) -> int:
                 rng = np.random.default_rng(0)
                 x1 = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
                 x32 = rng.standard_normal((32, 3, 224, 224)).astype(np.float32)
-                p1, _ = raw_p50_and_throughput(raw_call(b, backend, x1, 1), 1, args.seconds)
+                p1, _ = raw_p50_and_throughput(
+                    raw_call(b, backend, x1, rows[(backend, prec, 1)]["threads"]), 1, args.seconds
+                )
                 _, t32 = raw_p50_and_throughput(
                     raw_call(b, backend, x32, rows[(backend, prec, 32)]["threads"]), 32, args.seconds
                 )
