@@ -58,9 +58,9 @@ def main(argv=None) -> int:
         write_images(tmp / "cal", 300, 1)
         print(f"wrote {args.n} + 300 JPEGs (224x224) in {time.perf_counter() - t0:.0f} s")
         torch.manual_seed(0)
-        save_file(models.rgb_digits_cnn().state_dict(), str(tmp / "w.safetensors"))
+        save_file(models.pooled_rgb_cnn().state_dict(), str(tmp / "w.safetensors"))
         export(
-            model_ref="models:rgb_digits_cnn",
+            model_ref="models:pooled_rgb_cnn",
             weights=tmp / "w.safetensors",
             input_shape=(1, 3, 224, 224),
             calibration_data=f"imagefolder:{tmp / 'cal'}",

@@ -21,6 +21,16 @@ def rgb_digits_cnn(num_classes: int = 10) -> nn.Module:
     )  # fmt: skip
 
 
+def pooled_rgb_cnn(num_classes: int = 10) -> nn.Module:
+    """A small RGB CNN for any image size (three stride-2 convolutions, global average pooling); logits."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )  # fmt: skip
+
+
 class ImageAndVector(nn.Module):
     """Two inputs (an RGB image and a float vector of metadata), two outputs (logits and an embedding)."""
 

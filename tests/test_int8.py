@@ -176,3 +176,20 @@ def test_int8_accuracy_on_real_mnist(mnist_root, tmp_path_factory):
     for row in report["rows"]:
         assert row["passed"], row
         assert row["accuracy_drop"] <= 0.002 + 1e-9 and row["agreement"] >= 0.995, row
+
+
+def test_size_proof_allows_graph_text_only_up_to_its_allowance():
+    from types import SimpleNamespace
+
+    from edgeport.formats.proof import SIZE_ALLOWANCE
+
+    def art(n):
+        return SimpleNamespace(total_bytes=n, file="model.int8.xml")
+
+    fp32 = art(292_000)  # a small CNN: its int8 IR carries ~2 KB of XML per FakeQuantize node
+    assert prove_size(art(102_000), fp32) == pytest.approx(102 / 292)
+    with pytest.raises(ExportError, match=r"check 'size'.*\+ 32 KiB"):
+        prove_size(art(int(0.30 * 292_000) + SIZE_ALLOWANCE + 1), fp32)
+    with pytest.raises(ExportError, match="check 'size'"):
+        prove_size(fp32, fp32)  # fp32 renamed as int8
+    assert prove_size(art(1000), art(3000)) == pytest.approx(1 / 3)  # tiny: the op checks decide

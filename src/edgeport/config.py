@@ -37,7 +37,7 @@ def _float_range(name: str, value, lo: float, hi: float, *, lo_open: bool = Fals
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     model: str = "mnist-mlp"
-    epochs: int = 28  # 1..1000
+    epochs: int = 22  # 1..1000
     # Large batches keep both cores busy in a few big GEMMs; with one-cycle
     # Adam at a peak lr of 1e-2 they converge as well as the tutorial's batch 32.
     batch_size: int = 1024  # 1..65536

@@ -198,6 +198,13 @@ def host_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--connect-timeout", type=bounded_float(0.1, 600.0), default=10.0, help="seconds to connect"
     )
+    g.add_argument(
+        "--remote-cache",
+        default=None,
+        metavar="DIR",
+        help="bundle cache folder on the device (default: $EDGEPORT_REMOTE_CACHE, else "
+        "~/.cache/edgeport/bundles)",
+    )
 
 
 def selection_args(p: argparse.ArgumentParser, *, bundle: bool = True) -> None:
