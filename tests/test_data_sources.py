@@ -243,3 +243,13 @@ def test_mnist_files_are_validated(tmp_path, corrupt, match, synthetic_mnist, ca
     assert main(["train", "--data-dir", str(root), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and match.split(".")[0] in err
+
+
+def test_report_samples_show_every_class_of_a_sorted_folder(tmp_path):
+    root = write_folder(tmp_path / "photos")  # files listed class by class: cat..., dog..., eel...
+    src = open_source(f"imagefolder:{root}", signature=image_signature(), preprocessing=rgb_pre())
+    images, labels = src.display_images(6)
+    assert len(images) == 6 and labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert all(im.dtype == np.uint8 and im.ndim == 3 for im in images)
+    images, labels = src.subset([0, 1, 2], "eval").display_images(16)  # fewer than asked: all of them
+    assert labels.tolist() == [0, 0, 0] and len(images) == 3

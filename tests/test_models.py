@@ -77,3 +77,17 @@ def test_registry_lists_and_rejects_unknown():
         build_model("nope")
     with pytest.raises(ConfigError, match="cannot import"):
         build_model("no_such_module_xyz:factory")
+
+
+def test_random_init_is_the_same_on_every_run():
+    from edgeport.sources.models import resolve
+
+    torch.manual_seed(123)
+    a = resolve(model_ref="mnist-cnn", random_init=True)
+    b = resolve(model_ref="mnist-cnn", random_init=True)
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(1))  # the caller's generator is left as it was
+    for (k, va), vb in zip(a.module.state_dict().items(), b.module.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert "seed 0" in a.provenance["weights"]

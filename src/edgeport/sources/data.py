@@ -104,6 +104,18 @@ class DataSource:
         """Up to ``k`` decoded images (uint8 HW or HWC) for the report, with their labels."""
         return [], None
 
+    def _display_positions(self, k: int) -> np.ndarray:
+        """``k`` positions for the report's sample grid: one class after another where labels exist
+        (a sorted image folder would otherwise show only its first class), in label order."""
+        pos = self._pos()
+        k = min(k, len(pos))
+        labels = self.labels_array()
+        if labels is None:
+            return pos[:k]
+        chosen = pos[balanced_positions(labels, k, seed=0)]
+        full = self._labels_full()
+        return chosen[np.argsort(full[chosen], kind="stable")]
+
 
 # --------------------------------------------------------------------------- MNIST
 
@@ -141,7 +153,7 @@ class MnistSource(DataSource):
         return d
 
     def display_images(self, k: int):
-        pos = self._pos()[:k]
+        pos = self._display_positions(k)
         return list(self.images[pos]), self.labels_[pos]
 
 
@@ -171,7 +183,7 @@ class ArraySource(DataSource):
         return {self.pre.input: self.pre.apply(self.images[positions])}
 
     def display_images(self, k: int):
-        pos = self._pos()[:k]
+        pos = self._display_positions(k)
         return list(self.images[pos]), (None if self.labels_ is None else self.labels_[pos])
 
 
@@ -280,7 +292,7 @@ class ImageFolderSource(DataSource):
     def display_images(self, k: int):
         from ..imageio import decode
 
-        pos = self._pos()[:k]
+        pos = self._display_positions(k)
         imgs = [decode(self.files[i], self.pre.mode, limit=self.max_pixels) for i in pos]
         return imgs, (None if self.labels_ is None else self.labels_[pos])
 

@@ -43,6 +43,9 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
+RANDOM_INIT_SEED = 0  # --random-init draws its weights from torch's generator seeded with this
+
+
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY:
         raise ConfigError(f"model {spec.name!r} is already registered")
@@ -308,7 +311,14 @@ def resolve(
         )
     if weights is not None and random_init:
         raise ConfigError("pass --weights or --random-init, not both")
-    module = build_model(model_ref, args)
+    if random_init:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)  # the same random weights on every run
+            module = build_model(model_ref, args)
+    else:
+        module = build_model(model_ref, args)
     spec = get_spec(model_ref) if kind_of(model_ref) == "registry" else None
     prov: dict = {"source": kind_of(model_ref), "model": model_ref}
     src = None
@@ -326,7 +336,7 @@ def resolve(
         prov |= {"weights_file": weights.name, "weights_sha256": ckpt.sha256_file(weights)}
         src = weights if weights.suffix == ".safetensors" else None
     else:
-        prov["weights"] = "random (--random-init)"
+        prov["weights"] = f"random (--random-init, torch seed {RANDOM_INIT_SEED})"
     return ModelSource(module.eval(), model_ref, args, random_init, prov, checkpoint=src, spec=spec)
 
 
