@@ -109,6 +109,18 @@ def test_verify_reports_each_output(two_io, capsys):
         )
 
 
+def test_inspect_shows_parity_per_output_and_batch_size(two_io, capsys):
+    from edgeport.cli import main
+
+    assert main(["inspect", str(two_io)]) == 0
+    out = capsys.readouterr().out
+    assert "max abs difference per output at batch 1, 2, 7, 64: passed" in out
+    for fmt in ("torchscript", "onnx", "openvino", "executorch"):
+        for name in ("logits", "embedding"):
+            line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"{fmt}/fp32 {name} "))
+            assert all(f"b{b} " in line for b in (1, 2, 7, 64)) and "FAIL" not in line, line
+
+
 # ------------------------------------------------------------------ artifacts that lie about their outputs
 
 

@@ -37,7 +37,7 @@ def _float_range(name: str, value, lo: float, hi: float, *, lo_open: bool = Fals
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     model: str = "mnist-mlp"
-    epochs: int = 22  # 1..1000
+    epochs: int = 20  # 1..1000
     # Large batches keep both cores busy in a few big GEMMs; with one-cycle
     # Adam at a peak lr of 1e-2 they converge as well as the tutorial's batch 32.
     batch_size: int = 1024  # 1..65536
@@ -137,5 +137,5 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = (1, 32, 256)  # each 1..65536
     threads: int | None = None  # None: a per-backend default, recorded in every row; else 1..256
     warmup_seconds: float = 0.5  # 0..3600
-    min_iters: int = 200  # 1..10,000,000
+    min_iters: int = 30  # 1..10,000,000 (with min_seconds: whichever takes longer)
     min_seconds: float = 2.0  # 0..3600

@@ -50,7 +50,7 @@ class PipelineConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Shorter than `edgeport bench`'s defaults so the seed pipeline fits in about a minute on two cores.
     bench_min_seconds: float = 1.0
-    bench_min_iters: int = 100
+    bench_min_iters: int = 30
     bench_warmup_seconds: float = 0.2
 
 

@@ -174,8 +174,50 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
     if m.golden:
         print(f"golden I/O: {m.golden['n']} samples ({safe_text(m.golden.get('source', ''))})")
+    _print_parity(m.parity)
     print(format_layer_report(bundle))
     return 0
+
+
+def _num(v, fmt: str) -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def _print_parity(parity) -> None:
+    """Export-time parity against PyTorch: max abs difference per artifact, output and batch size."""
+    if not isinstance(parity, dict) or not isinstance(parity.get("artifacts"), dict):
+        return
+    inputs = parity.get("inputs", {}) if isinstance(parity.get("inputs"), dict) else {}
+    sizes = [str(b) for b in parity.get("batch_sizes", []) if isinstance(b, int)]
+    evidence = safe_text(inputs.get("evidence") or "")
+    print(
+        f"parity vs PyTorch at export: {_num(inputs.get('n'), 'd')} inputs"
+        f"{f' ({evidence})' if evidence else ''}, max abs difference per output at batch "
+        f"{', '.join(sizes)}: {'passed' if parity.get('passed') else 'FAILED'}"
+    )
+    for key, art in parity["artifacts"].items():
+        per = art.get("batch_sizes", {}) if isinstance(art, dict) else {}
+        if not isinstance(per, dict):
+            continue
+        names = []
+        for row in per.values():
+            for n in (row.get("outputs") or {}) if isinstance(row, dict) else {}:
+                if n not in names:
+                    names.append(n)
+        for name in names or [None]:
+            cells = []
+            for b in sizes:
+                row = per.get(b) if isinstance(per.get(b), dict) else {}
+                r = (row.get("outputs") or {}).get(name, {}) if name else row
+                r = r if isinstance(r, dict) else {}
+                agree = r.get("agreement")
+                cells.append(
+                    f"b{b} {_num(r.get('max_abs'), '.1e')}"
+                    + (f" {agree * 100:.1f}%" if isinstance(agree, (int, float)) and agree < 1 else "")
+                    + ("" if r.get("passed", True) else " FAIL")
+                )
+            label = f"{key} {name}" if name else key
+            print(f"  {safe_text(label):<30} {'  '.join(cells)}")
 
 
 def _artifact_notes(a) -> None:

@@ -182,7 +182,7 @@ def add_parsers(sub) -> None:
         "--epochs",
         type=bounded_int(1, 1000),
         default=None,
-        help="training epochs of the seed network (default: 22 for mnist-mlp, 8 for mnist-cnn)",
+        help="training epochs of the seed network (default: 20 for mnist-mlp, 8 for mnist-cnn)",
     )
     p.add_argument(
         "--seed", type=seed_int, default=0, help="training seed (the same seed gives the same model)"

@@ -205,7 +205,10 @@ def add_parsers(sub) -> None:
         "--warmup-seconds", type=seconds_float, default=0.5, help="untimed runs first, per row (0..3600)"
     )
     p.add_argument(
-        "--min-iters", type=bounded_int(1, 10_000_000), default=200, help="timed iterations per row, at least"
+        "--min-iters",
+        type=bounded_int(1, 10_000_000),
+        default=30,
+        help="timed iterations per row, at least (1..10,000,000; with --min-seconds, whichever takes longer)",
     )
     p.add_argument(
         "--min-seconds", type=seconds_float, default=2.0, help="timed seconds per row, at least (0..3600)"
