@@ -504,7 +504,15 @@ def test_graphs_with_unbounded_loops_are_refused_before_a_session(op, tmp_path, 
         load_bundle(b).runner("onnxruntime").load()
 
 
+def _default_sigint():
+    """The child starts with SIGINT at its default and unblocked, whatever this test process inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_interrupts_a_long_command(plain):
+    import threading
+
     p = subprocess.Popen(
         [
             EDGEPORT,
@@ -516,16 +524,37 @@ def test_ctrl_c_interrupts_a_long_command(plain):
             "60",
             "--batch-sizes",
             "1",
-            "--quiet",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
-    time.sleep(6)
+    err_parts: list[str] = []
+    started = threading.Event()
+
+    def read_stderr():
+        for chunk in iter(lambda: p.stderr.read(64), ""):
+            err_parts.append(chunk)
+            if "onnxruntime:cpu" in "".join(err_parts[-4:]):
+                started.set()  # the timing loop is running in the worker thread
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert started.wait(120), "".join(err_parts)[-500:]
+    time.sleep(1.0)
     t0 = time.perf_counter()
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=20)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        status = Path(f"/proc/{p.pid}/status").read_text()
+        p.kill()
+        pytest.fail(
+            f"no exit 20 s after SIGINT; {[ln for ln in status.splitlines() if ln.startswith('Sig')]}"
+        )
+    reader.join(10)
+    err = "".join(err_parts)
     assert time.perf_counter() - t0 < 10 and p.returncode == 130, (p.returncode, err[-300:])
     assert "interrupted" in err and "Traceback" not in err
 
