@@ -193,3 +193,28 @@ def test_size_proof_allows_graph_text_only_up_to_its_allowance():
     with pytest.raises(ExportError, match="check 'size'"):
         prove_size(fp32, fp32)  # fp32 renamed as int8
     assert prove_size(art(1000), art(3000)) == pytest.approx(1 / 3)  # tiny: the op checks decide
+
+
+@pytest.mark.parametrize("model", ["mnist-mlp", "mnist-cnn"])
+def test_layer_report_reads_qoperator_graphs(model, tmp_path, synthetic_mnist, monkeypatch):
+    """QOperator int8 graphs (QGemm, QLinearConv; ReLU folded into the output range) are tapped too."""
+    from edgeport.export.api import export
+    from edgeport.formats import onnx as onnx_format
+
+    every = onnx_format.int8_candidates
+    monkeypatch.setattr(
+        onnx_format, "int8_candidates", lambda m: [c for c in every(m) if "qoperator" in c[0]]
+    )
+    q = export(
+        model_ref=model,
+        random_init=True,
+        out=tmp_path / "b",
+        data_dir=synthetic_mnist,
+        config=ExportConfig(formats=("onnx",), int8=True),
+        calibration=CalibrationConfig(size=50, selection_size=64, speed_seconds=0.0),
+        progress=False,
+    )
+    assert q.artifact("onnx", "int8").details["selected"] == "minmax/qoperator"
+    rows = q.manifest.layer_report["formats"]["onnx"]
+    assert len(rows) >= 4 and rows[-1]["layer"] == "output", rows
+    assert all(r["sqnr_db"] is not None and r["sqnr_db"] > 15 for r in rows), rows

@@ -98,7 +98,10 @@ def _int8_taps(ctx, bundle, art, mod, names: list[str], feeds: dict) -> tuple[di
         taps = mod.layer_taps(ctx, art, names)
         with bundle.runner(backend, "int8", "cpu", artifact=art, taps=taps or None) as r:
             if taps:
-                return r.run_taps(feeds)
+                outs, tapped = r.run_taps(feeds)
+                if hasattr(mod, "dequantize_taps"):
+                    tapped = mod.dequantize_taps(ctx, art, tapped)
+                return outs, tapped
             return r.run(feeds), {}
     if hasattr(mod, "layer_outputs"):
         outs, taps = mod.layer_outputs(ctx, art, feeds, names)

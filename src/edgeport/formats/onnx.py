@@ -298,13 +298,75 @@ def layer_taps(ctx, artifact, module_names: list[str]) -> dict:
     import onnx
 
     model = onnx.load(str(ctx.staging / artifact.file), load_external_data=False)
-    weighted = [
-        n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul")
-    ]
+    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", *QUANTIZED_WEIGHTED)]
+    dequantized = {n.input[0]: n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    relu_after = _relu_after(model)
+    fp32_relu_after = None
     out = {}
     for name in module_names:
         prefix = scope(name) + "/"
         node = next((n for n in weighted if n.name.startswith(prefix)), None)
-        if node is not None and not node.op_type.startswith("QLinear"):
-            out[name] = node.output[0]
+        if node is None:
+            continue
+        # A QOperator node's output is quantized: tap its DequantizeLinear where there is one,
+        # else the quantized tensor itself (see dequantize_taps).
+        tensor = dequantized.get(node.output[0], node.output[0])
+        label = name
+        if node.op_type in QUANTIZED_WEIGHTED and tensor not in relu_after:
+            if fp32_relu_after is None:  # the quantizer folds a following ReLU into the output range
+                fp32 = ctx.fp32("onnx") if hasattr(ctx, "fp32") else None
+                fp32_model = (
+                    onnx.load(str(ctx.staging / fp32.file), load_external_data=False) if fp32 else None
+                )
+                fp32_relu_after = _relu_scopes(fp32_model) if fp32_model is not None else set()
+            if scope(name) in fp32_relu_after:
+                label = f"{name}+relu"
+        out[label] = tensor
+    return out
+
+
+def _relu_after(model) -> set[str]:
+    """Tensors consumed by a Relu."""
+    return {n.input[0] for n in model.graph.node if n.op_type == "Relu"}
+
+
+def _relu_scopes(model) -> set[str]:
+    """Scopes of the weighted nodes whose output goes straight into a Relu in ``model``."""
+    relu_in = _relu_after(model)
+    return {
+        n.name.rsplit("/", 1)[0]
+        for n in model.graph.node
+        if n.op_type in ("Conv", "Gemm", "MatMul") and n.output[0] in relu_in
+    }
+
+
+# QOperator ops with weights, and the input positions of their output scale and zero point.
+QUANTIZED_WEIGHTED = {"QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QGemm": (7, 8)}
+
+
+def dequantize_taps(ctx, artifact, taps: dict) -> dict:
+    """Tapped quantized outputs of QOperator nodes (QLinearConv, QLinearMatMul, QGemm) back to float:
+    ``(q - y_zero_point) * y_scale``, with both read from the graph's initializers."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(ctx.staging / artifact.file), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    by_output = {n.output[0]: n for n in model.graph.node if n.op_type in QUANTIZED_WEIGHTED}
+    names = layer_taps(ctx, artifact, [label.partition("+")[0] for label in taps])  # label -> tensor
+    out = {}
+    for label, value in taps.items():
+        node = by_output.get(names.get(label, ""))
+        if node is None or value.dtype not in (np.uint8, np.int8):
+            out[label] = value
+            continue
+        i_scale, i_zero = QUANTIZED_WEIGHTED[node.op_type]
+        if len(node.input) <= i_scale:
+            continue  # a float-output QGemm would not be here (its dtype is float)
+        scale = inits.get(node.input[i_scale])
+        zero = inits.get(node.input[i_zero]) if len(node.input) > i_zero else None
+        if scale is None:
+            continue  # a scale computed at run time: nothing to compare against
+        zp = numpy_helper.to_array(zero).astype(np.float32) if zero is not None else np.float32(0)
+        out[label] = (value.astype(np.float32) - zp) * numpy_helper.to_array(scale).astype(np.float32)
     return out

@@ -230,7 +230,16 @@ def _with_tap_outputs(model: bytes, tensors: list[str]) -> bytes:
 
     proto = onnx.load_from_string(model)
     existing = {o.name for o in proto.graph.output}
+    try:  # each tapped tensor's element type (QOperator graphs carry uint8/int8 activations)
+        inferred = onnx.shape_inference.infer_shapes(proto).graph.value_info
+        types = {v.name: v.type.tensor_type.elem_type for v in inferred}
+    except Exception:  # noqa: BLE001 - inference is best effort; float is the common case
+        types = {}
     for t in tensors:
-        if t not in existing:
-            proto.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+        if t in existing:
+            continue
+        if types.get(t):
+            proto.graph.output.append(onnx.helper.make_tensor_value_info(t, types[t], None))
+        else:  # a contrib op's output (QGemm): no declared type, ONNX Runtime takes the node's own
+            proto.graph.output.append(onnx.ValueInfoProto(name=t))
     return proto.SerializeToString()
