@@ -60,10 +60,27 @@ def _labels(args):
     return [t.strip() for t in args.labels.split(",")]
 
 
+def model_source_args(args) -> dict:
+    """The model-source options that `export` and `pipeline` share, as keyword arguments
+    (preprocessing overrides go in under the caller's own name)."""
+    from ..sources.models import parse_model_args
+
+    return {
+        "model_ref": args.model_ref,
+        "weights": args.weights,
+        "random_init": args.random_init,
+        "model_args": parse_model_args(args.model_arg),
+        "inputs": args.input,
+        "input_shape": tuple(args.input_shape) if args.input_shape else None,
+        "outputs": args.output,
+        "preprocessing": args.preprocess,
+        "labels": _labels(args),
+    }
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ..config import DEFAULT_FORMATS, ExportConfig
     from ..export.api import export
-    from ..sources.models import parse_model_args
 
     if not args.run and not args.model_ref:
         raise_config("give --run RUN (a folder from `edgeport train`), or --model MODEL with --weights FILE")
@@ -92,16 +109,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         force=args.force,
         progress=not args.quiet,
-        model_ref=args.model_ref,
-        weights=args.weights,
-        random_init=args.random_init,
-        model_args=parse_model_args(args.model_arg),
-        inputs=args.input,
-        input_shape=tuple(args.input_shape) if args.input_shape else None,
-        outputs=args.output,
-        preprocessing=args.preprocess,
+        **model_source_args(args),
         preprocessing_overrides=_overrides(args),
-        labels=_labels(args),
         int8_formats=args.int8_formats,
         formats_explicit=args.formats is not None,
         max_pixels=args.max_pixels,

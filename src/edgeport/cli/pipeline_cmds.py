@@ -27,7 +27,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from ..config import CalibrationConfig, TrainConfig
     from ..pipeline import ModelInput, PipelineConfig, run_pipeline
     from ..runtime.registry import BACKENDS
-    from .export_cmds import _labels, _overrides
+    from .export_cmds import _overrides, model_source_args
     from .train_cmds import TRAIN_DEFAULTS
 
     unknown = [b for b in args.backends or [] if b not in BACKENDS]
@@ -39,22 +39,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     else:
         train_model = "mnist-mlp"
         if args.model_ref or args.weights:
-            from ..sources.models import parse_model_args
-
             if not args.model_ref:
                 raise_config("--weights needs --model")
-            model = ModelInput(
-                model_ref=args.model_ref,
-                weights=args.weights,
-                random_init=args.random_init,
-                model_args=parse_model_args(args.model_arg),
-                inputs=args.input,
-                input_shape=tuple(args.input_shape) if args.input_shape else None,
-                outputs=args.output,
-                preprocessing=args.preprocess,
-                overrides=_overrides(args),
-                labels=_labels(args),
-            )
+            model = ModelInput(**model_source_args(args), overrides=_overrides(args))
     base = TRAIN_DEFAULTS[train_model]
     config = PipelineConfig(
         train=TrainConfig(
