@@ -284,20 +284,18 @@ def _export_stage(
 
 def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config):
     """The same eval split export used (the split is deterministic and recorded)."""
-    from .export.api import _default_data
-    from .sources.data import plan_data
+    from .export.api import data_plan
 
     m = bundle.manifest
-    plan = plan_data(
-        signature=m.signature,
-        preprocessing=bundle.preprocessing,
-        data=_default_data(bundle.preprocessing, m.random_init, data, calibration_data, eval_data),
+    plan = data_plan(
+        m.signature,
+        bundle.preprocessing,
+        m.random_init,
+        config.calibration,
+        data=data,
         calibration_data=calibration_data,
         eval_data=eval_data,
         data_dir=data_dir,
-        calibration_size=config.calibration.size,
-        selection_size=config.calibration.selection_size,
-        seed=config.calibration.seed,
         max_pixels=max_pixels,
         mnist=mnist,
     )

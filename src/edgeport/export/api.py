@@ -138,6 +138,25 @@ def _default_data(pre, random_init: bool, data, calibration_data, eval_data) -> 
     )
 
 
+def data_plan(signature, pre, random_init: bool, calibration, *, data, calibration_data, eval_data,
+              data_dir, max_pixels, mnist):  # fmt: skip
+    """The deterministic calibration / selection / eval splits of an export (the pipeline re-derives
+    the same eval split from them)."""
+    return plan_data(
+        signature=signature,
+        preprocessing=pre,
+        data=_default_data(pre, random_init, data, calibration_data, eval_data),
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        data_dir=data_dir,
+        calibration_size=calibration.size,
+        selection_size=calibration.selection_size,
+        seed=calibration.seed,
+        max_pixels=max_pixels,
+        mnist=mnist,
+    )
+
+
 def reestimate_batchnorm(model: torch.nn.Module, calibration, names: list[str], batch: int) -> int:
     """Random weights: recompute every BatchNorm's running statistics on the calibration split.
 
@@ -209,16 +228,15 @@ def export(
     )
     pre = _preprocessing(signature, source, preprocessing, preprocessing_overrides)
     signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
-    plan = plan_data(
-        signature=signature,
-        preprocessing=pre,
-        data=_default_data(pre, source.random_init, data, calibration_data, eval_data),
+    plan = data_plan(
+        signature,
+        pre,
+        source.random_init,
+        calibration,
+        data=data,
         calibration_data=calibration_data,
         eval_data=eval_data,
         data_dir=data_dir,
-        calibration_size=calibration.size,
-        selection_size=calibration.selection_size,
-        seed=calibration.seed,
         max_pixels=max_pixels,
         mnist=mnist,
     )
@@ -392,16 +410,15 @@ def quantize(
         )
     model = load_reference_model(old)
     pre = old.preprocessing
-    plan = plan_data(
-        signature=m.signature,
-        preprocessing=pre,
-        data=_default_data(pre, m.random_init, data, calibration_data, eval_data),
+    plan = data_plan(
+        m.signature,
+        pre,
+        m.random_init,
+        calibration,
+        data=data,
         calibration_data=calibration_data,
         eval_data=eval_data,
         data_dir=data_dir,
-        calibration_size=calibration.size,
-        selection_size=calibration.selection_size,
-        seed=calibration.seed,
         max_pixels=max_pixels,
         mnist=mnist,
     )
