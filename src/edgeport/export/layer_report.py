@@ -100,7 +100,7 @@ def _int8_taps(ctx, bundle, art, mod, names: list[str], feeds: dict) -> tuple[di
             if taps:
                 outs, tapped = r.run_taps(feeds)
                 if hasattr(mod, "dequantize_taps"):
-                    tapped = mod.dequantize_taps(ctx, art, tapped)
+                    tapped = mod.dequantize_taps(ctx, art, taps, tapped)
                 return outs, tapped
             return r.run(feeds), {}
     if hasattr(mod, "layer_outputs"):

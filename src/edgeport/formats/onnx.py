@@ -344,16 +344,16 @@ def _relu_scopes(model) -> set[str]:
 QUANTIZED_WEIGHTED = {"QLinearConv": (6, 7), "QLinearMatMul": (6, 7), "QGemm": (7, 8)}
 
 
-def dequantize_taps(ctx, artifact, taps: dict) -> dict:
+def dequantize_taps(ctx, artifact, names: dict, taps: dict) -> dict:
     """Tapped quantized outputs of QOperator nodes (QLinearConv, QLinearMatMul, QGemm) back to float:
-    ``(q - y_zero_point) * y_scale``, with both read from the graph's initializers."""
+    ``(q - y_zero_point) * y_scale``, with both read from the graph's initializers.  ``names`` is the
+    label -> tensor map :func:`layer_taps` gave for these taps."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(ctx.staging / artifact.file), load_external_data=False)
     inits = {t.name: t for t in model.graph.initializer}
     by_output = {n.output[0]: n for n in model.graph.node if n.op_type in QUANTIZED_WEIGHTED}
-    names = layer_taps(ctx, artifact, [label.partition("+")[0] for label in taps])  # label -> tensor
     out = {}
     for label, value in taps.items():
         node = by_output.get(names.get(label, ""))
