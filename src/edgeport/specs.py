@@ -29,6 +29,18 @@ DTYPES: dict[str, np.dtype] = {
     "bool": np.dtype(np.bool_),
 }
 KINDS = ("probs", "logits", "raw")
+# What an output means to its task (see edgeport.tasks): the task module reads outputs by role.
+ROLES = (
+    "class_scores",  # classify / text-classify: [batch, classes]
+    "boxes",  # detect: [batch, anchors, 4]
+    "scores",  # detect: [batch, anchors, classes] or [batch, anchors]
+    "labels",  # detect: [batch, anchors] class ids (optional)
+    "mask_logits",  # segment: [batch, classes, height, width]
+    "embedding",  # embed: [batch, dim]
+    "token_logits",  # token: [batch, seq, vocab]
+    "values",  # regress: [batch, ...]
+    "aux",  # not judged by the task (tolerance and relative error only)
+)
 LAYOUTS = ("NCHW", "NHWC")
 BATCH = "batch"
 # The largest batch a bundle allows unless its manifest says otherwise.
@@ -44,14 +56,30 @@ def valid_name(name) -> bool:
 
 @dataclass(frozen=True)
 class Dim:
-    """A named dynamic dimension with inclusive bounds."""
+    """A named dynamic dimension with inclusive bounds and the value the model was exported at."""
 
     name: str
     min: int = 1
     max: int = DEFAULT_MAX_BATCH
+    example: int | None = None  # the size traced/exported with (None: batch, or an output-only dim)
 
     def to_dict(self) -> dict:
-        return {"min": self.min, "max": self.max}
+        d = {"min": self.min, "max": self.max}
+        if self.example is not None:
+            d["example"] = self.example
+        return d
+
+    def points(self) -> tuple[int, ...]:
+        """The sizes every check runs this dim at: its min, an odd middle value and its max."""
+        mid = (self.min + self.max) // 2
+        if mid % 2 == 0:
+            mid = mid + 1 if mid + 1 < self.max else mid - 1
+        mid = min(max(mid, self.min), self.max)
+        return tuple(sorted({self.min, mid, self.max}))
+
+    def describe(self) -> str:
+        ex = f" (exported at {self.example})" if self.example is not None else ""
+        return f"{self.name} = {self.min}..{self.max}{ex}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,7 @@ class TensorSpec:
     shape: tuple
     layout: str | None = None  # image inputs: NCHW or NHWC
     kind: str | None = None  # outputs: probs, logits or raw
+    role: str | None = None  # outputs: what the task reads it as (ROLES)
     value_range: tuple[float, float] | None = None  # inputs: the range real inputs fall in
     description: str = ""
 
@@ -76,6 +105,9 @@ class TensorSpec:
 
     @property
     def is_classifier(self) -> bool:
+        """Class scores of a classifier (by role; a spec without a role: a probs/logits output)."""
+        if self.role is not None:
+            return self.role == "class_scores"
         return self.kind in ("probs", "logits")
 
     @property
@@ -87,6 +119,8 @@ class TensorSpec:
 
     def describe(self) -> str:
         extra = f" {self.layout}" if self.layout else (f" {self.kind}" if self.kind else "")
+        if self.role and self.role != "aux":
+            extra += f" ({self.role})"
         return f"{self.name}: {self.dtype} {self.shape_text()}{extra}"
 
     def concrete_shape(self, values: Mapping[str, int]) -> tuple[int, ...]:
@@ -98,6 +132,8 @@ class TensorSpec:
             d["layout"] = self.layout
         if self.kind:
             d["kind"] = self.kind
+        if self.role:
+            d["role"] = self.role
         if self.value_range is not None:
             d["value_range"] = [float(v) for v in self.value_range]
         if self.description:
@@ -148,15 +184,41 @@ class Signature:
         cls = self.classifier_outputs
         return cls[0] if cls else self.outputs[0]
 
+    def outputs_with_role(self, role: str) -> list[TensorSpec]:
+        return [s for s in self.outputs if s.role == role]
+
     @property
     def max_batch(self) -> int:
         return self.dims[BATCH].max if BATCH in self.dims else DEFAULT_MAX_BATCH
 
+    @property
+    def input_dims(self) -> dict[str, Dim]:
+        """The dynamic dims the inputs use, batch first (output-only dims follow from these)."""
+        used = [d for s in self.inputs for d in s.shape if isinstance(d, str)]
+        return {n: self.dims[n] for n in self.dims if n in used}
+
+    @property
+    def free_dims(self) -> dict[str, Dim]:
+        """The non-batch dims the inputs use: each is checked at its min, middle and max."""
+        return {n: d for n, d in self.input_dims.items() if n != BATCH}
+
     def example_values(self, batch: int = 2) -> dict[str, int]:
-        """A value for every dim: ``batch`` for the batch, the lower bound for the others."""
+        """A value for every dim: ``batch`` for the batch, the export example (else the min) for the others."""
         out = {}
         for name, dim in self.dims.items():
-            out[name] = max(dim.min, min(batch, dim.max)) if name == BATCH else dim.min
+            if name == BATCH:
+                out[name] = max(dim.min, min(batch, dim.max))
+            else:
+                out[name] = dim.example if dim.example is not None else dim.min
+        return out
+
+    def dim_points(self) -> list[dict[str, int]]:
+        """Dim values to check: each free dim at its min, odd middle and max (the others at their example)."""
+        base = self.example_values(1)
+        out = []
+        for name, dim in self.free_dims.items():
+            for v in dim.points():
+                out.append(base | {name: v})
         return out
 
     def to_dict(self) -> dict:
@@ -308,7 +370,8 @@ def parse_dtype(text: str, where: str = "dtype") -> str:
 
 
 def random_tensor(spec: TensorSpec, shape, rng: np.random.Generator) -> np.ndarray:
-    """A seeded random array of ``shape`` for ``spec``: uniform over its value range (else N(0,1)); ints 0..9."""
+    """A seeded random array of ``shape`` for ``spec``: uniform over its value range (else N(0,1));
+    ints uniform over their (inclusive) value range, else 0..9."""
     if spec.np_dtype.kind == "f":
         if spec.value_range is not None:
             lo, hi = spec.value_range
@@ -316,12 +379,13 @@ def random_tensor(spec: TensorSpec, shape, rng: np.random.Generator) -> np.ndarr
         return rng.standard_normal(shape).astype(spec.np_dtype)
     if spec.dtype == "bool":
         return rng.integers(0, 2, size=shape).astype(bool)
-    return rng.integers(0, 10, size=shape).astype(spec.np_dtype)
+    lo, hi = (int(spec.value_range[0]), int(spec.value_range[1])) if spec.value_range else (0, 9)
+    return rng.integers(lo, hi + 1, size=shape).astype(spec.np_dtype)
 
 
-def random_feeds(signature: Signature, batch: int, seed: int = 0) -> dict:
-    """Seeded random inputs for every input of ``signature`` at ``batch``."""
-    values = signature.example_values(batch)
+def random_feeds(signature: Signature, batch: int, seed: int = 0, values: dict | None = None) -> dict:
+    """Seeded random inputs for every input of ``signature`` at ``batch`` (dims at ``values``, else their example)."""
+    values = signature.example_values(batch) | dict(values or {})
     values[BATCH] = batch
     rng = np.random.default_rng(seed)
     return {s.name: random_tensor(s, s.concrete_shape(values), rng) for s in signature.inputs}

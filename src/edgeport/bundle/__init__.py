@@ -111,6 +111,21 @@ class Bundle:
         return list(self.manifest.warnings)
 
     @property
+    def task(self):
+        """The bundle's task object (:mod:`edgeport.tasks`): what its outputs mean and how they are judged."""
+        cached = getattr(self, "_task", None)
+        if cached is None:
+            from ..tasks import registry
+
+            cached = self._task = registry.for_manifest(self.manifest)
+        return cached
+
+    @property
+    def failures(self) -> list[dict]:
+        """Formats that failed at export, with the stage and the reason."""
+        return list(self.manifest.failures)
+
+    @property
     def random_init(self) -> bool:
         return self.manifest.random_init
 

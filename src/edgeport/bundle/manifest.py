@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass, field, fields, replace
 
 from ..errors import BundleError
-from ..specs import BATCH, DTYPES, KINDS, LAYOUTS, MAX_DIM, Dim, Signature, TensorSpec, valid_name
+from ..specs import BATCH, DTYPES, KINDS, LAYOUTS, MAX_DIM, ROLES, Dim, Signature, TensorSpec, valid_name
 from .paths import HINT, MANIFEST_FILE, check_relpath
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+# 3: a task block, output roles, dim examples, failed formats (schema-2 bundles read as they are).
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 PRECISIONS = ("fp32", "fp16", "int8")
 RANDOM_WEIGHTS_WARNING = "random weights: not for accuracy"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -185,17 +186,20 @@ def _dims_from(d) -> dict[str, Dim]:
     for name, b in d.items():
         if not valid_name(name):
             raise _bad("dims", f"has an invalid dimension name {str(name)[:40]!r}")
-        _keys(f"dims.{name}", b, {"min", "max"})
-        lo = _int(f"dims.{name}.min", b["min"], 1, MAX_DIM)
+        _keys(f"dims.{name}", b, {"min", "max"}, {"example"})
+        lo = _int(f"dims.{name}.min", b["min"], 0, MAX_DIM)  # 0: an output-only dim may be empty
         hi = _int(f"dims.{name}.max", b["max"], 1, MAX_DIM)
         if lo > hi:
             raise _bad(f"dims.{name}", f"has min {lo} > max {hi}")
-        out[name] = Dim(name, lo, hi)
+        ex = b.get("example")
+        if ex is not None and not lo <= _int(f"dims.{name}.example", ex, 1, MAX_DIM) <= hi:
+            raise _bad(f"dims.{name}.example", f"{ex} is outside {lo}..{hi}")
+        out[name] = Dim(name, lo, hi, ex)
     return out
 
 
 def _spec_from(d, where: str, dims: dict[str, Dim], *, output: bool) -> TensorSpec:
-    _keys(where, d, {"name", "dtype", "shape"}, {"layout", "kind", "value_range", "description"})
+    _keys(where, d, {"name", "dtype", "shape"}, {"layout", "kind", "role", "value_range", "description"})
     name = _text(f"{where}.name", d["name"], limit=128)
     if not valid_name(name):
         raise _bad(f"{where}.name", f"{name[:40]!r} is not a valid tensor name (letters, digits, _ . : / -)")
@@ -225,6 +229,11 @@ def _spec_from(d, where: str, dims: dict[str, Dim], *, output: bool) -> TensorSp
             raise _bad(f"{where}.kind", f"must be one of {', '.join(KINDS)}")
     elif kind is not None:
         raise _bad(f"{where}.kind", "is only allowed on outputs")
+    role = d.get("role")
+    if role is not None and (not output or role not in ROLES):
+        raise _bad(f"{where}.role", f"must be one of {', '.join(ROLES)}, on an output")
+    if output and role is None:  # schema 2: probs/logits outputs are class scores
+        role = "class_scores" if kind in ("probs", "logits") else "aux"
     vr = d.get("value_range")
     if vr is not None:
         _type(f"{where}.value_range", vr, list)
@@ -240,6 +249,7 @@ def _spec_from(d, where: str, dims: dict[str, Dim], *, output: bool) -> TensorSp
         shape=tuple(shape),
         layout=layout,
         kind=kind,
+        role=role,
         value_range=vr,
         description=_text(f"{where}.description", d.get("description", ""), limit=500),
     )
@@ -270,6 +280,8 @@ _OPTIONAL = (
     "layer_report",
     "golden",
     "data",
+    "task",
+    "failures",
 )
 
 
@@ -291,6 +303,10 @@ class Manifest:
     layer_report: dict | None = None
     golden: dict | None = None
     data: dict | None = None  # the data sources export used (identity, evidence)
+    task: dict | None = None  # {"name", "params", "gates": {precision: {metric: threshold}}}
+    failures: tuple[
+        dict, ...
+    ] = ()  # formats that failed at export: {"format", "precision", "stage", "reason"}
     upgraded_from: int | None = None  # set in memory when an older schema was read
 
     @property
@@ -311,9 +327,11 @@ class Manifest:
             "random_init": self.random_init,
             "warnings": list(self.warnings),
         }
-        for k in ("calibration", "layer_report", "golden", "data"):
+        for k in ("calibration", "layer_report", "golden", "data", "task"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
+        if self.failures:
+            d["failures"] = list(self.failures)
         return d
 
     def to_json(self) -> str:
@@ -381,6 +399,8 @@ class Manifest:
         golden = d.get("golden")
         if golden is not None:
             _check_golden(golden)
+        task = _check_task(d.get("task"), signature)
+        failures = _check_failures(d.get("failures", []))
         return cls(
             schema_version=version,
             model=model,
@@ -398,6 +418,8 @@ class Manifest:
             layer_report=layer_report,
             golden=golden,
             data=d.get("data"),
+            task=task,
+            failures=failures,
         )
 
     def _replace_upgraded(self, old: int) -> Manifest:
@@ -445,7 +467,7 @@ def _check_golden(g) -> None:
         "golden",
         g,
         {"inputs", "outputs", "files", "n"},
-        {"source", "margin", "int8_agreement", "edge_cases", "evidence", "tolerance"},
+        {"source", "margin", "int8_agreement", "int8_metrics", "edge_cases", "evidence", "tolerance"},
     )
     files = _type("golden.files", g["files"], list)
     listed = {FileEntry.from_dict(f, f"golden.files[{i}]").path for i, f in enumerate(files)}
@@ -457,11 +479,55 @@ def _check_golden(g) -> None:
         m = _float("golden.margin", g["margin"], 1.0)
         if not 0 <= m <= 1:
             raise _bad("golden.margin", "must be between 0 and 1")
+    for key, metrics in _type("golden.int8_metrics", g.get("int8_metrics", {}), dict).items():
+        _text("golden.int8_metrics key", key, limit=64)
+        for m, v in _type(f"golden.int8_metrics.{key}", metrics, dict).items():
+            _text(f"golden.int8_metrics.{key} key", m, limit=64)
+            if v is not None:
+                _float(f"golden.int8_metrics.{key}.{m}", v, 1e12)
     agreement = _type("golden.int8_agreement", g.get("int8_agreement", {}), dict)
     for k, v in agreement.items():
         _text("golden.int8_agreement key", k, limit=64)
         if not 0 <= _float(f"golden.int8_agreement.{k}", v, 1.0) <= 1:
             raise _bad(f"golden.int8_agreement.{k}", "must be between 0 and 1")
+
+
+def _check_task(t, signature):
+    """The task block: a known task, its parameters and gates as the task module defines them."""
+    if t is None:
+        return None
+    from ..errors import ConfigError
+    from ..tasks import registry
+
+    _keys("task", t, {"name"}, {"params", "gates"})
+    name = _text("task.name", t["name"], limit=40)
+    try:
+        cls = registry.task_class(name)
+        cls.resolve_params(_type("task.params", t.get("params", {}), dict))
+    except ConfigError as exc:
+        raise _bad("task", f"is not valid ({str(exc)[:200]})") from None
+    gates = _type("task.gates", t.get("gates", {}), dict)
+    table = cls.gate_table()
+    for prec, g in gates.items():
+        if prec not in PRECISIONS:
+            raise _bad("task.gates", f"has an unknown precision {str(prec)[:20]!r}")
+        for metric, v in _type(f"task.gates.{prec}", g, dict).items():
+            if metric not in table:
+                raise _bad(f"task.gates.{prec}", f"names an unknown gate {str(metric)[:40]!r}")
+            _float(f"task.gates.{prec}.{metric}", v, 1e6)
+    return t
+
+
+def _check_failures(f) -> tuple[dict, ...]:
+    rows = _type("failures", f, list)
+    if len(rows) > 64:
+        raise _bad("failures", "lists more than 64 entries")
+    for i, r in enumerate(rows):
+        _keys(f"failures[{i}]", r, {"format", "precision", "stage", "reason"})
+        for k in ("format", "precision", "stage"):
+            _text(f"failures[{i}].{k}", r[k], limit=40)
+        _text(f"failures[{i}].reason", r["reason"], limit=600)
+    return tuple(rows)
 
 
 def _reject_constant(name: str):

@@ -1,0 +1,119 @@
+"""Classification (images, vectors) and text classification (token ids in, one class per sequence).
+
+Against the reference: top-1 agreement of every ``class_scores`` output.
+Against labels: accuracy of the first one, and its drop from PyTorch's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Accumulator, Gate, Task, check_int_labels, safe_div
+
+GATES = (
+    Gate(
+        "agreement",
+        "min",
+        {"fp32": 1.0, "fp16": 0.998, "int8": 0.995},
+        "share of samples whose top-1 class matches PyTorch's",
+    ),
+    Gate(
+        "accuracy_drop",
+        "max",
+        {"fp16": 0.002, "int8": 0.002},
+        "accuracy points lost against PyTorch on labelled data (0.002 = 0.2 points)",
+    ),
+)
+
+
+class ClassifyAccumulator(Accumulator):
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.n = 0
+        self.agree = dict.fromkeys(names, 0)
+        self.rows = dict.fromkeys(names, 0)
+        self.correct = self.ref_correct = self.labelled = 0
+
+    def update(self, ref: dict, out: dict, labels=None) -> None:
+        for name in self.names:
+            r, o = np.asarray(ref[name]), np.asarray(out[name])
+            if r.shape != o.shape or r.ndim < 2:
+                continue
+            pr, po = r.argmax(-1), o.argmax(-1)
+            self.agree[name] += int(np.count_nonzero(pr == po))
+            self.rows[name] += int(pr.size)
+            if name == self.names[0]:
+                self.n += len(r)
+                if labels is not None:
+                    lab = np.asarray(labels).reshape(pr.shape)
+                    self.labelled += int(lab.size)
+                    self.correct += int(np.count_nonzero(po == lab))
+                    self.ref_correct += int(np.count_nonzero(pr == lab))
+
+    def result(self) -> dict:
+        per = {n: safe_div(self.agree[n], self.rows[n]) for n in self.names}
+        vals = [v for v in per.values() if v is not None]
+        acc = safe_div(self.correct, self.labelled)
+        ref_acc = safe_div(self.ref_correct, self.labelled)
+        out = {
+            "n": self.n,
+            "agreement": min(vals) if vals else None,
+            "accuracy": acc,
+            "ref_accuracy": ref_acc,
+            "accuracy_drop": (ref_acc - acc) if acc is not None else None,
+            "labelled": self.labelled,
+        }
+        if len(per) > 1:
+            out["agreement_by_output"] = per
+        return out
+
+
+class Classify(Task):
+    name = "classify"
+    title = "Classification"
+    roles = ("class_scores",)
+    label_kind = "class"
+    GATES = GATES
+    primary_metric = "agreement"
+    primary_label_metric = "accuracy"
+    SHOW = (("agreement", "agree", True), ("accuracy", "acc", True), ("accuracy_drop", "drop", True))
+    LABEL_METRICS = ("accuracy",)
+
+    @classmethod
+    def assign_roles(cls, outputs: list[dict]) -> list[str]:
+        """Declared roles kept; every probs/logits output is class scores, the first 2-D float one too."""
+        roles, taken = [], any(o.get("role") == "class_scores" for o in outputs)
+        for o in outputs:
+            if o.get("role"):
+                roles.append(o["role"])
+            elif o.get("kind") in ("probs", "logits") or (
+                not taken and len(o["shape"]) == 2 and o["shape"][1] > 1 and o["dtype"].startswith("float")
+            ):
+                taken = True
+                roles.append("class_scores")
+            else:
+                roles.append("aux")
+        if "class_scores" not in roles:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"task {cls.name}: no output looks like class scores (a float [batch, classes] output); "
+                "name it with --output NAME:class_scores"
+            )
+        return roles
+
+    def accumulator(self) -> Accumulator:
+        return ClassifyAccumulator([s.name for s in self.outputs("class_scores")])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.outputs("class_scores")[0].shape[-1])
+
+    def check_labels(self, labels) -> None:
+        if labels is not None:
+            check_int_labels(labels, 0, self.num_classes - 1, "class labels")
+
+
+class TextClassify(Classify):
+    name = "text-classify"
+    title = "Text classification"
