@@ -369,11 +369,20 @@ _SELFCHECK = (
     ("artifact", lambda r: f"{r['format']}/{r['precision']}"),
     ("backend", lambda r: f"{r['backend']}:{r['device']}"),
     ("max abs", lambda r: "-" if r.get("max_abs") is None else f"{r['max_abs']:.2e}"),
-    ("agree %", lambda r: "-" if r.get("agreement") is None else f"{r['agreement'] * 100:.2f}"),
-    ("need %", lambda r: f"{r['min_agreement'] * 100:.2f}"),
+    ("task metrics", lambda r: _metrics(r)),
     ("result", lambda r: "pass" if r["passed"] else "FAIL"),
     ("reasons", lambda r: "; ".join(r.get("reasons") or [])),
 )
+
+
+def _metrics(r: dict) -> str:
+    from ..tasks import registry
+
+    try:
+        task = registry.task_class(r.get("task") or "classify")
+    except Exception:  # noqa: BLE001 - a remote report from another version: show nothing
+        return "-"
+    return task.summary_of(r.get("metrics") or {}) or "-"
 
 
 def _table(action: str, rows: list[dict], device_column: bool = True) -> tuple[list[str], list[list[str]]]:

@@ -240,6 +240,8 @@ def forwarded_options(args, command: str) -> list[str]:
     elif command == "verify":
         names += ["data", "data_dir", "atol", "max_accuracy_drop", "limit", "max_pixels"]
     out = ["--trust-model-code"] if getattr(args, "trust_model_code", False) else []
+    if command == "verify":
+        out += [f"--gate={g}" for g in getattr(args, "gate", None) or ()]  # repeatable: one word each
     for name in names:
         value = getattr(args, name, None)
         if value is not None:

@@ -4,9 +4,10 @@ torch-free and data-free: the bundle carries real inputs and their fp32
 PyTorch outputs (hashed like every file), so a device with the light install
 checks itself with the same tolerance table as ``verify``:
 
-- fp32 (and fp16): within tolerance, 100% top-1 agreement (fp16: the fp16 row);
-- int8: top-1 agreement at least the export-time agreement minus the margin
-  recorded in the manifest (int8 rounding differs a little between CPUs).
+- fp32 (and fp16): within tolerance, and the task's gates (100% top-1 agreement for a classifier);
+- int8: the task's metrics (agreement, matched boxes, mIoU, cosine...) at least what the
+  artifact reached on the same golden inputs at export, less the margin recorded in the
+  manifest (int8 rounding differs a little between CPUs).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import BundleError, EdgeportError, safe_text
-from ..runtime.parity import ParityAccumulator, tolerance_for
+from ..runtime.parity import ParityAccumulator, criteria_for
 from ..runtime.plan import environment, open_bundle, select_runs
 from ..runtime.registry import BACKEND_FORMAT
 
@@ -47,6 +48,7 @@ def selfcheck(
         "schema": SCHEMA,
         "bundle": str(bundle.path),
         "model": bundle.manifest.model,
+        "task": bundle.task.name,
         "warnings": bundle.warnings,
         "golden": {"n": g["n"], "source": g.get("source"), "evidence": g.get("evidence"), "margin": margin},
         "rows": rows,
@@ -56,23 +58,45 @@ def selfcheck(
     }
 
 
+def expected_gates(bundle, key: str, margin: float) -> dict:
+    """int8: the task metrics the artifact reached on these golden inputs at export, loosened by ``margin``
+    (int8 rounding differs a little between CPUs)."""
+    g = bundle.manifest.golden or {}
+    found = dict((g.get("int8_metrics") or {}).get(key) or {})
+    if not found and key in (g.get("int8_agreement") or {}):  # bundles from edgeport 0.2
+        found = {"agreement": g["int8_agreement"][key]}
+    table = bundle.task.gate_table()
+    out = {}
+    for metric, v in found.items():
+        gate = table.get(metric)
+        if gate is None or v is None:
+            continue
+        out[f"int8.{metric}"] = (
+            max(0.0, v - margin) if gate.direction == "min" else v + margin * max(1.0, abs(v))
+        )
+    return out
+
+
 def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
+    from ..runtime.verify import gate_overrides
+
     fmt = BACKEND_FORMAT[backend]
     key = f"{fmt}/{precision}"
-    expected = (g.get("int8_agreement") or {}).get(key)
-    floor = None
-    if precision == "int8" and expected is not None:
-        floor = max(0.0, float(expected) - margin)
-    tol = tolerance_for(precision, backend, min_agreement=floor, max_accuracy_drop=None)
-    acc = ParityAccumulator(bundle.signature, tol, f"{key} on {backend}:{device}", precision)
+    expected = expected_gates(bundle, key, margin) if precision == "int8" else {}
+    crit = criteria_for(bundle.task, precision, backend, gates=gate_overrides(bundle) | expected)
+    acc = ParityAccumulator(
+        bundle.signature, crit, f"{key} on {backend}:{device}", precision, task=bundle.task
+    )
     row = {
         "backend": backend,
         "device": device,
         "format": fmt,
         "precision": precision,
         "n": 0,
-        "expected_agreement": expected,
-        "min_agreement": tol.min_agreement,
+        "task": bundle.task.name,
+        "gates": crit.gates,
+        "expected_agreement": (g.get("int8_agreement") or {}).get(key),
+        "min_agreement": crit.gates.get("agreement"),
     }
     try:
         with bundle.runner(backend, precision, device) as runner:
@@ -86,15 +110,21 @@ def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
             "reasons": [f"could not run: {exc}"],
             "max_abs": None,
             "agreement": None,
+            "metrics": {},
         }
     res = acc.result()
+    reasons = list(res.reasons) or (
+        [] if res.n else ["the golden files hold no samples: nothing was checked"]
+    )
     return row | {
         "n": res.n,
         "max_abs": res.max_abs,
         "agreement": res.agreement,
+        "metrics": res.metrics,
+        "checks": list(res.checks),
         "outputs": res.outputs,
-        "passed": res.passed,
-        "reasons": list(res.reasons),
+        "passed": not reasons,
+        "reasons": reasons,
     }
 
 
@@ -104,16 +134,18 @@ def format_table(report: dict) -> str:
         f"selfcheck {safe_text(report['bundle'])} on {g['n']} golden samples ({safe_text(g.get('source') or '')})"
     ]
     lines += [f"WARNING: {safe_text(w)}" for w in report.get("warnings", [])]
-    head = f"{'artifact':<18} {'backend:device':<22} {'max abs':>9} {'agree %':>8} {'need %':>7}  result"
+    from ..tasks import registry
+
+    task = registry.task_class(report.get("task") or "classify")
+    head = f"{'artifact':<18} {'backend:device':<22} {'max abs':>9}  {'task metrics':<40} result"
     lines += [head, "-" * len(head)]
     for r in report["rows"]:
-        agree = "-" if r.get("agreement") is None else f"{r['agreement'] * 100:.2f}"
-        need = f"{r['min_agreement'] * 100:.2f}"
         mx = "-" if r.get("max_abs") is None else f"{r['max_abs']:.2e}"
+        metrics = task.summary_of(r.get("metrics") or {})
         result = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["reasons"])
         lines.append(
-            f"{r['format'] + '/' + r['precision']:<18} {r['backend'] + ':' + r['device']:<22} {mx:>9} "
-            f"{agree:>8} {need:>7}  {safe_text(result)}"
+            f"{r['format'] + '/' + r['precision']:<18} {r['backend'] + ':' + r['device']:<22} {mx:>9}  "
+            f"{metrics:<40} {safe_text(result)}"
         )
     for s in report["skipped"]:
         prec = " " + s["precision"] if s["precision"] else ""

@@ -56,6 +56,9 @@ class TorchRunnerBase(Runner):
             torch.set_num_threads(self.threads)
 
     def _load(self) -> None:
+        # nn.MultiheadAttention's fused eval fast path zeroes padded positions and no exporter writes it:
+        # the reference runs the same (reference-path) math every exported artifact runs.
+        torch.backends.mha.set_fastpath_enabled(False)
         self._apply_threads()
         self._dev = self._torch_device()
         self._module = self._build()

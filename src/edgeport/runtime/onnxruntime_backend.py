@@ -22,6 +22,9 @@ from ..bundle.onnx_graph import check_bounded, external_data_locations
 from ..errors import BackendUnavailableError, BundleError
 from .base import Prepared, Runner
 
+# ORT's own log (colour-coded kernel errors) stays off stderr: failures reach the caller as one-line errors.
+ort.set_default_logger_severity(4)
+
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -53,7 +56,7 @@ def session_options(threads: int) -> ort.SessionOptions:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3  # ORT's own warnings stay off stderr
+    so.log_severity_level = 4  # fatal only: ORT's warnings and kernel errors stay off stderr (errors reach the caller as one line)
     return so
 
 

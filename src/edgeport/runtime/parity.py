@@ -1,20 +1,22 @@
-"""Precision-aware parity between an artifact's outputs and the PyTorch reference, per output.
+"""Parity between an artifact's outputs and the PyTorch reference: elementwise per output, and the task's
+metrics and gates.
 
-numpy only.  One tolerance table serves export-time parity, int8 selection,
+numpy only.  One table of criteria serves export-time parity, int8 selection,
 ``verify``, ``selfcheck`` and the pipeline gates.  Comparisons stream: a
 :class:`ParityAccumulator` takes batch after batch and keeps only running
 statistics, so verifying a large data set needs memory for one batch.
 
-Per output:
+A row is judged by:
 
-- every output: elementwise ``|out - ref| <= atol * scale + rtol * |ref|`` where
-  ``scale`` is 1 for probabilities and ``max(1, max |ref|)`` for logits and raw
-  outputs (float32 rounding grows with magnitude); int8 and fp16 skip it;
-- ``probs`` and ``logits`` outputs: top-1 agreement (argmax) with the
-  reference, and accuracy against labels where they exist (primary output);
-- ``raw`` outputs: tolerance only.
+- every output, fp32 and fp16: elementwise ``|out - ref| <= atol * scale + rtol * |ref|``
+  where ``scale`` is 1 for probabilities and ``max(1, max |ref|)`` for logits and raw
+  outputs (float32 rounding grows with magnitude); int8 skips it;
+- the task's metrics (agreement, matched boxes, mIoU, cosine, token agreement...)
+  against its gates at that precision (:mod:`edgeport.tasks`).
 
-Every comparison is collected; :func:`raise_on_failures` raises one
+No row passes without a check that can fail: when neither the elementwise
+check nor any gate could be evaluated, the row fails and says why.  Every
+comparison is collected; :func:`raise_on_failures` raises one
 :class:`ParityError` listing them all.
 """
 
@@ -26,43 +28,39 @@ import numpy as np
 
 from ..errors import ParityError
 
+# Elementwise tolerance per precision (atol, rtol); None: not checked (int8 is judged by the task's gates).
+ELEMENTWISE: dict[str, tuple[float | None, float | None]] = {
+    "fp32": (1e-5, 1e-5),
+    # fp16-compressed weights are decompressed to fp32 at load: ~1e-3 relative error.
+    "fp16": (2e-3, 2e-3),
+    "int8": (None, None),
+}
+# Per-backend exceptions, keyed (backend, precision).  None needed so far: fp32 OpenVINO runs with
+# INFERENCE_PRECISION_HINT=f32, so bf16 never enters a comparison.
+BACKEND_ELEMENTWISE: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+
 
 @dataclass(frozen=True)
-class Tolerance:
-    atol: float | None  # None: elementwise error not checked (int8)
+class Criteria:
+    """What a row must meet: the elementwise tolerance (None: not checked) and the task's gates."""
+
+    atol: float | None
     rtol: float | None
-    min_agreement: float  # fraction of rows whose top-1 class matches the reference
-    max_accuracy_drop: float | None  # accuracy fraction (0.002 = 0.2 points); None: not checked
+    gates: dict = field(default_factory=dict)  # metric -> threshold; the task's gate table gives min/max
 
 
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=1e-5, rtol=1e-5, min_agreement=1.0, max_accuracy_drop=None),
-    # fp16-compressed weights are decompressed to fp32 at load: ~1e-3 relative error.
-    "fp16": Tolerance(atol=2e-3, rtol=2e-3, min_agreement=0.998, max_accuracy_drop=0.002),
-    "int8": Tolerance(atol=None, rtol=None, min_agreement=0.995, max_accuracy_drop=0.002),
-}
-# Per-backend exceptions to the table, keyed (backend, precision).  None needed so far:
-# fp32 OpenVINO runs with INFERENCE_PRECISION_HINT=f32, so bf16 never enters a comparison.
-BACKEND_TOLERANCES: dict[tuple[str, str], Tolerance] = {}
+def criteria_for(
+    task, precision: str, backend: str | None = None, *, atol: float | None = None, gates: dict | None = None
+) -> Criteria:
+    """The criteria for ``precision`` (and ``backend``): documented defaults, then the caller's overrides.
 
-
-def tolerance_for(
-    precision: str,
-    backend: str | None = None,
-    *,
-    atol: float | None = None,
-    max_accuracy_drop: float | None = None,
-    min_agreement: float | None = None,
-) -> Tolerance:
-    base = BACKEND_TOLERANCES.get((backend or "", precision), TOLERANCES[precision])
-    return Tolerance(
-        atol=atol if (atol is not None and base.atol is not None) else base.atol,
-        rtol=(atol if atol is not None else base.rtol) if base.rtol is not None else None,
-        min_agreement=base.min_agreement if min_agreement is None else min_agreement,
-        max_accuracy_drop=max_accuracy_drop
-        if (max_accuracy_drop is not None and base.max_accuracy_drop is not None)
-        else base.max_accuracy_drop,
-    )
+    ``atol`` replaces both elementwise tolerances where the precision has them;
+    ``gates`` maps metric (or ``precision.metric``) -> threshold, None to switch a gate off.
+    """
+    base_atol, base_rtol = BACKEND_ELEMENTWISE.get((backend or "", precision), ELEMENTWISE[precision])
+    if atol is not None and base_atol is not None:
+        base_atol = base_rtol = atol
+    return Criteria(base_atol, base_rtol, task.gates_for(precision, gates))
 
 
 @dataclass
@@ -75,10 +73,6 @@ class _Stats:
     max_ref: float = 0.0
     bad: int = 0
     nonfinite: int = 0
-    agree: int = 0
-    correct: int = 0
-    ref_correct: int = 0
-    labelled: int = 0
     shape_error: str = ""
 
 
@@ -88,13 +82,14 @@ class ParityResult:
     precision: str
     batch_size: int | None
     n: int
-    outputs: dict = field(default_factory=dict)  # output name -> statistics and verdict
+    outputs: dict = field(default_factory=dict)  # output name -> elementwise statistics and verdict
     passed: bool = True
     reasons: tuple[str, ...] = ()
     evidence: str | None = None
-
-    def _primary(self) -> dict:
-        return next(iter(self.outputs.values()), {}) if self.outputs else {}
+    task: str = ""
+    metrics: dict = field(default_factory=dict)  # the task's metrics
+    gates: dict = field(default_factory=dict)  # the thresholds that applied
+    checks: tuple[str, ...] = ()  # what was actually evaluated (tolerance, gate names)
 
     @property
     def max_abs(self) -> float:
@@ -106,22 +101,20 @@ class ParityResult:
 
     @property
     def agreement(self) -> float | None:
-        vals = [o["agreement"] for o in self.outputs.values() if o.get("agreement") is not None]
-        return vals[0] if vals else None
+        return self.metrics.get("agreement")
 
     @property
     def accuracy(self) -> float | None:
-        return next((o["accuracy"] for o in self.outputs.values() if o.get("accuracy") is not None), None)
+        return self.metrics.get("accuracy")
 
     @property
     def ref_accuracy(self) -> float | None:
-        return next(
-            (o["ref_accuracy"] for o in self.outputs.values() if o.get("ref_accuracy") is not None), None
-        )
+        return self.metrics.get("ref_accuracy")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["reasons"] = list(self.reasons)
+        d["checks"] = list(self.checks)
         d |= {
             "max_abs": self.max_abs,
             "max_rel": self.max_rel,
@@ -137,89 +130,115 @@ class ParityResult:
 
 
 class ParityAccumulator:
-    """Running per-output parity of one artifact against the reference, batch by batch."""
+    """Running parity of one artifact against the reference, batch by batch: elementwise per output,
+    plus the task's metrics (which also see the labels, where there are any)."""
 
-    def __init__(
-        self, signature, tolerance: Tolerance, name: str, precision: str, *, primary: str | None = None
-    ):
-        self.signature, self.tol, self.name, self.precision = signature, tolerance, name, precision
-        self.primary = primary or signature.primary_output.name
+    def __init__(self, signature, criteria: Criteria, name: str, precision: str, *, task=None) -> None:
+        if task is None:
+            from ..tasks import registry
+
+            task = registry.make(signature, registry.infer_from_kinds(signature))
+        self.signature, self.crit, self.name, self.precision, self.task = (
+            signature,
+            criteria,
+            name,
+            precision,
+            task,
+        )
         self.stats = {s.name: _Stats(s.kind or "raw") for s in signature.outputs}
+        self.metrics = task.accumulator()
+        self._shapes_ok = True
 
-    def update(self, ref: dict, out: dict, labels: np.ndarray | None = None) -> None:
+    def update(self, ref: dict, out: dict, labels=None) -> None:
+        ok = True
         for spec in self.signature.outputs:
-            st = self.stats[spec.name]
-            r = np.asarray(ref[spec.name], dtype=np.float64)
-            o = np.asarray(out[spec.name], dtype=np.float64)
-            if r.shape != o.shape:
-                st.shape_error = f"shape {list(o.shape)} != reference {list(r.shape)}"
-                continue
-            st.n += len(r)
-            st.values += r.size
-            finite = np.isfinite(o)
-            st.nonfinite += int(r.size - np.count_nonzero(finite))
-            diff = np.where(finite, np.abs(o - r), np.inf)
-            if diff.size:
-                st.max_abs = max(st.max_abs, float(diff.max()))
-                st.max_rel = max(st.max_rel, float((diff / np.maximum(np.abs(r), 1e-12)).max()))
-                st.max_ref = max(st.max_ref, float(np.abs(r).max()))
-            if self.tol.atol is not None:
-                # logits/raw: the absolute tolerance scales with the largest reference value seen so far
-                scale_now = 1.0 if st.kind == "probs" else max(1.0, st.max_ref)
-                bound = self.tol.atol * scale_now + self.tol.rtol * np.abs(r)
-                st.bad += int(np.count_nonzero(~(diff <= bound)))
-            if st.kind in ("probs", "logits") and r.ndim >= 2:
-                pr, po = r.argmax(-1), o.argmax(-1)
-                st.agree += int(np.count_nonzero(pr == po))
-                if labels is not None and spec.name == self.primary:
-                    lab = np.asarray(labels).reshape(pr.shape[0], *([] if pr.ndim == 1 else pr.shape[1:]))
-                    st.labelled += int(lab.size)
-                    st.correct += int(np.count_nonzero(po == lab))
-                    st.ref_correct += int(np.count_nonzero(pr == lab))
+            ok &= self._elementwise(self.stats[spec.name], ref[spec.name], out[spec.name])
+        if ok:
+            self.metrics.update(ref, out, labels)
+        self._shapes_ok &= ok
+
+    def _elementwise(self, st: _Stats, ref, out) -> bool:
+        r = np.asarray(ref, dtype=np.float64)
+        o = np.asarray(out, dtype=np.float64)
+        if r.shape != o.shape:
+            st.shape_error = f"shape {list(o.shape)} != reference {list(r.shape)}"
+            return False
+        st.n += len(r)
+        st.values += r.size
+        finite = np.isfinite(o)
+        st.nonfinite += int(r.size - np.count_nonzero(finite))
+        diff = np.where(finite, np.abs(o - r), np.inf)
+        if diff.size:
+            st.max_abs = max(st.max_abs, float(diff.max()))
+            st.max_rel = max(st.max_rel, float((diff / np.maximum(np.abs(r), 1e-12)).max()))
+            st.max_ref = max(st.max_ref, float(np.abs(r).max()))
+        if self.crit.atol is not None:
+            # logits/raw: the absolute tolerance scales with the largest reference value seen so far
+            scale_now = 1.0 if st.kind == "probs" else max(1.0, st.max_ref)
+            bound = self.crit.atol * scale_now + self.crit.rtol * np.abs(r)
+            st.bad += int(np.count_nonzero(~(diff <= bound)))
+        return True
+
+    def _output_reasons(self, st: _Stats) -> list[str]:
+        why = []
+        if st.shape_error:
+            why.append(st.shape_error)
+        if st.nonfinite:
+            why.append(f"{st.nonfinite} non-finite values")
+        if self.crit.atol is not None and st.bad:
+            scale = "" if st.kind == "probs" else "*max(1,|ref|max)"
+            why.append(
+                f"{st.bad} of {st.values} values exceed |d| <= {self.crit.atol:g}{scale} + {self.crit.rtol:g}*|ref| "
+                f"(max abs {st.max_abs:.3g}, max rel {st.max_rel:.3g})"
+            )
+        return why
 
     def result(self, batch_size: int | None = None, evidence: str | None = None) -> ParityResult:
         outs, reasons = {}, []
         n = max((s.n for s in self.stats.values()), default=0)
         for name, st in self.stats.items():
-            why = []
-            rows = max(st.n, 1)
-            if st.shape_error:
-                why.append(st.shape_error)
-            if st.nonfinite:
-                why.append(f"{st.nonfinite} non-finite values")
-            if self.tol.atol is not None and st.bad:
-                scale = "" if st.kind == "probs" else "*max(1,|ref|max)"
-                why.append(
-                    f"{st.bad} of {st.values} values exceed |d| <= {self.tol.atol:g}{scale} + {self.tol.rtol:g}*|ref| "
-                    f"(max abs {st.max_abs:.3g}, max rel {st.max_rel:.3g})"
-                )
-            agreement = st.agree / rows if st.kind in ("probs", "logits") and st.n else None
-            if agreement is not None and agreement < self.tol.min_agreement:
-                why.append(f"top-1 agreement {agreement * 100:.2f}% < {self.tol.min_agreement * 100:.2f}%")
-            acc = ref_acc = None
-            if st.labelled:
-                acc, ref_acc = st.correct / st.labelled, st.ref_correct / st.labelled
-                drop = self.tol.max_accuracy_drop
-                if drop is not None and ref_acc - acc > drop + 1e-12:
-                    why.append(
-                        f"accuracy {acc * 100:.2f}% is {(ref_acc - acc) * 100:.2f} pt below PyTorch's "
-                        f"{ref_acc * 100:.2f}% (allowed {drop * 100:.2f} pt)"
-                    )
+            why = self._output_reasons(st)
             outs[name] = {
                 "kind": st.kind,
                 "n": st.n,
                 "max_abs": st.max_abs,
                 "max_rel": st.max_rel,
-                "agreement": agreement,
-                "accuracy": acc,
-                "ref_accuracy": ref_acc,
                 "passed": not why,
                 "reasons": why,
             }
             reasons += [f"{name}: {w}" if len(self.stats) > 1 else w for w in why]
+        metrics = self.metrics.result() if n else {}
+        checks = ["tolerance"] if self.crit.atol is not None and n else []
+        if n and self._shapes_ok:
+            task_reasons, evaluated = self.task.judge(metrics, self.crit.gates)
+            reasons += task_reasons
+            checks += evaluated
+        if n and not checks:
+            reasons.append(
+                f"nothing could be judged: no elementwise tolerance at {self.precision} and none of the "
+                f"{self.task.name} gates ({', '.join(self.crit.gates) or 'none set'}) could be measured "
+                f"on these outputs ({_why_unmeasured(metrics)})"
+            )
         return ParityResult(
-            self.name, self.precision, batch_size, n, outs, not reasons, tuple(reasons), evidence
+            self.name,
+            self.precision,
+            batch_size,
+            n,
+            outs,
+            not reasons,
+            tuple(reasons),
+            evidence,
+            self.task.name,
+            metrics,
+            dict(self.crit.gates),
+            tuple(checks),
         )
+
+
+def _why_unmeasured(metrics: dict) -> str:
+    if metrics.get("ref_boxes") == 0:
+        return "the reference made no detections above the score threshold; lower it with --task-param"
+    return "no labels for the label metrics, and no reference metric applies"
 
 
 def compare(
@@ -229,13 +248,18 @@ def compare(
     out: dict,
     precision: str,
     *,
+    task=None,
     batch_size: int | None = None,
-    labels: np.ndarray | None = None,
-    tolerance: Tolerance | None = None,
+    labels=None,
+    criteria: Criteria | None = None,
     evidence: str | None = None,
 ) -> ParityResult:
-    """One-shot comparison of outputs by name (both dicts) under the precision's tolerance."""
-    acc = ParityAccumulator(signature, tolerance or TOLERANCES[precision], name, precision)
+    """One-shot comparison of outputs by name (both dicts) under the precision's default criteria."""
+    if task is None:
+        from ..tasks import registry
+
+        task = registry.make(signature, registry.infer_from_kinds(signature))
+    acc = ParityAccumulator(signature, criteria or criteria_for(task, precision), name, precision, task=task)
     acc.update(ref, out, labels)
     return acc.result(batch_size, evidence)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, EdgeportError, ParityError, safe_text
 from .benchmark import progress_bar
-from .parity import ParityAccumulator, tolerance_for
+from .parity import ParityAccumulator, criteria_for
 from .plan import environment, open_bundle, select_runs
 from .registry import BACKEND_FORMAT
 
@@ -70,6 +69,8 @@ def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
 def label_map(bundle, source) -> np.ndarray | None:
     """Index map from the source's class numbers to the bundle's label numbers (None: identity)."""
     classes, labels = source.classes, bundle.labels
+    if bundle.task.label_kind != "class":
+        return None  # boxes, masks, tokens carry class ids the data source already mapped
     if not classes or not labels or list(classes) == list(labels)[: len(classes)]:
         return None
     if set(classes) <= set(labels):
@@ -88,6 +89,20 @@ def default_batch(bundle) -> int:
     return int(max(1, min(1000, BATCH_BYTES // max(per, 1), bundle.signature.max_batch)))
 
 
+def gate_overrides(bundle, gates: dict | None = None, max_accuracy_drop: float | None = None) -> dict:
+    """The gates export recorded in the manifest (so export and verify judge alike), then the caller's."""
+    out = {}
+    block = bundle.manifest.task or {}
+    for prec, table in (block.get("gates") or {}).items():
+        for metric, v in table.items():
+            out[f"{prec}.{metric}"] = v
+    if max_accuracy_drop is not None and "accuracy_drop" in bundle.task.gate_table():
+        for prec in ("fp16", "int8"):
+            out[f"{prec}.accuracy_drop"] = max_accuracy_drop
+    out.update(gates or {})
+    return out
+
+
 def verify(
     bundle_or_path,
     *,
@@ -98,6 +113,7 @@ def verify(
     devices=None,
     atol: float | None = None,
     max_accuracy_drop: float | None = None,
+    gates: dict | None = None,
     batch_size: int | None = None,
     limit: int | None = None,
     progress: bool = True,
@@ -105,9 +121,10 @@ def verify(
 ) -> dict:
     """Compare every selected runner with PyTorch on ``data`` in one streaming pass; the report dict.
 
-    ``atol`` overrides the elementwise tolerance of fp32/fp16; ``max_accuracy_drop``
-    (a fraction: 0.002 = 0.2 points) that of fp16/int8.  ``report["passed"]``
-    is False when any row failed (see :func:`raise_if_failed`).
+    Each row is judged by the elementwise tolerance (fp32/fp16; ``atol`` overrides it) and the task's
+    gates at its precision: those recorded at export, then ``gates`` (``[precision.]metric -> threshold``)
+    and ``max_accuracy_drop`` (a fraction: 0.002 = 0.2 points).  ``report["passed"]`` is False when any
+    row failed (see :func:`raise_if_failed`).
     """
     bundle = open_bundle(bundle_or_path)
     runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
@@ -118,18 +135,23 @@ def verify(
         raise DataError("the eval data holds no samples")
     mapping = label_map(bundle, source)
     batch_size = batch_size or default_batch(bundle)
-    rows, ref_acc = _stream(bundle, runs, source, mapping, batch_size, atol, max_accuracy_drop, progress)
+    overrides = gate_overrides(bundle, gates, max_accuracy_drop)
+    rows, ref_metrics, dims = _stream(bundle, runs, source, mapping, batch_size, atol, overrides, progress)
     return {
         "schema": SCHEMA,
         "bundle": str(getattr(bundle, "path", "")),
         "model": getattr(bundle.manifest, "model", None),
+        "task": bundle.task.name,
         "warnings": bundle.warnings,
+        "failures": bundle.failures,
         "data": {**_brief(source.identity()), "evidence": source.evidence},
+        "dim_points": dims,
         "reference": {
             "backend": REFERENCE[0],
             "precision": REFERENCE[1],
             "device": REFERENCE[2],
-            "accuracy": ref_acc,
+            "accuracy": ref_metrics.get("accuracy"),
+            "metrics": ref_metrics,
         },
         "rows": rows,
         "skipped": skipped,
@@ -143,12 +165,12 @@ def _brief(identity: dict) -> dict:
 
 
 class _Row:
-    def __init__(self, bundle, backend, precision, device, batch_size, atol, drop):
+    def __init__(self, bundle, backend, precision, device, batch_size, atol, overrides):
         self.backend, self.precision, self.device = backend, precision, device
         self.fmt = BACKEND_FORMAT[backend]
-        self.tol = tolerance_for(precision, backend, atol=atol, max_accuracy_drop=drop)
+        self.crit = criteria_for(bundle.task, precision, backend, atol=atol, gates=overrides)
         self.name = f"{self.fmt}/{precision} on {backend}:{device}"
-        self.acc = ParityAccumulator(bundle.signature, self.tol, self.name, precision)
+        self.acc = ParityAccumulator(bundle.signature, self.crit, self.name, precision, task=bundle.task)
         self.error: str | None = None
         self.seconds = 0.0
         self.runner = None
@@ -176,6 +198,9 @@ class _Row:
             self.runner.close()
         res = self.acc.result(evidence=evidence)
         reasons = ([self.error] if self.error else []) + list(res.reasons)
+        if not res.n and not reasons:
+            reasons.append("no samples were compared")
+        m = res.metrics
         return {
             "backend": self.backend,
             "device": self.device,
@@ -186,44 +211,60 @@ class _Row:
             "outputs": res.outputs,
             "max_abs": res.max_abs if res.n else None,
             "max_rel": res.max_rel if res.n else None,
-            "agreement": res.agreement,
-            "accuracy": res.accuracy,
-            "ref_accuracy": res.ref_accuracy,
-            "accuracy_drop": (res.ref_accuracy - res.accuracy) if res.accuracy is not None else None,
+            "task": res.task,
+            "metrics": m,
+            "gates": res.gates,
+            "checks": list(res.checks),
+            "agreement": m.get("agreement"),
+            "accuracy": m.get("accuracy"),
+            "ref_accuracy": m.get("ref_accuracy"),
+            "accuracy_drop": m.get("accuracy_drop"),
             "passed": not reasons,
             "reasons": reasons,
-            "tolerance": asdict(self.tol),
+            "tolerance": {"atol": self.crit.atol, "rtol": self.crit.rtol},
             "seconds": self.seconds,
         }
 
 
-def _stream(bundle, runs, source, mapping, batch_size, atol, drop, progress):
+def _stream(bundle, runs, source, mapping, batch_size, atol, overrides, progress):
+    from ..export.parity import N_DIM_SAMPLES, dim_groups
+
+    task = bundle.task
     bar = progress_bar(len(source), progress, "verify", unit="sample")
-    rows = []
+    rows, sample, dims = [], None, []
+    ref_acc = task.accumulator()
     try:
         with bundle.runner(
             *REFERENCE[:1], precision=REFERENCE[1], device=REFERENCE[2], max_batch=batch_size
         ) as ref_r:
-            rows = [_Row(bundle, b, p, d, batch_size, atol, drop) for b, p, d in runs]
-            correct = labelled = 0
-            primary = bundle.signature.primary_output
+            rows = [_Row(bundle, b, p, d, batch_size, atol, overrides) for b, p, d in runs]
             for feeds, labels in source.batches(batch_size):
                 if labels is not None and mapping is not None:
                     labels = mapping[labels]
+                task.check_labels(labels)
+                if sample is None:
+                    sample = {k: v[:N_DIM_SAMPLES] for k, v in feeds.items()}
                 ref = ref_r.run(feeds)
-                if labels is not None and primary.is_classifier:
-                    correct += int(np.count_nonzero(ref[primary.name].argmax(-1) == labels))
-                    labelled += len(labels)
+                ref_acc.update(ref, ref, labels)
                 for row in rows:
                     row.step(feeds, ref, labels)
                 bar.update(len(next(iter(feeds.values()))))
+            if sample is not None and bundle.signature.free_dims:
+                for label, feeds in dim_groups(bundle.signature, sample):
+                    dims.append(label)
+                    ref = ref_r.run(feeds)
+                    for row in rows:
+                        row.step(feeds, ref, None)
     finally:
         bar.close()
         for row in rows:
             if row.runner is not None and not row.runner.is_loaded:
                 row.runner = None
-    ref_acc = correct / labelled if labelled else None
-    return [r.to_dict(source.evidence) for r in rows], ref_acc
+    ref_metrics = {
+        k: v for k, v in ref_acc.result().items() if k.startswith("ref_") or k in ("n", "labelled")
+    }
+    ref_metrics = {k.removeprefix("ref_"): v for k, v in ref_metrics.items()}
+    return [r.to_dict(source.evidence) for r in rows], ref_metrics, dims
 
 
 def raise_if_failed(report: dict) -> None:
@@ -242,33 +283,38 @@ def _fmt(v, spec: str) -> str:
 
 
 def format_table(report: dict) -> str:
-    """A fixed-width text table of the report, one row per backend x precision x device."""
-    head = (
-        f"{'backend':<12} {'device':<8} {'precision':<9} {'max abs':>9} {'max rel':>9} {'agree %':>8} "
-        f"{'acc %':>7}  result"
-    )
+    """A fixed-width text table of the report, one row per backend x precision x device, with the task's
+    metrics (agreement and accuracy for classifiers; matched boxes, mIoU, cosine... for the others)."""
+    from ..tasks import registry
+
+    task = registry.task_class(report.get("task") or "classify")
+    head = f"{'backend':<12} {'device':<8} {'precision':<9} {'max abs':>9} {'max rel':>9}  {'task metrics':<44} result"
     data = report["data"]
     ref = report["reference"]
-    acc = "" if ref.get("accuracy") is None else f"; PyTorch accuracy {ref['accuracy'] * 100:.2f}%"
+    shown = task.summary_of(ref.get("metrics") or {}, label_only=True)
+    acc = f"; PyTorch {shown}" if shown else ""
     lines = [
-        f"verify {safe_text(report['bundle'])} on {data['n']} samples ({data.get('kind')}, {data['evidence']}){acc}"
+        f"verify {safe_text(report['bundle'])} ({task.name}) on {data['n']} samples ({data.get('kind')}, "
+        f"{data['evidence']}){acc}"
     ]
+    if report.get("dim_points"):
+        lines.append(f"dynamic dims also checked at: {'; '.join(report['dim_points'])}")
     lines += [f"WARNING: {safe_text(w)}" for w in report.get("warnings", [])]
+    for f in report.get("failures") or []:
+        lines.append(
+            f"NOT IN BUNDLE: {f['format']}/{f['precision']} failed at {f['stage']}: {safe_text(f['reason'])}"
+        )
     lines += [head, "-" * len(head)]
     for r in report["rows"]:
-        agree = None if r["agreement"] is None else r["agreement"] * 100
-        a = None if r["accuracy"] is None else r["accuracy"] * 100
         result = "PASS" if r["passed"] else "FAIL: " + "; ".join(r["reasons"])
+        metrics = task.summary_of(r.get("metrics") or {})
         lines.append(
             f"{r['backend']:<12} {r['device']:<8} {r['precision']:<9} {_fmt(r['max_abs'], '9.2e')} "
-            f"{_fmt(r['max_rel'], '9.2e')} {_fmt(agree, '8.2f')} {_fmt(a, '7.2f')}  {safe_text(result)}"
+            f"{_fmt(r['max_rel'], '9.2e')}  {metrics:<44} {safe_text(result)}"
         )
         if len(r.get("outputs") or {}) > 1:
             for name, o in r["outputs"].items():
-                ag = "" if o.get("agreement") is None else f", agreement {o['agreement'] * 100:.2f}%"
-                lines.append(
-                    f"{'':<12} output {safe_text(name)} ({o['kind']}): max abs {o['max_abs']:.2e}{ag}"
-                )
+                lines.append(f"{'':<12} output {safe_text(name)} ({o['kind']}): max abs {o['max_abs']:.2e}")
     for s in report["skipped"]:
         prec = " " + s["precision"] if s["precision"] else ""
         lines.append(f"skipped {s['backend']}:{s['device']}{prec}: {safe_text(s['reason'])}")
