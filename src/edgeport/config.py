@@ -73,8 +73,10 @@ class CalibrationConfig:
     # ... and timed at this batch size for this long: the fastest within the gate ships.
     speed_batch: int = 32  # 1..4096
     speed_seconds: float = 0.3  # 0..60
-    max_accuracy_drop: float = 0.002  # the gate a candidate must pass (accuracy fraction)
-    min_agreement: float = 0.995
+    # Overrides of the task's int8 gates (None: the task's documented default: for classify a
+    # drop of at most 0.2 accuracy points and 99.5% top-1 agreement).
+    max_accuracy_drop: float | None = None  # accuracy fraction (0.002 = 0.2 points)
+    min_agreement: float | None = None
 
     def validate(self) -> None:
         _int_range("--calibration-size", self.size, 10, 100_000)
@@ -87,8 +89,19 @@ class CalibrationConfig:
         _int_range("selection size", self.selection_size, 10, 100_000)
         _int_range("int8 speed batch", self.speed_batch, 1, 4096)
         _float_range("int8 speed seconds", self.speed_seconds, 0.0, 60.0)
-        _float_range("max accuracy drop", self.max_accuracy_drop, 0.0, 1.0)
-        _float_range("min agreement", self.min_agreement, 0.0, 1.0)
+        if self.max_accuracy_drop is not None:
+            _float_range("max accuracy drop", self.max_accuracy_drop, 0.0, 1.0)
+        if self.min_agreement is not None:
+            _float_range("min agreement", self.min_agreement, 0.0, 1.0)
+
+    def gate_overrides(self) -> dict:
+        """These options as int8 gate overrides (see edgeport.tasks)."""
+        out = {}
+        if self.max_accuracy_drop is not None:
+            out["int8.accuracy_drop"] = self.max_accuracy_drop
+        if self.min_agreement is not None:
+            out["int8.agreement"] = self.min_agreement
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +121,10 @@ class ExportConfig:
     max_batch: int = 4096  # the batch bound recorded in the manifest, 1..65536
     executorch_max_batch: int = 64  # the .pte plans memory for this many, 1..4096
     golden_samples: int = 64  # golden I/O stored for selfcheck, 1..4096
+    task: str | None = None  # None: inferred (the classifier rule), else one of edgeport.tasks.names()
+    task_params: tuple[tuple[str, object], ...] = ()  # (name, value): the task's parameters
+    dims: tuple[str, ...] = ()  # NAME=MIN..MAX[@EXAMPLE] bounds of named dynamic dims
+    gates: tuple[tuple[str, float | None], ...] = ()  # ([precision.]metric, threshold) gate overrides
 
     def validate(self) -> None:
         bad = [f for f in self.formats if f not in EXPORTABLE]
@@ -126,10 +143,10 @@ class ExportConfig:
         _int_range("--max-batch", self.max_batch, 1, 65536)
         _int_range("--executorch-max-batch", self.executorch_max_batch, 1, 4096)
         _int_range("--golden-samples", self.golden_samples, 1, 4096)
-        if max(self.parity_batch_sizes) > self.max_batch:
-            raise ConfigError(
-                f"parity batch sizes {list(self.parity_batch_sizes)} exceed --max-batch {self.max_batch}"
-            )
+        if self.task is not None:
+            from .tasks.registry import task_class
+
+            task_class(self.task)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,7 +44,13 @@ class PipelineConfig:
     int8: bool = True
     backends: tuple[str, ...] | None = None  # None: every available backend
     formats: tuple[str, ...] | None = None  # None: export's defaults
-    max_accuracy_drop: float = 0.2  # points of accuracy an int8 artifact may lose (0..100)
+    max_accuracy_drop: float | None = (
+        None  # accuracy points an int8 artifact may lose (None: the task's gate)
+    )
+    task: str | None = None  # None: inferred (classify for the seed)
+    task_params: tuple = ()
+    dims: tuple = ()
+    gates: tuple = ()  # ([precision.]metric, threshold) overrides of the task's gates
     atol: float = 1e-5
     batch_sizes: tuple[int, ...] = (1, 256)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
@@ -92,7 +98,7 @@ def _validate(config: PipelineConfig) -> None:
 
     config.train.validate()
     config.calibration.validate()
-    if not 0 <= config.max_accuracy_drop <= 100:
+    if config.max_accuracy_drop is not None and not 0 <= config.max_accuracy_drop <= 100:
         raise ConfigError(
             f"--max-accuracy-drop must be between 0 and 100 points, got {config.max_accuracy_drop}"
         )
@@ -242,10 +248,19 @@ def _export_stage(
             int8=config.int8,
             atol=config.atol,
             rtol=config.atol,
+            task=config.task,
+            task_params=config.task_params,
+            dims=config.dims,
+            gates=config.gates,
             **({"formats": config.formats} if config.formats else {}),
         ),
         calibration=CalibrationConfig(
-            **{**asdict(config.calibration), "max_accuracy_drop": config.max_accuracy_drop / 100}
+            **{
+                **asdict(config.calibration),
+                "max_accuracy_drop": None
+                if config.max_accuracy_drop is None
+                else config.max_accuracy_drop / 100,
+            }
         ),
         data=data,
         calibration_data=calibration_data,
@@ -278,6 +293,8 @@ def _export_stage(
     except ParityError as exc:
         result.gates.append(f"export parity: {exc}")
         bundle = None
+    for f in bundle.failures if bundle is not None else ():
+        result.gates.append(f"export: {f['format']}/{f['precision']} failed at {f['stage']}: {f['reason']}")
     result.stages["export"] = time.perf_counter() - t0
     return bundle
 
@@ -314,7 +331,8 @@ def _verify_stage(run, bundle, source, config, result, progress) -> None:
         data=source,
         backends=list(config.backends) if config.backends else None,
         atol=config.atol,
-        max_accuracy_drop=config.max_accuracy_drop / 100.0,
+        max_accuracy_drop=None if config.max_accuracy_drop is None else config.max_accuracy_drop / 100.0,
+        gates=dict(config.gates),
         progress=progress,
     )
     fsutil.write_json(run / "verify.json", report)

@@ -98,19 +98,19 @@ def _with_ranges(signature, pre, calibration=None):
         vr = spec.value_range
         if pre is not None and spec.name == pre.input:
             vr = pre.value_range()
-        elif spec.np_dtype.kind == "f" and calibration is not None and calibration.kind != "synthetic":
+        elif spec.np_dtype.kind in "fiu" and calibration is not None and calibration.kind != "synthetic":
             if sample is None:
                 sample, _ = first_batch(calibration, min(256, len(calibration)))
             lo, hi = float(np.min(sample[spec.name])), float(np.max(sample[spec.name]))
-            vr = (lo, hi) if hi > lo else None
+            vr = (lo, hi) if hi > lo else None  # integer inputs (token ids): the ids seen
         ins.append(dataclasses.replace(spec, value_range=vr) if vr is not None else spec)
     return dataclasses.replace(signature, inputs=tuple(ins))
 
 
 def _labels(signature, source, plan, labels) -> list[str]:
     primary = signature.primary_output
-    if not primary.is_classifier:
-        return list(labels or [])
+    if not primary.is_classifier:  # detection, segmentation...: the data's class names, where it has them
+        return [str(x) for x in (labels or source.labels or plan.eval.classes or [])]
     n = int(primary.shape[-1])
     found = list(labels or source.labels or plan.eval.classes or [])
     if not found and source.spec is not None:
@@ -207,7 +207,12 @@ def export(
     max_pixels: int | None = None,
     mnist=None,
 ) -> Bundle:
-    """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded."""
+    """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
+
+    A default format that fails (to export, or parity at some batch size or dim) is left out and
+    recorded in the manifest's ``failures``; a format asked for with ``formats_explicit`` fails the
+    whole export instead.
+    """
     t0 = time.perf_counter()
     config.validate()
     calibration = calibration or DEFAULT_CALIBRATION
@@ -223,9 +228,20 @@ def export(
         run=run, model_ref=model_ref, weights=weights, random_init=random_init, model_args=model_args
     )
     model = source.module
-    signature, example = build_signature(
-        model, source, inputs=inputs, input_shape=input_shape, outputs=outputs, max_batch=config.max_batch
+    signature, example, task_name = build_signature(
+        model,
+        source,
+        inputs=inputs,
+        input_shape=input_shape,
+        outputs=outputs,
+        dims=config.dims,
+        task=config.task,
+        max_batch=config.max_batch,
     )
+    from ..tasks import registry as tasks
+
+    spec_params = dict(source.spec.task_params) if source.spec is not None else {}
+    task = tasks.make(signature, task_name, spec_params | dict(config.task_params))
     pre = _preprocessing(signature, source, preprocessing, preprocessing_overrides)
     signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
     plan = data_plan(
@@ -241,6 +257,7 @@ def export(
         mnist=mnist,
     )
     signature = _with_ranges(signature, pre, plan.calibration)
+    task = tasks.make(signature, task_name, task.params)
     labels = _labels(signature, source, plan, labels)
     warnings = list(notes)
     if source.random_init:
@@ -254,6 +271,7 @@ def export(
         _say(progress, w)
     from ..runtime.verify import label_map
 
+    gates = {**calibration.gate_overrides(), **dict(config.gates)}
     with fsutil.staging_dir(target, "bundle") as staging:
         ctx = ExportContext(
             staging=staging,
@@ -268,15 +286,22 @@ def export(
             model_ref=source.ref,
             model_args=source.args,
             random_init=source.random_init,
+            task=task,
+            gates=gates,
         )
         ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
-        manifest = _write_bundle(ctx, source, plan, formats, int8, warnings)
+        manifest = _write_bundle(ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats)
         write_manifest(staging, manifest)
     bundle = load_bundle(target)
     bundle.trusted = True  # this process wrote it: its TorchScript may load without the opt-in
+    failed = (
+        f"; FAILED: {', '.join(f['format'] + '/' + f['precision'] for f in bundle.failures)}"
+        if bundle.failures
+        else ""
+    )
     _say(
         progress,
-        f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in bundle.artifacts)})",
+        f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in bundle.artifacts)}){failed}",
     )
     return bundle
 
@@ -302,11 +327,89 @@ def _say(progress: bool, msg: str) -> None:
         print(f"export: {msg}", file=sys.stderr, flush=True)
 
 
-def _write_bundle(ctx: ExportContext, source, plan, formats, int8, warnings) -> Manifest:
-    """Every file of the bundle, in stage order; returns the manifest to write."""
-    from .golden import int8_agreement, write_golden
-    from .parity import check_parity, parity_feeds
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
 
+
+def _fail(ctx, failures: list, fmt: str, precision: str, stage: str, exc, explicit: bool) -> None:
+    """Record a format that failed (or re-raise when the user asked for it by name)."""
+    if explicit:
+        raise exc
+    reason = _first(exc)
+    failures.append({"format": fmt, "precision": precision, "stage": stage, "reason": reason})
+    ctx.say(f"{fmt}/{precision} FAILED at {stage}: {reason}; the bundle is written without it")
+
+
+def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> None:
+    from ..errors import BackendUnavailableError, ExportError
+
+    for fmt in formats:
+        ctx.say(registry.info(fmt).title)
+        try:
+            ctx.artifacts += registry.module(fmt).export(ctx)
+        except (ExportError, BackendUnavailableError) as exc:
+            _fail(ctx, failures, fmt, "fp32", "export", exc, explicit)
+
+
+def _drop(ctx, art) -> None:
+    ctx.artifacts.remove(art)
+    for e in art.files():
+        (ctx.staging / e.path).unlink(missing_ok=True)
+
+
+def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
+    from ..errors import ParityError
+    from ..runtime.parity import Criteria
+    from .parity import check_artifact, parity_block, parity_feeds, parity_groups
+
+    ctx.say(
+        "parity against PyTorch"
+        + (f" (and at {', '.join(ctx.signature.free_dims)} min/mid/max)" if ctx.signature.free_dims else "")
+    )
+    t0 = time.perf_counter()
+    feeds, note = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
+    bundle = ctx.staged_bundle()
+    groups = parity_groups(bundle, feeds, note)
+    from ..runtime.parity import criteria_for
+
+    fp32 = ctx.task.gates_for("fp32", ctx.gates)
+    summary, failed_all = {}, []
+    for art in [a for a in ctx.artifacts if a.format != "torch"]:
+        key = f"{art.format}/{art.precision}"
+        if art.precision == "fp32":
+            crit = Criteria(ctx.config.atol, ctx.config.rtol, fp32)
+        else:
+            crit = criteria_for(ctx.task, art.precision, gates=ctx.gates)
+        summary[key], failed = check_artifact(
+            bundle, art, groups, batch_sizes=ctx.config.parity_batch_sizes, criteria=crit, task=ctx.task,
+            evidence=note.get("evidence"),
+        )  # fmt: skip
+        if failed:
+            failed_all += failed
+            listing = " | ".join(r.describe() for r in failed[:3])
+            _drop(ctx, art)
+            _fail(ctx, failures, art.format, art.precision, "parity", ParityError(
+                f"export parity against PyTorch failed for {key}: {listing}", failed), explicit)  # fmt: skip
+    return parity_block(
+        summary, groups, ctx.config.parity_batch_sizes, note, time.perf_counter() - t0, failed_all
+    )
+
+
+def _task_block(ctx) -> dict:
+    return {
+        "name": ctx.task.name,
+        "params": dict(ctx.task.params),
+        "gates": {p: ctx.task.gates_for(p, ctx.gates) for p in ("fp32", "fp16", "int8")},
+    }
+
+
+def _write_bundle(
+    ctx: ExportContext, source, plan, formats, int8, warnings, explicit, int8_explicit
+) -> Manifest:
+    """Every file of the bundle, in stage order; returns the manifest to write."""
+    from .golden import int8_metrics, write_golden
+
+    failures: list[dict] = []
     ctx.artifacts += checkpoint.export(ctx, source)
     golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
     k = min(16, len(next(iter(g_in.values()))))
@@ -315,34 +418,18 @@ def _write_bundle(ctx: ExportContext, source, plan, formats, int8, warnings) -> 
         from ..formats.onnx import metadata_props
 
         ctx.metadata = metadata_props(ctx.preprocessing, ctx.labels)
-    for fmt in formats:
-        ctx.say(registry.info(fmt).title)
-        ctx.artifacts += registry.module(fmt).export(ctx)
-    ctx.say("parity against PyTorch")
-    feeds, note = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
-    from ..runtime.parity import Tolerance
-    from .parity import reference
-
-    bundle = ctx.staged_bundle()
-    ref = reference(bundle, feeds)
-    checked = [a for a in ctx.artifacts if a.format != "torch"]
-    tol = Tolerance(ctx.config.atol, ctx.config.rtol, 1.0, None)
-    parity = check_parity(
-        bundle,
-        checked,
-        feeds,
-        ref,
-        batch_sizes=ctx.config.parity_batch_sizes,
-        fp32_tolerance=tol,
-        inputs_note=note,
-    )
+    _export_formats(ctx, formats, explicit, failures)
+    parity = _parity_stage(ctx, plan, explicit, failures)
     calib = layer = None
+    int8 = [f for f in int8 if ctx.fp32(f) is not None]
     if int8:
         from .int8 import int8_stage
 
         ctx.say(f"int8 ({', '.join(int8)}), calibrated on {len(plan.calibration)} samples")
-        new, calib, layer, _speed = int8_stage(ctx, plan, int8)
-        golden["int8_agreement"] = int8_agreement(ctx, new, g_in, g_out)
+        new, calib, layer, _speed = int8_stage(
+            ctx, plan, int8, explicit=bool(int8_explicit), failures=failures
+        )
+        golden |= int8_metrics(ctx, new, g_in, g_out)
     return Manifest(
         schema_version=SCHEMA_VERSION,
         model=source.ref,
@@ -360,6 +447,8 @@ def _write_bundle(ctx: ExportContext, source, plan, formats, int8, warnings) -> 
         layer_report=layer,
         golden=golden,
         data=plan.identity(),
+        task=_task_block(ctx),
+        failures=tuple(failures),
     )
 
 
@@ -426,6 +515,9 @@ def quantize(
 
     ex = random_feeds(m.signature, 2)
     example = tuple(torch.from_numpy(ex[n]) for n in m.signature.input_names)
+    from ..runtime.verify import gate_overrides
+
+    gates = gate_overrides(old) | calibration.gate_overrides()
     keep = [a for a in old.artifacts if a.precision != "int8"]
     with fsutil.staging_dir(target, "bundle") as staging:
         from ..bundle.writer import write_bytes
@@ -451,23 +543,31 @@ def quantize(
             model_args=m.model_args,
             random_init=m.random_init,
             artifacts=list(keep),
+            task=old.task,
+            gates=gates,
         )
         from ..runtime.verify import label_map
         from .int8 import int8_stage
 
         ctx.label_map = label_map(old, plan.eval)
-        new, calib, layer, _ = int8_stage(ctx, plan, formats)
+        failures = [f for f in m.failures if f["precision"] != "int8"]
+        new, calib, layer, _ = int8_stage(ctx, plan, formats, explicit=False, failures=failures)
         if golden:
-            from .golden import int8_agreement
+            from .golden import int8_metrics
 
             g = old.golden()
-            golden["int8_agreement"] = int8_agreement(ctx, new, g[0], g[1])
+            golden |= int8_metrics(ctx, new, g[0], g[1])
+        task = dict(m.task or _task_block(ctx))
+        task["gates"] = dict(task.get("gates") or {}) | {"int8": ctx.task.gates_for("int8", gates)}
         manifest = m.replace(
+            schema_version=SCHEMA_VERSION,
             artifacts=tuple(ctx.artifacts),
             calibration=calib,
             layer_report=layer,
             environment=device_info(),
             golden=golden,
+            task=task,
+            failures=tuple(failures),
         )
         write_manifest(staging, manifest)
     bundle = load_bundle(target)

@@ -32,6 +32,8 @@ class ExportContext:
     random_init: bool = False
     artifacts: list = field(default_factory=list)  # written so far
     scratch: dict = field(default_factory=dict)
+    task: object = None  # the task object (edgeport.tasks): roles, metrics, gates
+    gates: dict = field(default_factory=dict)  # gate overrides ([precision.]metric -> threshold)
     label_map: object = None  # data class index -> label index, when the data names classes differently  # per-format state between quantize and the layer report
 
     def say(self, msg: str) -> None:
@@ -45,6 +47,31 @@ class ExportContext:
 
     def artifact(self, fmt: str, precision: str, file: str, extra=(), details=None):
         return make_artifact(self.staging, fmt, precision, file, extra, details)
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """Tensor name -> {axis: dim name} for every input and output (ONNX's dynamic_axes)."""
+        sig = self.signature
+        return {
+            s.name: {i: d for i, d in enumerate(s.shape) if isinstance(d, str)}
+            for s in sig.inputs + sig.outputs
+        }
+
+    def torch_dims(self, batch_max: int | None = None):
+        """``dynamic_shapes`` for torch.export: one ``Dim`` per named input dim (shared by name, bounded);
+        None when nothing varies.  ``batch_max`` caps the batch (a .pte plans memory for it)."""
+        from ..specs import BATCH
+
+        made = {}
+        for name, d in self.signature.input_dims.items():
+            hi = min(d.max, batch_max) if (name == BATCH and batch_max) else d.max
+            if hi >= 2 and hi > d.min:
+                made[name] = torch.export.Dim(name, min=d.min, max=hi)
+        if not made:
+            return None
+        return tuple(
+            {i: made[d] for i, d in enumerate(s.shape) if isinstance(d, str) and d in made}
+            for s in self.signature.inputs
+        )
 
     def fp32(self, fmt: str):
         return next((a for a in self.artifacts if a.format == fmt and a.precision == "fp32"), None)
@@ -63,5 +90,8 @@ class ExportContext:
             parity={},
             model_args=self.model_args,
             random_init=self.random_init,
+            task={"name": self.task.name, "params": dict(self.task.params)}
+            if self.task is not None
+            else None,
         )
         return Bundle(self.staging, manifest, trusted=True)

@@ -20,10 +20,11 @@ import time
 
 import numpy as np
 
+from ..errors import EdgeportError, ExportError
 from ..formats import registry
-from ..formats.proof import SIZE_ALLOWANCE, prove_size
+from ..formats.proof import prove_layers, size_ratio
 from ..runtime.benchmark import measure
-from ..runtime.parity import ParityAccumulator, Tolerance
+from ..runtime.parity import Criteria, ParityAccumulator
 from ..sources.data import first_batch
 from . import layer_report as lr
 from .parity import reference
@@ -59,18 +60,24 @@ def _speed_feeds(feeds: dict, batch: int) -> dict:
     return {k: np.ascontiguousarray(np.concatenate([v] * reps)[:batch]) for k, v in feeds.items()}
 
 
-def _score(ctx, runner, sel, gate: Tolerance, name: str) -> dict:
+def _score(ctx, runner, sel, gate: Criteria, name: str) -> dict:
     feeds, labels, ref = sel
     out = runner.run_all(feeds, 64)
-    acc = ParityAccumulator(ctx.signature, gate, name, "int8")
+    acc = ParityAccumulator(ctx.signature, gate, name, "int8", task=ctx.task)
     acc.update(ref, out, labels)
     res = acc.result()
-    primary = ctx.signature.primary_output.name
+    primary = ctx.signature.outputs[0].name
+    for role in ctx.task.roles:
+        found = ctx.signature.outputs_with_role(role)
+        if found:
+            primary = found[0].name
+            break
     return {
+        "metrics": {k: v for k, v in res.metrics.items() if isinstance(v, (int, float)) or v is None},
         "accuracy": res.accuracy,
         "ref_accuracy": res.ref_accuracy,
         "agreement": res.agreement,
-        "sqnr_db": _sqnr(ref[primary], out[primary]),
+        "sqnr_db": _sqnr(ref[primary], out[primary]) if np.asarray(ref[primary]).dtype.kind == "f" else None,
         "within_gate": res.passed,
         "why_not": list(res.reasons),
     }
@@ -79,32 +86,45 @@ def _score(ctx, runner, sel, gate: Tolerance, name: str) -> dict:
 NEAR_BEST = 0.005  # with no candidate within the gate: candidates this close to the best one compete on speed
 
 
-def _near_best(cands: list[dict]) -> list[dict]:
-    best = max(cands, key=_rank)["score"]
+def _near_best(ctx, cands: list[dict]) -> list[dict]:
+    """Candidates within NEAR_BEST of the best on the ranking metrics (labels first, then the reference)."""
+    key_best = max(_rank(ctx, c) for c in cands)
 
     def close(c):
-        s = c["score"]
-        acc_ok = best["accuracy"] is None or (s["accuracy"] or 0) >= best["accuracy"] - NEAR_BEST
-        return acc_ok and (s["agreement"] or 0) >= (best["agreement"] or 0) - NEAR_BEST
+        k = _rank(ctx, c)
+        return all(a >= b - NEAR_BEST for a, b in zip(k[:2], key_best[:2]))
 
     return [c for c in cands if close(c)]
 
 
-def _rank(c: dict) -> tuple:
+def _rank(ctx, c: dict) -> tuple:
     s = c["score"]
     sq = s["sqnr_db"] if s["sqnr_db"] is not None else 1e9
-    return (s["accuracy"] if s["accuracy"] is not None else -1.0, s["agreement"] or 0.0, sq)
+    return (*ctx.task.rank_key(s["metrics"]), sq)
 
 
-def int8_stage(ctx, plan, formats: list[str]) -> tuple[list, dict, dict, dict]:
-    """(int8 artifacts, calibration block, layer report, speed summary) for ``formats``."""
+def int8_stage(
+    ctx, plan, formats: list[str], *, explicit: bool = True, failures=None
+) -> tuple[list, dict, dict, dict]:
+    """(int8 artifacts, calibration block, layer report, speed summary) for ``formats``.
+
+    A format whose quantization fails is recorded in ``failures`` and left out, unless ``explicit``.
+    """
+    from ..errors import BackendUnavailableError, ExportError
+    from .api import _fail
+
     cfg = ctx.calibration
-    gate = Tolerance(None, None, cfg.min_agreement, cfg.max_accuracy_drop)
+    gates = ctx.task.gates_for("int8", ctx.gates)
+    gate = Criteria(None, None, gates)
     sel = _selection(ctx, plan)
     speed_feeds = _speed_feeds(sel[0], min(cfg.speed_batch, ctx.signature.max_batch))
     artifacts, speed = [], {}
     for fmt in formats:
-        art, summary = _quantize_format(ctx, fmt, plan.calibration, sel, speed_feeds, gate)
+        try:
+            art, summary = _quantize_format(ctx, fmt, plan.calibration, sel, speed_feeds, gate)
+        except (ExportError, BackendUnavailableError) as exc:
+            _fail(ctx, failures if failures is not None else [], fmt, "int8", "int8", exc, explicit)
+            continue
         artifacts.append(art)
         speed[fmt] = summary
     shutil.rmtree(ctx.staging / CANDIDATE_DIR, ignore_errors=True)
@@ -115,7 +135,8 @@ def int8_stage(ctx, plan, formats: list[str]) -> tuple[list, dict, dict, dict]:
         "seed": cfg.seed,
         "source": plan.calibration.identity(),
         "selection": {k: v for k, v in plan.selection.identity().items() if k not in ("indices", "files")},
-        "gate": {"min_agreement": cfg.min_agreement, "max_accuracy_drop": cfg.max_accuracy_drop},
+        "gate": gates,
+        "task": ctx.task.name,
     }
     return artifacts, calibration, report, speed
 
@@ -130,13 +151,19 @@ def _quantize_format(ctx, fmt: str, calibration, sel, speed_feeds, gate):
     with bundle.runner(backend, "fp32", "cpu", artifact=fp32, threads=None) as r:
         fp32_speed = measure(r, speed_feeds, seconds=ctx.calibration.speed_seconds)
     suffix = "".join(fp32.file.rpartition("/")[2].partition(".")[1:]) or ".bin"
+    broken = {}
     for i, (name, kwargs) in enumerate(mod.int8_candidates(ctx.calibration.method)):
         rel = f"{CANDIDATE_DIR}/{fmt}/c{i}{suffix}"
-        files, settings = mod.quantize(ctx, fp32, calibration, rel, **kwargs)
-        art = ctx.artifact(fmt, "int8", files[0], files[1:], {})
-        with bundle.runner(backend, "int8", "cpu", artifact=art) as r:
-            score = _score(ctx, r, sel, gate, f"{fmt}/int8 {name}")
-            t = measure(r, speed_feeds, seconds=ctx.calibration.speed_seconds)
+        try:
+            files, settings = mod.quantize(ctx, fp32, calibration, rel, **kwargs)
+            art = ctx.artifact(fmt, "int8", files[0], files[1:], {})
+            with bundle.runner(backend, "int8", "cpu", artifact=art) as r:
+                score = _score(ctx, r, sel, gate, f"{fmt}/int8 {name}")
+                t = measure(r, speed_feeds, seconds=ctx.calibration.speed_seconds)
+        except EdgeportError as exc:  # one candidate failing leaves the others in the running
+            broken[name] = str(exc)[:300]
+            ctx.say(f"int8 {fmt} {name}: failed ({broken[name][:160]})")
+            continue
         cands.append(
             {
                 "name": name,
@@ -148,24 +175,29 @@ def _quantize_format(ctx, fmt: str, calibration, sel, speed_feeds, gate):
             }
         )
         ctx.say(
-            f"int8 {fmt} {name}: "
-            + (f"acc {score['accuracy'] * 100:.2f}%, " if score["accuracy"] is not None else "")
-            + f"agreement {(score['agreement'] or 0) * 100:.2f}%, {t['throughput_per_s']:,.0f}/s at batch "
-            f"{len(next(iter(speed_feeds.values())))}"
+            f"int8 {fmt} {name}: {ctx.task.summary(score['metrics']) or 'no metric'}, "
+            f"{t['throughput_per_s']:,.0f}/s at batch {len(next(iter(speed_feeds.values())))}"
             + ("" if score["within_gate"] else " (outside the gate)")
         )
+    if not cands:
+        raise ExportError(
+            f"every {fmt} int8 candidate failed: " + "; ".join(f"{k}: {v[:120]}" for k, v in broken.items())
+        )
     passing = [c for c in cands if c["score"]["within_gate"]]
-    near = passing or _near_best(cands)
+    near = passing or _near_best(ctx, cands)
     pick = max(near, key=lambda c: c["throughput_per_s"])
     final = _install(ctx, fmt, mod, pick)
     proof = mod.prove_int8(ctx, ctx.staging / final.file)
-    ratio = prove_size(final, fp32)
+    layers = prove_layers(
+        final.file, mod.int8_layers(ctx.staging / final.file), ctx.scratch.get("float_plan", ())
+    )
+    ratio = size_ratio(final, fp32)
     details = {
         **pick["settings"],
         "selected": pick["name"],
         "selection_rule": "fastest within the accuracy gate"
         if passing
-        else "fastest within 0.5 pt of the most accurate (none within the gate)",
+        else "fastest within 0.5 pt of the best (none within the gate)",
         "candidates": {
             c["name"]: {
                 **c["score"],
@@ -174,14 +206,16 @@ def _quantize_format(ctx, fmt: str, calibration, sel, speed_feeds, gate):
             }
             for c in cands
         },
+        "failed_candidates": broken,
         "speed_batch": len(next(iter(speed_feeds.values()))),
         "fp32_throughput_per_s": round(fp32_speed["throughput_per_s"], 1),
         "speedup_vs_fp32": round(pick["throughput_per_s"] / max(fp32_speed["throughput_per_s"], 1e-9), 3),
         "selection_accuracy": pick["score"]["accuracy"],
         "selection_agreement": pick["score"]["agreement"],
+        "selection_metrics": pick["score"]["metrics"],
         "proof": proof,
+        "layers": layers,
         "size_ratio": round(ratio, 4),
-        "size_check": f"<= 30% of fp32 + {SIZE_ALLOWANCE >> 10} KiB of graph text",
         "quantize_seconds": round(time.perf_counter() - t0, 2),
     }
     details["slower_than_fp32"] = details["speedup_vs_fp32"] < 1.0

@@ -1,11 +1,14 @@
 """Parity at export, through the runtime's runners on the staged bundle.
 
 Inputs: real samples of the eval data plus edge inputs (zeros, ones, each
-input's value-range extremes, uniform noise).  Every input is run once, in
-batches whose sizes cycle through the configured batch sizes (1, 2, 7, 64),
-so a batch size baked into a graph is caught without running everything four
-times.  Tolerances come from :mod:`edgeport.runtime.parity`; every failure is
-collected and one :class:`ParityError` lists them all.
+input's value-range extremes, uniform noise), run once in batches whose sizes
+cycle through the configured batch sizes (1, 2, 7, 64 by default, capped by
+the batch bound), so a batch size baked into a graph is caught without running
+everything four times.  Every other dynamic dim (sequence length, image size)
+is then run at its min, an odd middle value and its max, on real samples
+resized along that axis.  Criteria come from :mod:`edgeport.runtime.parity`
+and the bundle's task; every failure is collected per artifact, so one format
+that fails can be left out of the bundle while the others are written.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import time
 
 import numpy as np
 
-from ..runtime.parity import ParityAccumulator, Tolerance, raise_on_failures
+from ..runtime.parity import Criteria, ParityAccumulator
 from ..specs import BATCH
 
 N_NOISE = 8
+N_DIM_SAMPLES = 4  # samples run at each dim point
 
 
 def edge_feeds(signature, n_noise: int = N_NOISE, seed: int = 0) -> dict:
-    """Zeros, ones, the value-range extremes and uniform noise, for every float input (ints: 0 and noise)."""
+    """Zeros, ones, the value-range extremes and uniform noise, for every float input (ints: their range)."""
     rng = np.random.default_rng(seed)
     values = signature.example_values(1)
     out = {}
@@ -32,14 +36,40 @@ def edge_feeds(signature, n_noise: int = N_NOISE, seed: int = 0) -> dict:
             fixed = [np.full(shape, v, spec.np_dtype) for v in (0.0, 1.0, lo, hi)]
             noise = rng.uniform(lo, hi, size=(n_noise, *shape)).astype(spec.np_dtype)
         else:
-            fixed = [np.zeros(shape, spec.np_dtype)] * 4
-            noise = rng.integers(0, 10, size=(n_noise, *shape)).astype(spec.np_dtype)
+            # integers (token ids, indices): draws over their range; a constant row (all padding) is no edge
+            lo, hi = (int(spec.value_range[0]), int(spec.value_range[1])) if spec.value_range else (0, 9)
+            fixed = list(rng.integers(lo, hi + 1, size=(4, *shape)).astype(spec.np_dtype))
+            noise = rng.integers(lo, hi + 1, size=(n_noise, *shape)).astype(spec.np_dtype)
         out[spec.name] = np.concatenate([np.stack(fixed), noise])
     return out
 
 
 def concat_feeds(parts: list[dict]) -> dict:
     return {k: np.ascontiguousarray(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+
+
+def resize_feeds(signature, feeds: dict, values: dict[str, int]) -> dict:
+    """``feeds`` with every axis named by a dim in ``values`` cut or tiled to that size (token ids stay
+    valid ids, images stay images): inputs for checking a dynamic dim at another size."""
+    out = {}
+    for spec in signature.inputs:
+        x = feeds[spec.name]
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, str) and d != BATCH and d in values and x.shape[axis] != values[d]:
+                reps = -(-values[d] // x.shape[axis])
+                x = np.take(np.concatenate([x] * reps, axis=axis), np.arange(values[d]), axis=axis)
+        out[spec.name] = np.ascontiguousarray(x)
+    return out
+
+
+def dim_groups(signature, sample: dict) -> list[tuple[str, dict]]:
+    """(label, feeds) for every free dim at its min, middle and max: ``sample`` resized along it."""
+    groups = []
+    for values in signature.dim_points():
+        label = ", ".join(f"{k}={v}" for k, v in values.items() if k in signature.free_dims)
+        vary = {k: v for k, v in values.items() if k in signature.free_dims}
+        groups.append((label, resize_feeds(signature, sample, vary)))
+    return groups
 
 
 def chunks(n: int, sizes: tuple[int, ...]):
@@ -62,60 +92,140 @@ def reference(bundle, feeds: dict, batch: int = 64) -> dict:
         return r.run_all(feeds, batch)
 
 
-def check_parity(
-    bundle,
-    artifacts,
-    feeds: dict,
-    ref: dict,
-    *,
-    batch_sizes: tuple[int, ...],
-    fp32_tolerance: Tolerance,
-    inputs_note: dict,
-) -> dict:
-    """Run every artifact over ``feeds``; the manifest's ``parity`` block.  Raises ParityError listing failures."""
-    from ..formats.registry import info
-    from ..runtime.parity import TOLERANCES
+def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, int]:
+    """(feeds, reference outputs, rows dropped): rows PyTorch itself answers with NaN/inf are left out. An
+    edge input outside the model's domain (e.g. a sequence that is all padding) proves nothing about an
+    artifact.  Batches run whole; only a batch that fails is redone row by row."""
+    from ..errors import OutputError
 
     n = len(next(iter(feeds.values())))
-    results, summary = [], {}
-    t0 = time.perf_counter()
-    for art in artifacts:
-        tol = fp32_tolerance if art.precision == "fp32" else TOLERANCES[art.precision]
-        name = f"{art.format}/{art.precision}"
-        with bundle.runner(info(art.format).backend, art.precision, "cpu", artifact=art) as runner:
-            sizes = tuple(b for b in batch_sizes if b <= runner.max_batch) or (runner.max_batch,)
-            per_bs = {bs: ParityAccumulator(bundle.signature, tol, name, art.precision) for bs in sizes}
-            for a, b, bs in chunks(n, sizes):
-                per_bs[bs].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)))
-        rows = {}
-        for bs, acc in per_bs.items():
-            res = acc.result(batch_size=bs, evidence=inputs_note.get("evidence"))
-            if res.n == 0:
+    keep, outs = [], []
+    with bundle.runner("torch", "fp32", "cpu") as r:
+        for a in range(0, n, batch):
+            b = min(n, a + batch)
+            try:
+                outs.append(r.run(_slice(feeds, a, b)))
+                keep += range(a, b)
+            except OutputError:
+                for i in range(a, b):
+                    try:
+                        outs.append(r.run(_slice(feeds, i, i + 1)))
+                        keep.append(i)
+                    except OutputError:
+                        continue
+    if not outs:
+        raise OutputError("PyTorch returns NaN or inf on every parity input; check the model and its inputs")
+    ref = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    return {k: v[keep] for k, v in feeds.items()}, ref, n - len(keep)
+
+
+def _row(res) -> dict:
+    return {
+        "n": res.n,
+        "max_abs": res.max_abs,
+        "max_rel": res.max_rel,
+        "agreement": res.agreement,
+        "metrics": {k: v for k, v in res.metrics.items() if isinstance(v, (int, float)) or v is None},
+        "passed": res.passed,
+        "outputs": {
+            k: {kk: v[kk] for kk in ("max_abs", "max_rel", "passed")} for k, v in res.outputs.items()
+        },
+    }
+
+
+class RunFailure:
+    """An artifact that could not run on some inputs: a failed result whose reason is the error."""
+
+    passed, n = False, 0
+
+    def __init__(self, name: str, label: str, exc) -> None:
+        where = "" if label == "data" else f" at {label}"
+        self.reasons = (f"could not run{where}: {exc}",)
+        self.text = f"{name}: {self.reasons[0]}"
+
+    def describe(self) -> str:
+        return self.text
+
+
+def check_artifact(
+    bundle, art, groups, *, batch_sizes, criteria: Criteria, task, evidence
+) -> tuple[dict, list]:
+    """(parity summary, failed results) of one artifact over every feed group (data, then each dim point)."""
+    from ..errors import EdgeportError
+    from ..formats.registry import info
+
+    name = f"{art.format}/{art.precision}"
+    rows, failed = {}, []
+    with bundle.runner(info(art.format).backend, art.precision, "cpu", artifact=art) as runner:
+        for label, feeds, ref in groups:
+            try:
+                accs = _run_group(bundle, runner, name, art, label, feeds, ref, batch_sizes, criteria, task)
+            except EdgeportError as exc:
+                failed.append(RunFailure(name, label, exc))
+                rows[label if label != "data" else "b-error"] = {"passed": False, "error": str(exc)[:300]}
                 continue
-            results.append(res)
-            rows[str(bs)] = {
-                "n": res.n,
-                "max_abs": res.max_abs,
-                "max_rel": res.max_rel,
-                "agreement": res.agreement,
-                "passed": res.passed,
-                "outputs": {
-                    k: {kk: v[kk] for kk in ("max_abs", "max_rel", "agreement", "passed")}
-                    for k, v in res.outputs.items()
-                },
-            }
-        summary[name] = {
-            "tolerance": {"atol": tol.atol, "rtol": tol.rtol, "min_agreement": tol.min_agreement},
-            "batch_sizes": rows,
-        }
-    raise_on_failures(results, "export parity against PyTorch")
+            for key, acc in accs.items():
+                res = acc.result(batch_size=int(key[1:]) if key.startswith("b") else None, evidence=evidence)
+                if res.n == 0:
+                    continue
+                rows[key] = _row(res)
+                if not res.passed:
+                    failed.append(res)
+    summary = {
+        "tolerance": {"atol": criteria.atol, "rtol": criteria.rtol},
+        "gates": dict(criteria.gates),
+        "batch_sizes": {k[1:]: v for k, v in rows.items() if k.startswith("b")},
+        "dims": {k: v for k, v in rows.items() if not k.startswith("b")},
+    }
+    return summary, failed
+
+
+def _run_group(bundle, runner, name, art, label, feeds, ref, batch_sizes, criteria, task) -> dict:
+    """Accumulators of one feed group: the data in cycling batch sizes, or a dim point in one batch."""
+    n = len(next(iter(feeds.values())))
+
+    def acc(title):
+        return ParityAccumulator(bundle.signature, criteria, title, art.precision, task=task)
+
+    if label != "data":
+        accs = {label: acc(f"{name} at {label}")}
+        for a in range(0, n, runner.max_batch):
+            b = min(n, a + runner.max_batch)
+            accs[label].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)))
+        return accs
+    sizes = tuple(b for b in batch_sizes if b <= runner.max_batch) or (runner.max_batch,)
+    accs = {f"b{bs}": acc(name) for bs in sizes}
+    for a, b, bs in chunks(n, sizes):
+        accs[f"b{bs}"].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)))
+    return accs
+
+
+def parity_groups(bundle, feeds: dict, note: dict) -> list[tuple[str, dict, dict]]:
+    """(label, feeds, reference outputs): the data (real + edge) and each dim point.  Inputs PyTorch
+    itself answers with NaN/inf are dropped (and counted in ``note``)."""
+    feeds, ref, dropped = finite_reference(bundle, feeds)
+    if dropped:
+        note["dropped"] = f"{dropped} inputs on which PyTorch returns NaN/inf (outside the model's domain)"
+    groups = [("data", feeds, ref)]
+    if bundle.signature.free_dims:
+        sample = {k: v[:N_DIM_SAMPLES] for k, v in feeds.items()}
+        for label, f in dim_groups(bundle.signature, sample):
+            groups.append((label, f, reference(bundle, f, batch=N_DIM_SAMPLES)))
+    return groups
+
+
+def parity_block(summary: dict, groups, batch_sizes, note: dict, seconds: float, failures: list) -> dict:
+    n = len(next(iter(groups[0][1].values())))
+    dims = [g[0] for g in groups[1:]]
     return {
         "reference": "torch eager, fp32, cpu (the bundle's checkpoint)",
-        "inputs": dict(inputs_note, n=int(n)),
+        "inputs": dict(note, n=int(n)),
         "batch_sizes": list(batch_sizes),
-        "method": "each input run once, in batches whose sizes cycle through batch_sizes",
-        "seconds": round(time.perf_counter() - t0, 3),
-        "passed": True,
+        "dim_points": dims,
+        "method": "each input run once, in batches whose sizes cycle through batch_sizes; then "
+        f"{N_DIM_SAMPLES} samples at each dynamic dim's min, middle and max",
+        "seconds": round(seconds, 3),
+        "passed": not failures,
         "artifacts": summary,
     }
 
@@ -134,7 +244,21 @@ def parity_feeds(signature, eval_source, n_samples: int, budget_bytes: int = 128
         "edge": f"zeros, ones, value-range extremes, {N_NOISE} uniform noise",
         "evidence": eval_source.evidence,
     }
+    if any(real[s.name].shape[1:] != edge[s.name].shape[1:] for s in signature.inputs):
+        # real data at other sizes of a dynamic dim: the edge inputs follow the data's sizes
+        sizes = {}
+        for s in signature.inputs:
+            for axis, d in enumerate(s.shape):
+                if isinstance(d, str) and d != BATCH:
+                    sizes[d] = real[s.name].shape[axis]
+        edge = resize_feeds(signature, edge, sizes)
     return concat_feeds([real, edge]), note
 
 
-__all__ = ["BATCH", "check_parity", "chunks", "edge_feeds", "parity_feeds", "reference"]
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+__all__ = ["BATCH", "check_artifact", "chunks", "edge_feeds", "parity_feeds", "parity_groups", "reference"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import re
 import subprocess
 import tempfile
@@ -61,16 +62,32 @@ def _quiet():
 
 
 def _dynamic_shapes(ctx):
-    hi = ctx.config.executorch_max_batch
-    if hi < 2:
-        return None
-    batch = torch.export.Dim("batch", min=1, max=hi)
-    return tuple({0: batch} for _ in ctx.example)
+    """Every named dim bounded as the manifest says; the batch up to ``--executorch-max-batch`` (memory is
+    planned for the largest size of every dim)."""
+    return ctx.torch_dims(batch_max=ctx.config.executorch_max_batch)
 
 
 def _example(ctx) -> tuple:
     hi = ctx.config.executorch_max_batch
     return tuple(t[: max(1, min(2, hi))] for t in ctx.example)
+
+
+class _Renamed(torch.nn.Module):
+    """The model one level down, so a submodule named like a GraphModule attribute (``meta``, ``graph``,
+    ``code``...) no longer shadows it: torch.export's module would otherwise resolve ``meta.weight``
+    against ``GraphModule.meta`` (a dict) and ExecuTorch lowering fails."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model(*args)
+
+
+def _collides(model: torch.nn.Module) -> list[str]:
+    reserved = set(dir(torch.fx.GraphModule)) | {"meta", "graph", "code"}
+    return [n for n, _ in model.named_children() if n in reserved]
 
 
 def _shape_env(ep):
@@ -115,20 +132,37 @@ def _lower(ep) -> tuple[bytes, dict, bool]:
         "outside": ", ".join(f"{k} x{v}" for k, v in sorted(outside.items())),
         "quantize_ops_inside": inside_q,
     }
-    return bytes(edge.to_executorch().buffer), delegation, restored
+    program = edge.to_executorch()
+    plans = program.executorch_program.execution_plan
+    delegation["planned_memory_bytes"] = int(sum(sum(p.non_const_buffer_sizes) for p in plans))
+    return bytes(program.buffer), delegation, restored
 
 
 def _export_program(module, ctx):
     _quiet_imports()
+    from .onnx import no_fastpath
+
+    shapes = _dynamic_shapes(ctx)
+    if _collides(module):
+        module = _Renamed(module)
+        shapes = None if shapes is None else (shapes,)
     try:
-        with _quiet():
-            return torch.export.export(
-                module, _example(ctx), dynamic_shapes=_dynamic_shapes(ctx), strict=False
-            )
+        with _quiet(), no_fastpath():
+            return torch.export.export(module, _example(ctx), dynamic_shapes=shapes, strict=False)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
             f"torch.export of the model failed (needed for ExecuTorch): {_first(exc)}"
         ) from None
+
+
+def _planned_for(ctx) -> dict:
+    """The sizes memory is planned for: every dim at its max (the batch at --executorch-max-batch)."""
+    from ..specs import BATCH
+
+    out = {}
+    for name, d in ctx.signature.input_dims.items():
+        out[name] = min(d.max, ctx.config.executorch_max_batch) if name == BATCH else d.max
+    return out
 
 
 def export(ctx) -> list:
@@ -146,7 +180,13 @@ def export(ctx) -> list:
         "max_batch": ctx.config.executorch_max_batch,
         "batch_range_restored": restored,
         "delegation": delegation,
+        "planned_memory_bytes": delegation["planned_memory_bytes"],
+        "planned_for": _planned_for(ctx),
     }
+    if _collides(ctx.model):
+        details["renamed"] = (
+            f"wrapped: submodule(s) {', '.join(_collides(ctx.model))} shadow GraphModule attributes"
+        )
     return [ctx.artifact("executorch", "fp32", FILE, (), details)]
 
 
@@ -209,11 +249,13 @@ def quantize(
         "max_batch": ctx.config.executorch_max_batch,
         "batch_range_restored": restored,
         "delegation": delegation,
+        "planned_memory_bytes": delegation["planned_memory_bytes"],
+        "planned_for": _planned_for(ctx),
     }
 
 
-def inspect_pte(path: Path) -> dict:
-    """Delegates in the ``.pte`` and, per XNNPACK payload, the datatypes of its tensors (read from the file)."""
+def _xnnpack_graphs(path: Path) -> list[dict]:
+    """Each XNNPACK payload of the ``.pte`` as JSON, decompiled with ExecuTorch's bundled ``flatc``."""
     from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize as xgs
     from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
     from executorch.exir._serialize._flatbuffer import _get_flatc_path
@@ -221,48 +263,45 @@ def inspect_pte(path: Path) -> dict:
 
     data = Path(path).read_bytes()
     schema = Path(xgs.__file__).parent / "schema.fbs"
-    types: Counter = Counter()
-    delegates = 0
+    graphs = []
     with tempfile.TemporaryDirectory() as tmp:
         while True:
-            payload = _extract_delegate_payload(data, "xnnpack", delegates)
+            payload = _extract_delegate_payload(data, "xnnpack", len(graphs))
             if payload is None:
                 break
-            delegates += 1
+            k = len(graphs) + 1
             header = XNNHeader.from_bytes(payload[: XNNHeader.EXPECTED_LENGTH])
             fb = payload[header.flatbuffer_offset : header.flatbuffer_offset + header.flatbuffer_size]
-            bin_path = Path(tmp) / f"g{delegates}.bin"
+            bin_path = Path(tmp) / f"g{k}.bin"
             bin_path.write_bytes(fb)
             subprocess.run(
-                [
-                    _get_flatc_path(),
-                    "--json",
-                    "--strict-json",
-                    "--defaults-json",
-                    "--raw-binary",
-                    "-o",
-                    tmp,
-                    str(schema),
-                    "--",
-                    str(bin_path),
-                ],
+                [_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary", "-o", tmp,
+                 str(schema), "--", str(bin_path)],
                 check=True,
                 capture_output=True,
                 timeout=120,
-            )
-            text = (Path(tmp) / f"g{delegates}.json").read_text()
+            )  # fmt: skip
+            text = (Path(tmp) / f"g{k}.json").read_text()
             # flatc writes non-finite floats (quantization scales of all-zero channels) as bare nan/inf
             text = re.sub(r"(?<=[\s:\[,])[-+]?(nan|inf)(?=[\s,\]}])", "0", text)
-            graph = json.loads(text)
-            for v in graph.get("xvalues", []):
-                tensor = v.get("xvalue_union", {})
-                dt = tensor.get("datatype", tensor.get("tensor_value", {}).get("datatype"))
-                if isinstance(dt, str):
-                    types[dt.removeprefix("xnn_datatype_")] += 1
-                elif isinstance(dt, int):
-                    types[QUANTIZED_TYPES.get(dt, str(dt))] += 1
+            graphs.append(json.loads(text))
+    return graphs
+
+
+def inspect_pte(path: Path) -> dict:
+    """Delegates in the ``.pte`` and, per XNNPACK payload, the datatypes of its tensors (read from the file)."""
+    types: Counter = Counter()
+    graphs = _xnnpack_graphs(path)
+    for graph in graphs:
+        for v in graph.get("xvalues", []):
+            tensor = v.get("xvalue_union", {})
+            dt = tensor.get("datatype", tensor.get("tensor_value", {}).get("datatype"))
+            if isinstance(dt, str):
+                types[dt.removeprefix("xnn_datatype_")] += 1
+            elif isinstance(dt, int):
+                types[QUANTIZED_TYPES.get(dt, str(dt))] += 1
     quantized = sum(c for t, c in types.items() if t in QUANTIZED_TYPES.values())
-    return {"xnnpack_delegates": delegates, "tensor_datatypes": dict(types), "quantized_tensors": quantized}
+    return {"xnnpack_delegates": len(graphs), "tensor_datatypes": dict(types), "quantized_tensors": quantized}
 
 
 def prove_int8(ctx, path: Path) -> dict:
@@ -287,3 +326,30 @@ def prove_int8(ctx, path: Path) -> dict:
             "qint8/qcint8 tensors",
         )
     return found
+
+
+def int8_layers(path: Path) -> list[dict]:
+    """Every static weight tensor (rank >= 2) inside the ``.pte``'s XNNPACK graphs, with its size and
+    whether it is stored quantized, read from the payloads' flatbuffers."""
+    rows = []
+    for g, graph in enumerate(_xnnpack_graphs(path)):
+        for i, v in enumerate(graph.get("xvalues", [])):
+            u = v.get("xvalue_union", {})
+            t = u.get("tensor_value", u)
+            dims = t.get("dims") or []
+            static = (t.get("constant_buffer_idx") or 0) > 0 or bool(t.get("external_tensor_key"))
+            if not static or len(dims) < 2:
+                continue
+            dt = t.get("datatype")
+            name = (
+                dt.removeprefix("xnn_datatype_") if isinstance(dt, str) else QUANTIZED_TYPES.get(dt, str(dt))
+            )
+            rows.append(
+                {
+                    "layer": f"xnnpack{g}/value{i}",
+                    "op": name,
+                    "params": int(math.prod(dims)),
+                    "int8": name in QUANTIZED_TYPES.values(),
+                }
+            )
+    return rows

@@ -49,30 +49,27 @@ def _first(exc: Exception) -> str:
 
 
 def export(ctx) -> list:
+    """The TorchScript-based exporter first (fast); the dynamo exporter when it fails or when its graph
+    does not honour a dynamic dim (it bakes sizes it traced into reshapes, e.g. nn.MultiheadAttention)."""
     import onnx
-    from onnx import numpy_helper
 
-    sig = ctx.signature
-    names = sig.input_names + sig.output_names
-    buf = io.BytesIO()
+    fallback = ""
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            # The TorchScript-based exporter: ~10x faster than dynamo here, same graphs for these models.
-            torch.onnx.export(
-                ctx.model.eval(),
-                ctx.example,
-                buf,
-                input_names=sig.input_names,
-                output_names=sig.output_names,
-                opset_version=ctx.config.opset,
-                dynamic_axes={n: {0: "batch"} for n in names},
-                do_constant_folding=True,
-                dynamo=False,
-            )
-    except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"ONNX export failed (opset {ctx.config.opset}): {_first(exc)}") from None
-    proto = onnx.load_from_string(buf.getvalue())
+        proto, exporter = _torchscript_export(ctx), "torch.onnx (torchscript)"
+        fallback = _dims_problem(ctx, proto)
+    except ExportError as exc:
+        fallback = str(exc)
+    if fallback:
+        ctx.say(f"ONNX: the TorchScript-based exporter {fallback[:160]}; trying the dynamo exporter")
+        try:
+            proto, exporter = _dynamo_export(ctx), "torch.onnx (dynamo)"
+        except ExportError as exc:
+            raise ExportError(
+                f"{exc} (the TorchScript-based exporter also failed: {fallback[:200]})"
+            ) from None
+        problem = _dims_problem(ctx, proto)
+        if problem:
+            raise ExportError(f"ONNX (dynamo exporter): {problem}")
     for key, value in ctx.metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -81,12 +78,137 @@ def export(ctx) -> list:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"exported ONNX model fails onnx.checker full check: {_first(exc)}") from None
-    for t in proto.graph.input:
-        if t.name in sig.input_names and not t.type.tensor_type.shape.dim[0].dim_param:
-            raise ExportError(
-                f"exported ONNX input {t.name!r} has a fixed batch size; expected a dynamic one"
-            )
+    _check_dynamic(proto, ctx)
     write_bytes(ctx.staging, FILE, proto.SerializeToString())
+    extra = _test_data(ctx)
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    details = {
+        "opset": opsets.get("ai.onnx", ctx.config.opset),
+        "ir_version": proto.ir_version,
+        "exporter": exporter,
+        "ops": sorted({n.op_type for n in proto.graph.node}),
+    }
+    if fallback:
+        details["exporter_fallback"] = f"torchscript-based exporter: {fallback[:300]}"
+    if ctx.test_io is not None:
+        details["test_data"] = f"{TEST_DATA_DIR}/ ({len(next(iter(ctx.test_io[0].values())))} samples)"
+    return [ctx.artifact("onnx", "fp32", FILE, extra, details)]
+
+
+def _torchscript_export(ctx):
+    import onnx
+
+    sig = ctx.signature
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), no_fastpath():
+            warnings.simplefilter("ignore")
+            # The TorchScript-based exporter: ~10x faster than dynamo here, same graphs for most models.
+            torch.onnx.export(
+                ctx.model.eval(),
+                ctx.example,
+                buf,
+                input_names=sig.input_names,
+                output_names=sig.output_names,
+                opset_version=ctx.config.opset,
+                dynamic_axes=ctx.dynamic_axes(),
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"ONNX export failed (opset {ctx.config.opset}): {_first(exc)}") from None
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _dynamo_export(ctx):
+    sig = ctx.signature
+    opset = max(18, ctx.config.opset)  # the dynamo exporter's oldest opset
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), no_fastpath(), _quiet():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                ctx.model.eval(),
+                ctx.example,
+                input_names=sig.input_names,
+                output_names=sig.output_names,
+                opset_version=opset,
+                dynamic_shapes=ctx.torch_dims(),
+                dynamo=True,
+                verbose=False,
+            )
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(
+            f"ONNX export with the dynamo exporter failed (opset {opset}): {_first(exc)}"
+        ) from None
+    return program.model_proto
+
+
+@contextlib.contextmanager
+def no_fastpath():
+    """nn.MultiheadAttention / TransformerEncoderLayer on their reference path: the fused eval fast path
+    (``aten::_transformer_encoder_layer_fwd``) has no ONNX export and zeroes padded positions."""
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
+def _dims_problem(ctx, proto) -> str:
+    """Run the graph with onnxruntime at every dynamic dim's min, middle and max against the eager model;
+    a one-line description of the first dim it does not honour ("" when it honours them all)."""
+    import onnxruntime as ort
+
+    from ..specs import random_feeds
+
+    points = ctx.signature.dim_points()
+    if not points:
+        return ""
+    ort.set_default_logger_severity(4)  # its kernel errors become our one-line reason, not stderr noise
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        return f"wrote a graph onnxruntime cannot load ({_first(exc)})"
+    names = ctx.signature.input_names
+    for values in points:
+        feeds = random_feeds(ctx.signature, 2, seed=7, values=values)
+        where = ", ".join(f"{k}={v}" for k, v in values.items() if k in ctx.signature.free_dims)
+        try:
+            got = sess.run(None, feeds)
+        except Exception as exc:  # noqa: BLE001
+            return f"wrote a graph that fails at {where} ({_first(exc)[:160]})"
+        with torch.no_grad(), no_fastpath():
+            from ..runtime._torch_common import outputs_to_dict
+
+            ref = outputs_to_dict(
+                ctx.model(*[torch.from_numpy(feeds[n]) for n in names]), ctx.signature.output_names, "torch"
+            )
+        for (name, r), o in zip(ref.items(), got):
+            r = r.numpy()
+            if r.shape != o.shape or not np.allclose(
+                o, r, atol=1e-3 * max(1.0, float(np.abs(r).max())), rtol=1e-3
+            ):
+                return f"wrote a graph that does not honour {where} (output {name!r}: shape {list(o.shape)} vs {list(r.shape)})"
+    return ""
+
+
+def _check_dynamic(proto, ctx) -> None:
+    for t in proto.graph.input:
+        axes = ctx.dynamic_axes().get(t.name, {})
+        dims = t.type.tensor_type.shape.dim
+        for axis, name in axes.items():
+            if axis < len(dims) and not dims[axis].dim_param:
+                raise ExportError(
+                    f"exported ONNX input {t.name!r} has a fixed size on axis {axis}; expected the dynamic dim {name}"
+                )
+
+
+def _test_data(ctx) -> list[str]:
+    from onnx import numpy_helper
+
     extra = []
     if ctx.test_io is not None:
         inputs, outputs = ctx.test_io
@@ -98,16 +220,7 @@ def export(ctx) -> list:
                 ctx.staging, rel, numpy_helper.from_array(np.ascontiguousarray(arr), name).SerializeToString()
             )
             extra.append(rel)
-    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
-    details = {
-        "opset": opsets.get("ai.onnx", ctx.config.opset),
-        "ir_version": proto.ir_version,
-        "exporter": "torch.onnx (torchscript)",
-        "ops": sorted({n.op_type for n in proto.graph.node}),
-    }
-    if ctx.test_io is not None:
-        details["test_data"] = f"{TEST_DATA_DIR}/ ({len(next(iter(ctx.test_io[0].values())))} samples)"
-    return [ctx.artifact("onnx", "fp32", FILE, extra, details)]
+    return extra
 
 
 def metadata_props(preprocessing: dict | None, labels: list[str]) -> dict[str, str]:
@@ -370,3 +483,47 @@ def dequantize_taps(ctx, artifact, names: dict, taps: dict) -> dict:
         zp = numpy_helper.to_array(zero).astype(np.float32) if zero is not None else np.float32(0)
         out[label] = (value.astype(np.float32) - zp) * numpy_helper.to_array(scale).astype(np.float32)
     return out
+
+
+_WEIGHTED = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "ConvInteger": 1, "MatMulInteger": 1}
+_QWEIGHTED = {"QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3, "MatMulNBits": 1}
+_PASS_THROUGH = ("DequantizeLinear", "Transpose", "Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze")
+
+
+def int8_layers(path: Path) -> list[dict]:
+    """Every weighted node (its weight a constant) with its weight count and whether it is stored in int8,
+    read from the file: a QDQ node's weight through its DequantizeLinear, a QOperator node's directly."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    low = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+
+    def weight(name: str):
+        for _ in range(6):
+            if name in inits:
+                return inits[name]
+            node = producer.get(name)
+            if node is None or node.op_type not in _PASS_THROUGH:
+                return None
+            name = node.input[0]
+        return None
+
+    rows = []
+    for n in model.graph.node:
+        at = _WEIGHTED.get(n.op_type, _QWEIGHTED.get(n.op_type))
+        if at is None or len(n.input) <= at:
+            continue
+        w = weight(n.input[at])
+        if w is None:  # activation x activation (attention scores): no weights to quantize
+            continue
+        rows.append(
+            {
+                "layer": n.name or n.output[0],
+                "op": n.op_type,
+                "params": int(np.prod(w.dims)) if len(w.dims) else 1,
+                "int8": w.data_type in low or n.op_type == "MatMulNBits",
+            }
+        )
+    return rows

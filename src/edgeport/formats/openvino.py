@@ -63,6 +63,21 @@ def _save(ov, model, ctx, rel: str, fp16: bool) -> None:
         raise OSError(28, f"OpenVINO could not write {rel} ({_first(exc)})") from None
 
 
+def bounded_shapes(ov, sig) -> list:
+    """One ``PartialShape`` per input: fixed sizes, and ``Dimension(min, max)`` for every named dim."""
+    out = []
+    for spec in sig.inputs:
+        dims = []
+        for d in spec.shape:
+            if isinstance(d, int):
+                dims.append(ov.Dimension(d))
+            else:
+                b = sig.dims[d]
+                dims.append(ov.Dimension(b.min, b.max))
+        out.append(ov.PartialShape(dims))
+    return out
+
+
 def export(ctx) -> list:
     import torch
 
@@ -73,14 +88,19 @@ def export(ctx) -> list:
         if onnx is not None:
             model, source = ov.convert_model(str(ctx.staging / onnx.file)), "onnx"
         else:
-            inputs = [ov.PartialShape([-1, *t.shape[1:]]) for t in ctx.example]
-            with torch.no_grad():
-                model = ov.convert_model(ctx.model.eval(), example_input=ctx.example, input=inputs)
+            from .onnx import no_fastpath
+
+            with torch.no_grad(), no_fastpath():
+                model = ov.convert_model(
+                    ctx.model.eval(), example_input=ctx.example, input=bounded_shapes(ov, sig)
+                )
             source = "torch"
             for port, name in zip(model.inputs, sig.input_names, strict=True):
                 port.get_tensor().set_names({name})
             for port, name in zip(model.outputs, sig.output_names, strict=True):
                 port.get_tensor().set_names({name})
+        # bounded partial shapes: every dynamic dim keeps the manifest's min..max
+        model.reshape({name: shape for name, shape in zip(sig.input_names, bounded_shapes(ov, sig))})
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"OpenVINO conversion failed: {_first(exc)}") from None
     arts = []
@@ -250,3 +270,42 @@ def layer_taps(ctx, artifact, module_names: list[str]) -> dict:
         if mine:
             out[name] = f"{mine[-1].get_friendly_name()}:0"
     return out
+
+
+_OV_WEIGHTED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
+_OV_LOW = {"i8", "u8", "i4", "u4"}
+
+
+def int8_layers(path: Path) -> list[dict]:
+    """Every convolution/matmul whose weight comes from a constant, with its weight count and whether the
+    constant is stored in int8 (NNCF's compressed weights: Constant i8 -> Convert -> Subtract/Multiply) or
+    quantized through a FakeQuantize, read from the IR."""
+    ov = _ov()
+    model = ov.Core().read_model(str(path))
+    rows = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in _OV_WEIGHTED:
+            continue
+        node, low, fq, const = op.input(1).get_source_output().get_node(), False, False, None
+        for _ in range(8):
+            kind = node.get_type_name()
+            if kind == "Constant":
+                const = node
+                low |= node.get_output_element_type(0).get_type_name() in _OV_LOW
+                break
+            fq |= kind == "FakeQuantize"
+            if node.get_input_size() == 0:
+                break
+            node = node.input(0).get_source_output().get_node()
+        if const is None:
+            continue  # activation x activation
+        shape = list(const.get_output_shape(0))
+        rows.append(
+            {
+                "layer": op.get_friendly_name(),
+                "op": op.get_type_name(),
+                "params": int(np.prod(shape)) if shape else 1,
+                "int8": low or fq,
+            }
+        )
+    return rows

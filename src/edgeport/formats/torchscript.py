@@ -243,3 +243,44 @@ def layer_outputs(ctx, artifact, feeds: dict, module_names: list[str]) -> tuple[
 
     outs = {k: v.numpy() for k, v in outputs_to_dict(y, ctx.signature.output_names, artifact.key).items()}
     return outs, store
+
+
+_TS_FLOAT = ("aten::linear", "aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution")
+
+
+def int8_layers(path: Path) -> list[dict]:
+    """Every linear/conv call of the archive's (frozen, inlined) graph: ``quantized::`` ones are int8;
+    float ones count when their weight is a constant.  Weight counts come from the constants (packed int8
+    weights are unpacked for their size)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu")
+    rows = []
+    for i, node in enumerate(module.inlined_graph.nodes()):
+        kind = node.kind()
+        quantized = kind.startswith(("quantized::linear", "quantized::conv")) and "unpack" not in kind
+        if not quantized and kind not in _TS_FLOAT:
+            continue
+        w = _constant(node, 1)
+        if not quantized and not isinstance(w, torch.Tensor):
+            continue  # activation x activation
+        rows.append({"layer": f"{kind}#{i}", "op": kind, "params": _numel(w), "int8": quantized})
+    return rows
+
+
+def _constant(node, i: int):
+    try:
+        src = node.inputsAt(i).node()
+        return src.output().toIValue() if src.kind() == "prim::Constant" else None
+    except (RuntimeError, IndexError):
+        return None
+
+
+def _numel(w) -> int:
+    if isinstance(w, torch.Tensor):
+        return int(w.numel())
+    try:  # packed int8 params of quantized::linear / conv: (weight, bias)
+        unpacked = w.unpack()
+        return int(unpacked[0].numel())
+    except Exception:  # noqa: BLE001 - a packed type without unpack(): count the layer once
+        return 1

@@ -29,15 +29,27 @@ PREFIXES = ("torchvision:", "timm:")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: a factory plus what its input looks like."""
+    """A registered model: a factory plus what its inputs, outputs and task look like.
+
+    A one-input image or vector model gives ``input_shape``; any other gives ``inputs`` as
+    ``--input`` strings (``ids:batch,seq:int64``) with ``dims`` (``seq=4..512``), and may name its
+    ``outputs`` (``--output`` strings), ``task`` and ``task_params``.  ``train`` holds its training
+    defaults (epochs, batch size, learning rate) for the models edgeport can train.
+    """
 
     name: str
     factory: Callable[..., nn.Module]
-    input_shape: tuple[int, ...]  # one sample, without the batch dimension
-    num_classes: int
+    input_shape: tuple[int, ...] = ()  # one sample, without the batch dimension
+    num_classes: int = 0
     output_kind: str = "probs"
     preset: str | None = None  # preprocessing preset
     description: str = ""
+    task: str | None = None
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    dims: tuple[str, ...] = ()
+    task_params: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
