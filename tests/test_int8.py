@@ -13,7 +13,7 @@ from edgeport.bundle import load_bundle
 from edgeport.config import CalibrationConfig, ExportConfig, TrainConfig
 from edgeport.errors import ConfigError, ExportError
 from edgeport.formats import registry
-from edgeport.formats.proof import MAX_SIZE_RATIO, prove_size
+from edgeport.formats.proof import MIN_COVERAGE, prove_layers
 from edgeport.runtime.layer_table import format_layer_report
 from edgeport.sources.mnist import load_mnist
 
@@ -35,7 +35,9 @@ def test_every_format_has_a_proven_int8_artifact(b):
         mod = registry.module(art.format)
         assert art.file == mod.INT8_FILE
         d = art.details
-        assert d["size_ratio"] <= MAX_SIZE_RATIO and d["proof"]
+        assert d["proof"] and d["size_ratio"] < 1.0
+        lay = d["layers"]  # every weighted layer of the seed MLP is int8 in every format
+        assert lay["weighted_layers"] == lay["int8_layers"] == 3 and lay["int8_weight_share"] == 1.0
         assert d["selected"] in d["candidates"] and d["selection_rule"]
         assert set(d["candidates"]) == {n for n, _ in mod.int8_candidates("minmax")}
         for c in d["candidates"].values():
@@ -101,8 +103,14 @@ def test_each_proof_fails_on_fp32_renamed_as_int8(b, tmp_path, fmt, name, check)
     fake = _renamed(b.path_of(fp32), tmp_path, name)
     with pytest.raises(ExportError, match=check):
         registry.module(fmt).prove_int8(None, fake)
-    with pytest.raises(ExportError, match="check 'size'"):
-        prove_size(fp32, fp32)
+    layers = registry.module(fmt).int8_layers(fake)  # read from the file: three float linear layers
+    assert [r["int8"] for r in layers] == [False] * 3 and [r["params"] for r in layers] == [
+        75264,
+        24576,
+        2560,
+    ]
+    with pytest.raises(ExportError, match="check 'int8 layers'.*all 3 weighted layers store float"):
+        prove_layers(fake, layers)
 
 
 def test_onnx_int8_weight_check(b, tmp_path):
@@ -178,21 +186,25 @@ def test_int8_accuracy_on_real_mnist(mnist_root, tmp_path_factory):
         assert row["accuracy_drop"] <= 0.002 + 1e-9 and row["agreement"] >= 0.995, row
 
 
-def test_size_proof_allows_graph_text_only_up_to_its_allowance():
-    from types import SimpleNamespace
+def test_layer_proof_checks_the_plan_not_the_file_size():
+    """Mixed precision passes when the planned layers are int8; a plan left unapplied or a quantizer that
+    skipped most weights fails, naming the layers."""
 
-    from edgeport.formats.proof import SIZE_ALLOWANCE
+    def row(name, params, int8):
+        return {"layer": name, "op": "Conv", "params": params, "int8": int8}
 
-    def art(n):
-        return SimpleNamespace(total_bytes=n, file="model.int8.xml")
-
-    fp32 = art(292_000)  # a small CNN: its int8 IR carries ~2 KB of XML per FakeQuantize node
-    assert prove_size(art(102_000), fp32) == pytest.approx(102 / 292)
-    with pytest.raises(ExportError, match=r"check 'size'.*\+ 32 KiB"):
-        prove_size(art(int(0.30 * 292_000) + SIZE_ALLOWANCE + 1), fp32)
-    with pytest.raises(ExportError, match="check 'size'"):
-        prove_size(fp32, fp32)  # fp32 renamed as int8
-    assert prove_size(art(1000), art(3000)) == pytest.approx(1 / 3)  # tiny: the op checks decide
+    mixed = [row("/stem/Conv", 500, False), row("/blocks.0/Conv", 9000, True), row("/head/Gemm", 600, True)]
+    got = prove_layers("m.int8.onnx", mixed)  # a quantizer kept the stem float: listed, still proven
+    assert got["float_layers_by_quantizer"] == ["/stem/Conv"] and got["int8_weight_share"] == pytest.approx(
+        9600 / 10100, abs=1e-4
+    )
+    planned = prove_layers("m.int8.onnx", mixed, plan=["stem"])  # the stem planned float: share of the rest
+    assert planned["float_layers_planned"] == ["/stem/Conv"] and planned["int8_weight_share"] == 1.0
+    with pytest.raises(ExportError, match="check 'float plan'.*blocks.0"):
+        prove_layers("m.int8.onnx", mixed, plan=["blocks.0"])
+    skipped = [row("/a/Conv", 9000, False), row("/b/Conv", 1000, True)]
+    with pytest.raises(ExportError, match=rf"check 'int8 coverage'.*10.0%.*>= {MIN_COVERAGE * 100:.0f}%"):
+        prove_layers("m.int8.onnx", skipped)
 
 
 @pytest.mark.parametrize("model", ["mnist-mlp", "mnist-cnn"])

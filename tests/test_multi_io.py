@@ -104,9 +104,8 @@ def test_verify_reports_each_output(two_io, capsys):
     assert report["passed"] and report["data"]["evidence"].startswith("random")
     for row in report["rows"]:
         assert set(row["outputs"]) == {"logits", "embedding"}
-        assert (
-            row["outputs"]["logits"]["agreement"] == 1.0 and row["outputs"]["embedding"]["agreement"] is None
-        )
+        assert row["agreement"] == 1.0 and row["metrics"]["agreement"] == 1.0  # the logits' task metric
+        assert row["outputs"]["embedding"]["passed"] and "agreement" not in row["outputs"]["embedding"]
 
 
 def test_inspect_shows_parity_per_output_and_batch_size(two_io, capsys):

@@ -29,6 +29,10 @@ ROW_KEYS = {
     "seconds",
     "evidence",
     "outputs",
+    "task",
+    "metrics",
+    "gates",
+    "checks",
 }
 
 
@@ -46,6 +50,7 @@ def test_verify_passes_on_a_good_bundle(runtime_bundle, tmp_path):  # noqa: F811
     }
     for row in report["rows"]:
         assert set(row) == ROW_KEYS and row["n"] == 500 and row["agreement"] == 1.0
+        assert row["task"] == "classify" and row["checks"] == ["tolerance", "agreement"], row["checks"]
         assert row["max_abs"] <= 1e-5, row
         assert row["evidence"] == "real labelled" and set(row["outputs"]) == {"probs"}
     assert report["skipped"] and all(s["reason"] for s in report["skipped"])

@@ -239,3 +239,76 @@ def check_outputs(paths: list[str], force: bool) -> None:
     from ..fsutil import check_new_files
 
     check_new_files(paths, force)
+
+
+def _value(text: str):
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"true": True, "false": False, "none": None, "off": None}.get(text.lower(), text)
+
+
+def key_values(items, flag: str) -> dict:
+    """``["a=1", "b=xyxy"]`` -> ``{"a": 1, "b": "xyxy"}`` (JSON values, else the text)."""
+    out = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise_config(f"{flag} {str(item)[:60]!r}: expected NAME=VALUE")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def gate_values(items) -> dict:
+    """``--gate [PRECISION.]METRIC=VALUE|off`` -> {key: threshold or None}."""
+    out = {}
+    for key, value in key_values(items, "--gate").items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise_config(
+                f"--gate {key}={value!r}: the threshold must be a number (a fraction: 0.01 = 1 point) or off"
+            )
+        if value is not None and not math.isfinite(value):
+            raise_config(f"--gate {key}: the threshold must be finite")
+        out[key] = None if value is None else float(value)
+    return out
+
+
+def gate_arg(p) -> None:
+    p.add_argument(
+        "--gate",
+        action="append",
+        default=None,
+        metavar="[PRECISION.]METRIC=VALUE",
+        help="override one of the task's gates, e.g. miou_drop=0.01, int8.matched_recall=0.9 or "
+        "fp32.agreement=off (fractions: 0.01 = 1 point; repeatable; see the README's task table)",
+    )
+
+
+def task_args(p) -> None:
+    from ..tasks.registry import names
+
+    g = p.add_argument_group("task (what the outputs mean and how they are judged)")
+    g.add_argument(
+        "--task",
+        choices=names(),
+        default=None,
+        help="the model's task (default: classify when an output looks like class scores, else asked for)",
+    )
+    g.add_argument(
+        "--task-param",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="a task parameter, e.g. box_format=cxcywh, score_threshold=0.3, ignore_index=255 (repeatable)",
+    )
+    g.add_argument(
+        "--dim",
+        action="append",
+        default=None,
+        metavar="NAME=MIN..MAX[@EXAMPLE]",
+        help="bounds of a named dynamic dim used in --input shapes, e.g. --input ids:batch,seq:int64 "
+        "--dim seq=4..512 (EXAMPLE: the size to export at; repeatable)",
+    )
+    gate_arg(g)

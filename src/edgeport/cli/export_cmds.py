@@ -18,6 +18,7 @@ from .args import (
     raise_config,
     seed_int,
     shape_list,
+    task_args,
 )
 
 
@@ -28,7 +29,7 @@ def _calibration(args):
         size=args.calibration_size,
         method=args.calibration_method,
         seed=args.calibration_seed,
-        max_accuracy_drop=args.max_accuracy_drop / 100.0,
+        max_accuracy_drop=None if args.max_accuracy_drop is None else args.max_accuracy_drop / 100.0,
     )
     cfg.validate()
     return cfg
@@ -97,6 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         executorch_max_batch=args.executorch_max_batch,
         golden_samples=args.golden_samples,
         parity_samples=args.parity_samples,
+        **task_config(args),
     )
     bundle = export(
         run=args.run,
@@ -116,7 +118,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     print_bundle(bundle)
-    return 0
+    return PARTIAL_EXIT if bundle.failures else 0
+
+
+# `export` wrote the bundle, but without a format that failed: the exit code says so.
+PARTIAL_EXIT = 3
+
+
+def task_config(args) -> dict:
+    """The task options as ExportConfig fields."""
+    from .args import gate_values, key_values
+
+    return {
+        "task": args.task,
+        "task_params": tuple(key_values(args.task_param, "--task-param").items()),
+        "dims": tuple(args.dim or ()),
+        "gates": tuple(gate_values(args.gate).items()),
+    }
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -136,16 +154,22 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     print_bundle(bundle)
-    return 0
+    return PARTIAL_EXIT if any(f["precision"] == "int8" for f in bundle.failures) else 0
 
 
 def print_bundle(bundle) -> None:
-    print(f"bundle {safe_text(bundle.path)}:")
+    task = bundle.task
+    print(f"bundle {safe_text(bundle.path)} ({task.name}):")
     for w in bundle.warnings:
         print(f"  WARNING: {safe_text(w)}")
     for a in bundle.artifacts:
         size = a.total_bytes
         print(f"  {a.key:<18} {a.file:<34} {size / 1024:9.1f} KiB  sha256 {a.sha256[:12]}")
+    for f in bundle.failures:
+        print(
+            f"  {f['format'] + '/' + f['precision']:<18} FAILED at {safe_text(f['stage'])}, not in the bundle: "
+            f"{safe_text(f['reason'])}"
+        )
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -166,14 +190,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for s in m.signature.outputs:
         print(f"output {safe_text(s.describe())}")
     for name, d in m.signature.dims.items():
-        print(f"dim    {safe_text(name)}: {d.min}..{d.max}")
+        ex = f" (exported at {d.example})" if d.example is not None else ""
+        print(f"dim    {safe_text(name)}: {d.min}..{d.max}{ex}")
+    task = bundle.task
+    params = ", ".join(f"{k}={v}" for k, v in task.params.items())
+    print(f"task: {task.name} ({task.title}){': ' + safe_text(params) if params else ''}")
+    for prec, gates in ((m.task or {}).get("gates") or {}).items():
+        table = task.gate_table()
+        shown = ", ".join(
+            f"{k} {'>=' if table[k].direction == 'min' else '<='} {v:g}"
+            for k, v in gates.items()
+            if k in table
+        )
+        print(f"  {prec} gates: {shown or 'elementwise tolerance only'}")
     pre = bundle.preprocessing
     print(f"preprocessing: {safe_text(pre.describe()) if pre else 'none (no image input)'}")
     labels = ", ".join(m.labels[:20]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 20 else "")
     print(f"labels: {safe_text(labels) or '-'}")
     print_bundle(bundle)
     for a in m.artifacts:
-        _artifact_notes(a)
+        _artifact_notes(a, bundle.task)
     if m.calibration:
         cal = m.calibration
         src = cal.get("source", {}) if isinstance(cal.get("source"), dict) else {}
@@ -229,7 +265,7 @@ def _print_parity(parity) -> None:
             print(f"  {safe_text(label):<30} {'  '.join(cells)}")
 
 
-def _artifact_notes(a) -> None:
+def _artifact_notes(a, task) -> None:
     d = a.details if isinstance(a.details, dict) else {}
     notes = []
     if a.precision == "int8" and isinstance(d.get("speedup_vs_fp32"), (int, float)):
@@ -247,6 +283,16 @@ def _artifact_notes(a) -> None:
         )
     if isinstance(d.get("max_batch"), int):
         notes.append(f"batch 1..{d['max_batch']}")
+    if isinstance(d.get("planned_memory_bytes"), int):
+        at = d.get("planned_for") if isinstance(d.get("planned_for"), dict) else {}
+        where = ", ".join(f"{safe_text(k)}={v}" for k, v in at.items())
+        notes.append(f"memory planned: {d['planned_memory_bytes'] / 2**20:.1f} MiB at {where}")
+    if d.get("exporter"):
+        notes.append(f"exporter: {safe_text(d['exporter'])}")
+    if isinstance(d.get("selection_metrics"), dict):
+        shown = task.summary_of(d["selection_metrics"])
+        if shown:
+            notes.append(f"int8 on the selection split: {safe_text(shown)}")
     for n in notes:
         print(f"    {a.key}: {n}")
 
@@ -271,8 +317,9 @@ def _calibration_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-accuracy-drop",
         type=points_float,
-        default=0.2,
-        help="accuracy points an int8 candidate may lose to be within the gate (0..100)",
+        default=None,
+        help="accuracy points an int8 candidate may lose to be within the gate, 0..100 "
+        "(default: the task's gate, 0.2 points for classify; same as --gate int8.accuracy_drop=0.002)",
     )
 
 
@@ -284,8 +331,11 @@ def add_parsers(sub) -> None:
         help="export a model to TorchScript, ONNX, OpenVINO IR and ExecuTorch (fp32, and int8 with --int8) in one bundle",
         formatter_class=_Formatter,
         description="Writes the bundle folder --out (manifest.json, every artifact, golden I/O) atomically, after "
-        "checking every artifact against PyTorch on the eval data at batch sizes 1, 2, 7 and 64. An existing "
-        "--out is replaced only with --force, and only if it is an edgeport bundle.",
+        "checking every artifact against PyTorch on the eval data at batch sizes 1, 2, 7 and 64 and at every "
+        "dynamic dim's min, middle and max, judged by the task's metrics. An existing --out is replaced only "
+        "with --force, and only if it is an edgeport bundle. A default format that fails is left out of the "
+        "bundle (named in the manifest, `inspect` and the summary) and the exit code is 3; a format named in "
+        "--formats that fails stops the export (exit 1).",
     )
     g = p.add_argument_group("model")
     g.add_argument("--run", default=None, help="run folder written by `edgeport train`")
@@ -313,7 +363,8 @@ def add_parsers(sub) -> None:
         action="append",
         default=None,
         metavar="NAME:SHAPE[:DTYPE[:LAYOUT]]",
-        help="one model input, batch first, e.g. image:1,3,224,224 or vec:1,16:float32 (repeatable, in order)",
+        help="one model input, batch first, e.g. image:1,3,224,224, vec:1,16:float32 or ids:batch,seq:int64 "
+        "with --dim seq=4..512 (or inline: ids:1,seq=4..512:int64); repeatable, in order",
     )
     g.add_argument(
         "--input-shape",
@@ -325,8 +376,9 @@ def add_parsers(sub) -> None:
         "--output",
         action="append",
         default=None,
-        metavar="NAME[:KIND]",
-        help="name (and kind: probs, logits, raw) of each output, in order (repeatable)",
+        metavar="NAME[:KIND|ROLE]",
+        help="name of each output, in order, with its kind (probs, logits, raw) and/or role (class_scores, "
+        "boxes, scores, labels, mask_logits, embedding, token_logits, values, aux) (repeatable)",
     )
     g.add_argument(
         "--labels",
@@ -404,6 +456,7 @@ def add_parsers(sub) -> None:
     )
     g.add_argument("--mean", type=float_list, default=None, help="per-channel mean after scaling, comma list")
     g.add_argument("--std", type=float_list, default=None, help="per-channel std after scaling, comma list")
+    task_args(p)
     data_args(p)
     _calibration_args(p)
     p.add_argument(

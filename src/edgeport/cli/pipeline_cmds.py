@@ -20,6 +20,7 @@ from .args import (
     raise_config,
     seed_int,
     shape_list,
+    task_args,
 )
 
 
@@ -27,7 +28,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from ..config import CalibrationConfig, TrainConfig
     from ..pipeline import ModelInput, PipelineConfig, run_pipeline
     from ..runtime.registry import BACKENDS
-    from .export_cmds import _overrides, model_source_args
+    from .export_cmds import _overrides, model_source_args, task_config
     from .train_cmds import TRAIN_DEFAULTS
 
     unknown = [b for b in args.backends or [] if b not in BACKENDS]
@@ -55,6 +56,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         backends=tuple(args.backends) if args.backends else None,
         formats=tuple(args.formats) if args.formats else None,
         max_accuracy_drop=args.max_accuracy_drop,
+        **task_config(args),
         atol=args.atol,
         batch_sizes=tuple(args.batch_sizes),
         calibration=CalibrationConfig(size=args.calibration_size, method=args.calibration_method),
@@ -104,7 +106,7 @@ def add_parsers(sub) -> None:
         formatter_class=_Formatter,
         description="The main job. Without --model it trains the seed MNIST network first; with --model and "
         "--weights it starts at export, on your --data. Exits 1 with one line per failed gate (parity, int8 "
-        "accuracy drop). Writes the run folder --out: train.json and model.safetensors (when it trains), bundle/, "
+        "accuracy drop, task gates, a format that failed at export). Writes the run folder --out: train.json and model.safetensors (when it trains), bundle/, "
         "devices.json, verify.json, bench.json, grid.png or samples.png, report.md, report.html, plots/, "
         "pipeline.json. An existing --out is replaced only with --force, and only if edgeport made it.",
     )
@@ -127,7 +129,11 @@ def add_parsers(sub) -> None:
     )
     g.add_argument("--input-shape", type=shape_list, default=None, help="shorthand for one float32 input")
     g.add_argument(
-        "--output", action="append", default=None, metavar="NAME[:KIND]", help="an output name and kind"
+        "--output",
+        action="append",
+        default=None,
+        metavar="NAME[:KIND|ROLE]",
+        help="an output's name, and its kind (probs, logits, raw) or role (boxes, mask_logits, ...)",
     )
     g.add_argument("--labels", default=None, help="class names: comma list or file")
     g.add_argument(
@@ -151,9 +157,10 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--max-accuracy-drop",
         type=points_float,
-        default=0.2,
-        help="accuracy points an int8 artifact may lose (0..100)",
+        default=None,
+        help="accuracy points an int8 artifact may lose, 0..100 (default: the task's gate, 0.2 for classify)",
     )
+    task_args(p)
     p.add_argument("--atol", type=atol_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)")
     p.add_argument("--batch-sizes", type=batch_list, default=[1, 256], help="batch sizes to benchmark")
     p.add_argument(

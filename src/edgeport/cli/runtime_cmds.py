@@ -19,6 +19,8 @@ from .args import (
     bounded_int,
     check_outputs,
     data_args,
+    gate_arg,
+    gate_values,
     host_args,
     pixels_int,
     points_float,
@@ -65,7 +67,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             data=args.data,
             data_dir=args.data_dir,
             atol=args.atol,
-            max_accuracy_drop=args.max_accuracy_drop / 100.0,
+            max_accuracy_drop=None if args.max_accuracy_drop is None else args.max_accuracy_drop / 100.0,
+            gates=gate_values(args.gate),
             limit=args.limit,
             progress=not args.quiet,
             max_pixels=args.max_pixels,
@@ -161,8 +164,11 @@ def add_parsers(sub) -> None:
         "verify",
         help="check every artifact against PyTorch on your data, per output (exit 1 on any failure)",
         formatter_class=_Formatter,
-        description="Streams the eval data once through the reference and every artifact. With --out, writes that "
-        "one JSON file (refused if it exists, unless --force).",
+        description="Streams the eval data once through the reference and every artifact, judged by the bundle's "
+        "task: the elementwise tolerance (fp32/fp16) and the task's gates at each precision, as recorded at "
+        "export (agreement and accuracy for classifiers; matched boxes and mAP, mIoU, cosine, token agreement "
+        "and perplexity for the others). Dynamic dims are also run at their min, middle and max. With --out, "
+        "writes that one JSON file (refused if it exists, unless --force).",
     )
     selection_args(p)
     data_args(p, split=False)
@@ -175,9 +181,11 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--max-accuracy-drop",
         type=points_float,
-        default=0.2,
-        help="accuracy points an int8/fp16 artifact may lose against PyTorch (0..100)",
+        default=None,
+        help="accuracy points an int8/fp16 artifact may lose against PyTorch, 0..100 (default: the gate "
+        "recorded at export, 0.2 points for classify)",
     )
+    gate_arg(p)
     p.add_argument(
         "--limit", type=bounded_int(1, 100_000_000), default=None, help="verify on the first N samples only"
     )
