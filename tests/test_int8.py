@@ -45,7 +45,9 @@ def test_every_format_has_a_proven_int8_artifact(b):
         within = {n: c for n, c in d["candidates"].items() if c["within_gate"]}
         if within:  # the quantization paradox: of those within the gate, the fastest ships
             assert d["selected"] == max(within, key=lambda n: within[n]["throughput_per_s"])
-        assert d["speedup_vs_fp32"] > 0 and d["slower_than_fp32"] == (d["speedup_vs_fp32"] < 1)
+        m = d["speed_noise_margin"]  # slower only beyond the noise, at batch 1 and at the throughput batch
+        slower = d["speedup_vs_fp32"] < 1 - m and d["speedup_vs_fp32_batch1"] < 1 - m
+        assert d["speedup_vs_fp32"] > 0 and d["slower_than_fp32"] == slower and 0.03 <= m <= 0.25
         mod.prove_int8(None, b.path_of(art))  # the saved file passes when inspected again from disk
     assert b.artifact("openvino", "int8").extra_files[0].path == "openvino/model.int8.bin"
     assert not (b.path / "int8-candidates").exists()
@@ -180,7 +182,12 @@ def test_int8_accuracy_on_real_mnist(mnist_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("mnist_int8") / "b"
     bundle = export(run, out, config=ExportConfig(int8=True), data_dir=mnist_root, progress=False)
     report = verify(bundle, data_dir=mnist_root, precisions=["int8"], devices=["cpu"], progress=False)
-    assert {r["format"] for r in report["rows"]} >= {"torchscript", "onnx", "openvino"}
+    # export ships int8 only within the gate (judged on the test split, as verify judges it) and
+    # names every format it refused; what it ships, verify passes
+    shipped = {r["format"] for r in report["rows"]}
+    refused = {f["format"]: f["reason"] for f in bundle.failures if f["precision"] == "int8"}
+    assert shipped | set(refused) >= {"torchscript", "onnx", "openvino", "executorch"} and len(shipped) >= 2
+    assert all("within the gate" in why for why in refused.values()), refused
     for row in report["rows"]:
         assert row["passed"], row
         assert row["accuracy_drop"] <= 0.002 + 1e-9 and row["agreement"] >= 0.995, row
@@ -215,7 +222,7 @@ def test_layer_report_reads_qoperator_graphs(model, tmp_path, synthetic_mnist, m
 
     every = onnx_format.int8_candidates
     monkeypatch.setattr(
-        onnx_format, "int8_candidates", lambda m: [c for c in every(m) if "qoperator" in c[0]]
+        onnx_format, "int8_candidates", lambda m, ctx=None: [c for c in every(m, ctx) if "qoperator" in c[0]]
     )
     q = export(
         model_ref=model,

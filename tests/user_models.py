@@ -184,3 +184,44 @@ class Shadowing(nn.Module):
 def shadowing() -> nn.Module:
     torch.manual_seed(10)
     return Shadowing()
+
+
+class Planted(nn.Module):
+    """64 -> a(512) -> b(16) -> c(10) logits; the class is the feature among x[1..10] that is 1.0 (the others
+    are at most 0.6: wide margins, so int8 keeps the answer).  ``b`` alone breaks under int8: each of its
+    output channels has one huge weight (on a unit of ``a`` that is always 0) beside the small weight that
+    does the work, so per-channel int8 weights round the small ones to zero.  ``b`` is a fifth of the
+    compute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Linear(64, 512), nn.Linear(512, 16), nn.Linear(16, 10)
+        g = torch.Generator().manual_seed(12)
+        with torch.no_grad():
+            for lin in (self.a, self.b, self.c):  # small weights everywhere: no all-zero channel, whose
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 1e-3)  # int8 scale would be 0
+                lin.bias.zero_()
+            self.a.weight[:64, :64] += torch.eye(64)
+            self.a.weight[0] = -0.01
+            self.a.bias[0] = -5.0  # unit 0 of a is always 0 after the ReLU
+            for k in range(1, 11):
+                self.b.weight[k, k] = 1.0
+                self.c.weight[k - 1, k] = 1.0
+            self.b.weight[:, 0] = 1000.0  # the planted outlier: it sets every channel's int8 scale (7.9)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def planted() -> nn.Module:
+    return Planted()
+
+
+def planted_inputs(n: int, seed: int = 0):
+    """Inputs for :class:`Planted`: uniform 0..0.6, with one of x[1..10] set to 1.0 (the class)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 0.6, size=(n, 64)).astype(np.float32)
+    x[np.arange(n), 1 + rng.integers(0, 10, size=n)] = 1.0
+    return x

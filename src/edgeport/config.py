@@ -77,6 +77,9 @@ class CalibrationConfig:
     # drop of at most 0.2 accuracy points and 99.5% top-1 agreement).
     max_accuracy_drop: float | None = None  # accuracy fraction (0.002 = 0.2 points)
     min_agreement: float | None = None
+    # When no candidate of a format is within the gate, keep its most sensitive layers float
+    # (edgeport.export.fallback) until it is, or ship no int8 for that format.
+    fallback: bool = True
 
     def validate(self) -> None:
         _int_range("--calibration-size", self.size, 10, 100_000)

@@ -193,7 +193,7 @@ def export(ctx) -> list:
 # --------------------------------------------------------------------------- int8
 
 
-def int8_candidates(method: str) -> list[tuple[str, dict]]:
+def int8_candidates(method: str, ctx=None) -> list[tuple[str, dict]]:
     """XNNPACK's symmetric int8 config; activations observed by min/max (fast), or, for the percentile
     and entropy methods, XNNPACK's default HistogramObserver (its range search is slow on big models)."""
     observer = "minmax" if method in ("auto", "minmax") else "histogram"
@@ -219,8 +219,16 @@ def _xnnpack_config(per_channel: bool, observer: str):
 
 
 def quantize(
-    ctx, fp32, calibration, out_rel: str, *, per_channel: bool = True, observer: str = "minmax"
+    ctx,
+    fp32,
+    calibration,
+    out_rel: str,
+    *,
+    per_channel: bool = True,
+    observer: str = "minmax",
+    float_modules=(),
 ) -> tuple[list[str], dict]:
+    """``float_modules``: PyTorch module names XNNPACKQuantizer leaves unannotated (float)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -230,6 +238,8 @@ def quantize(
         with _quiet():
             gm = _export_program(ctx.model.eval(), ctx).module()
             quantizer = XNNPACKQuantizer().set_global(_xnnpack_config(per_channel, observer))
+            if float_modules:
+                quantizer.set_filter_function(_not_in(float_modules))
             prepared = prepare_pt2e(gm, quantizer)
             with torch.no_grad():
                 for feeds, _ in calibration.batches(batch):
@@ -251,7 +261,25 @@ def quantize(
         "delegation": delegation,
         "planned_memory_bytes": delegation["planned_memory_bytes"],
         "planned_for": _planned_for(ctx),
+        "float_modules": list(float_modules),
     }
+
+
+def _not_in(modules):
+    """A PT2E node filter: False for nodes that belong to one of ``modules`` (their nn_module_stack)."""
+
+    def keep(node) -> bool:
+        stack = node.meta.get("nn_module_stack") or {}
+        for path, _type in stack.values():
+            name = re.sub(
+                r"\[(\d+)\]", r".\1", str(path).removeprefix("L['self'].").removeprefix("L['self']")
+            )
+            name = name.replace("._modules['", ".").replace("']", "").lstrip(".")
+            if any(name == m or name.startswith(m + ".") or name.endswith("." + m) for m in modules):
+                return False
+        return True
+
+    return keep
 
 
 def _xnnpack_graphs(path: Path) -> list[dict]:

@@ -243,7 +243,7 @@ def vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags or "asimddp" in flags or " dotprod" in flags
 
 
-def int8_candidates(method: str) -> list[tuple[str, dict]]:
+def int8_candidates(method: str, ctx=None) -> list[tuple[str, dict]]:
     """Accuracy candidates (calibration methods, QDQ u8s8 per-channel) plus format variants of the first.
 
     Without VNNI, x86 int8 kernels can saturate (u8 x s8 pairs summed in int16), so the candidates then
@@ -318,7 +318,9 @@ def quantize(
     per_channel: bool = True,
     activation: str = "uint8",
     reduce_range: bool = False,
+    float_modules: tuple[str, ...] = (),
 ) -> tuple[list[str], dict]:
+    """``float_modules``: PyTorch module names whose nodes stay float (``nodes_to_exclude``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     table = {
@@ -334,6 +336,7 @@ def quantize(
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     out = ctx.path(out_rel)
+    excluded = module_nodes(ctx.staging / fp32.file, float_modules) if float_modules else []
     with _quiet():
         try:
             quantize_static(
@@ -347,6 +350,7 @@ def quantize(
                 activation_type=act,
                 weight_type=QuantType.QInt8,
                 calibrate_method=table[method],
+                nodes_to_exclude=excluded,
                 extra_options=extra,
             )
         except Exception as exc:  # noqa: BLE001
@@ -362,6 +366,8 @@ def quantize(
         "activation_type": activation,
         "weight_type": "int8",
         "op_types": OP_TYPES,
+        "float_modules": list(float_modules),
+        "nodes_excluded": len(excluded),
     }
 
 
@@ -527,3 +533,45 @@ def int8_layers(path: Path) -> list[dict]:
             }
         )
     return rows
+
+
+def module_nodes(path, modules) -> list[str]:
+    """Names of the graph's nodes that belong to the PyTorch ``modules`` (and their children): by name
+    scope for the TorchScript-based exporter (``/a/a.b/...``), by ``pkg.torch.onnx.name_scopes``
+    metadata for the dynamo exporter."""
+    import ast
+
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    scopes = [scope(m) + "/" for m in modules]
+    wanted = set(modules)
+    out = []
+    for n in model.graph.node:
+        if any(n.name.startswith(sc) for sc in scopes):
+            out.append(n.name)
+            continue
+        meta = {p.key: p.value for p in n.metadata_props}
+        raw = meta.get("pkg.torch.onnx.name_scopes")
+        if raw:
+            try:
+                names = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                continue
+            if any(
+                m in wanted or any(m.startswith(w + ".") for w in wanted) for m in names if isinstance(m, str)
+            ):
+                out.append(n.name)
+    # the activations next to a float layer stay float with it: ORT quantizes a Relu/Clip with its
+    # neighbour's parameters, and beside a float layer that gave garbage (a test plants exactly this)
+    chosen = set(out)
+    produced = {o for n in model.graph.node if n.name in chosen for o in n.output}
+    consumed = {i for n in model.graph.node if n.name in chosen for i in n.input}
+    for n in model.graph.node:
+        if n.op_type in _FUSED_ACT and n.name not in chosen:
+            if (n.input and n.input[0] in produced) or any(o in consumed for o in n.output):
+                out.append(n.name)
+    return out
+
+
+_FUSED_ACT = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh")

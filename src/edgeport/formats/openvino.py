@@ -115,8 +115,10 @@ def export(ctx) -> list:
 # --------------------------------------------------------------------------- int8
 
 
-def int8_candidates(method: str) -> list[tuple[str, dict]]:
-    """NNCF presets x range estimators; without VNNI also NNCF's overflow fix on every layer (7-bit weights)."""
+def int8_candidates(method: str, ctx=None) -> list[tuple[str, dict]]:
+    """NNCF presets x range estimators; without VNNI also NNCF's overflow fix on every layer (7-bit weights);
+    for transformers (LayerNorm, attention, GELU) NNCF's transformer preset (SmoothQuant, no quantized
+    softmax/LayerNorm inputs) too."""
     from .onnx import vnni
 
     if method == "auto":
@@ -124,6 +126,13 @@ def int8_candidates(method: str) -> list[tuple[str, dict]]:
     else:
         pairs = [("mixed", method), ("performance", method)]
     cands = [(f"{p}/{e}", {"preset": p, "range_estimator": e}) for p, e in pairs]
+    if ctx is not None and is_transformer(ctx.model):
+        cands.append(
+            (
+                f"{pairs[0][0]}/transformer",
+                {"preset": pairs[0][0], "range_estimator": pairs[0][1], "transformer": True},
+            )
+        )
     if not vnni():
         cands.append(
             (
@@ -167,7 +176,10 @@ def quantize(
     preset: str = "mixed",
     range_estimator: str = "default",
     overflow_fix: str = "first_layer_only",
+    transformer: bool = False,
+    float_modules: tuple[str, ...] = (),
 ):
+    """``float_modules``: PyTorch module names kept float through NNCF's ``IgnoredScope``."""
     ov = _ov()
     nncf = import_nncf()
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -189,6 +201,11 @@ def quantize(
         model = ov.Core().read_model(str(ctx.staging / fp32.file))
         nncf.set_log_level(logging.ERROR)  # progress bars and INFO lines would drown the CLI's output
         with contextlib.redirect_stdout(io.StringIO()):
+            extra = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+            if float_modules:
+                extra["ignored_scope"] = nncf.IgnoredScope(
+                    patterns=_ignored(ctx, fp32, float_modules), validate=False
+                )
             quantized = nncf.quantize(
                 model,
                 nncf.Dataset(_Samples(calibration, ctx.calibration.batch_size)),
@@ -196,6 +213,7 @@ def quantize(
                 subset_size=len(calibration),
                 fast_bias_correction=True,
                 advanced_parameters=advanced,
+                **extra,
             )
     except (ConfigError, ExportError):
         raise
@@ -209,7 +227,9 @@ def quantize(
         "activations_range_estimator": est or "nncf default",
         "fast_bias_correction": True,
         "overflow_fix": overflow_fix,
+        "model_type": "transformer" if transformer else "default",
         "subset_size": len(calibration),
+        "float_modules": list(float_modules),
     }
 
 
@@ -309,3 +329,26 @@ def int8_layers(path: Path) -> list[dict]:
             }
         )
     return rows
+
+
+def is_transformer(model) -> bool:
+    """A model with attention, LayerNorm or GELU: NNCF's transformer preset applies."""
+    import torch
+
+    kinds = (torch.nn.MultiheadAttention, torch.nn.LayerNorm, torch.nn.GELU, torch.nn.TransformerEncoderLayer)
+    return any(isinstance(m, kinds) for m in model.modules())
+
+
+def _ignored(ctx, fp32, modules) -> list[str]:
+    """Regex patterns for the IR's ops of the PyTorch ``modules``: the ONNX node names they came from
+    (an IR converted from ONNX keeps them as name prefixes), or the ``__module.NAME/`` scope of an IR
+    converted from PyTorch directly."""
+    import re
+
+    patterns = [rf"^__module\.{re.escape(m)}(/|\.)" for m in modules]
+    onnx_art = ctx.fp32("onnx")
+    if onnx_art is not None:
+        from .onnx import module_nodes
+
+        patterns += [rf"^{re.escape(n)}(/|$)" for n in module_nodes(ctx.staging / onnx_art.file, modules)]
+    return patterns

@@ -107,7 +107,7 @@ def _vnni() -> bool:
     return "avx512_vnni" in text or "avx_vnni" in text
 
 
-def int8_candidates(method: str) -> list[tuple[str, dict]]:
+def int8_candidates(method: str, ctx=None) -> list[tuple[str, dict]]:
     """torch.ao has no percentile/entropy observer: HistogramObserver (L2-optimal clipping) stands in."""
     if method == "auto":
         return [("histogram", {"observer": "histogram"}), ("minmax", {"observer": "minmax"})]
@@ -119,7 +119,7 @@ def int8_candidates(method: str) -> list[tuple[str, dict]]:
     ]
 
 
-def _qconfig_mapping(observer: str):
+def _qconfig_mapping(observer: str, float_modules=()):
     import torch.ao.quantization as tq
     from torch.ao.quantization import get_default_qconfig_mapping
 
@@ -130,10 +130,14 @@ def _qconfig_mapping(observer: str):
     mapping = get_default_qconfig_mapping(ENGINE).set_global(qconfig)
     for softmax in (nn.Softmax, torch.softmax, torch.nn.functional.softmax, "softmax"):
         mapping = mapping.set_object_type(softmax, None)
+    for name in float_modules:  # a module-level None config keeps it (and its children) float
+        mapping = mapping.set_module_name(name, None)
     return mapping
 
 
-def quantize_module(model: nn.Module, example: tuple, batches, *, observer: str = "histogram") -> nn.Module:
+def quantize_module(
+    model: nn.Module, example: tuple, batches, *, observer: str = "histogram", float_modules=()
+) -> nn.Module:
     """A converted (int8) FX copy of ``model``; ``model`` itself is left untouched."""
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -146,7 +150,9 @@ def quantize_module(model: nn.Module, example: tuple, batches, *, observer: str 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            prepared = prepare_fx(copy.deepcopy(model).eval(), _qconfig_mapping(observer), example)
+            prepared = prepare_fx(
+                copy.deepcopy(model).eval(), _qconfig_mapping(observer, float_modules), example
+            )
         except Exception as exc:  # noqa: BLE001 - FX tracing fails on data-dependent control flow
             raise ExportError(
                 f"TorchScript int8 needs an FX-traceable model, and tracing failed ({_first(exc)}); "
@@ -158,13 +164,15 @@ def quantize_module(model: nn.Module, example: tuple, batches, *, observer: str 
         return convert_fx(prepared).eval()
 
 
-def quantize(ctx, fp32, calibration, out_rel: str, *, observer: str = "histogram") -> tuple[list[str], dict]:
+def quantize(
+    ctx, fp32, calibration, out_rel: str, *, observer: str = "histogram", float_modules=()
+) -> tuple[list[str], dict]:
     names = ctx.signature.input_names
     batches = (
         tuple(torch.from_numpy(f[n]) for n in names)
         for f, _ in calibration.batches(ctx.calibration.batch_size)
     )
-    q = quantize_module(ctx.model, ctx.example, batches, observer=observer)
+    q = quantize_module(ctx.model, ctx.example, batches, observer=observer, float_modules=float_modules)
     try:
         frozen = _trace_freeze(q, ctx.example)
     except Exception as exc:  # noqa: BLE001
@@ -176,6 +184,7 @@ def quantize(ctx, fp32, calibration, out_rel: str, *, observer: str = "histogram
         "engine": ENGINE,
         "activation_observer": f"{OBSERVERS[observer]}(reduce_range={not _vnni()})",
         "weight_observer": "PerChannelMinMaxObserver(int8, symmetric)",
+        "float_modules": list(float_modules),
     }
 
 
