@@ -143,10 +143,10 @@ def resample_window(read, src: int, dst: int, start: int, count: int, chunk: int
     c = ROLLOFF * min(1.0, dst / src)  # cutoff in cycles per input sample x 2
     half = ZEROS / c  # kernel half-width in input samples
     t = (start + np.arange(count, dtype=np.float64)) * (src / dst)  # output times in input samples
+    taps = int(math.ceil(2 * half)) + 2  # input samples under the kernel, from floor(t - half)
     first = math.floor(t[0] - half) if count else 0
-    last = math.ceil(t[-1] + half) + 1 if count else 0
+    last = math.floor(t[-1] - half) + taps if count else 0  # one past the last input sample used
     x = read(first, last - first).astype(np.float64)
-    taps = int(math.ceil(2 * half)) + 2
     out = np.empty(count, np.float32)
     for i in range(0, count, chunk):
         tt = t[i : i + chunk]
