@@ -200,6 +200,18 @@ class Bundle:
             )
         return arrays[0], arrays[1]
 
+    # -- raw text ----------------------------------------------------------------
+    def text_encoder(self):
+        """Strings -> token-id feeds with the bundle's tokenizer (:class:`edgeport.text.TextEncoder`); None if
+        the bundle keeps no tokenizer.  Needs the ``tokenizers`` package, never torch."""
+        entry = self.manifest.text_entry()
+        if entry is None:
+            return None
+        from ..text import TextEncoder
+
+        data = self.read_file(entry.path, entry.bytes, entry.sha256)
+        return TextEncoder(self.manifest.text, data, self.signature, f"{entry.path} in bundle {self.path}")
+
     # -- running ---------------------------------------------------------------
     def runner(self, backend: str, precision: str = "fp32", device: str = "cpu", **options):
         from ..runtime.registry import create_runner
@@ -229,6 +241,8 @@ def _load_once(root: Path, verify: bool) -> tuple[Bundle | None, int, BundleErro
             entries = [e for a in manifest.artifacts for e in a.files()]
             if manifest.golden:
                 entries += [FileEntry.from_dict(f, "golden.files") for f in manifest.golden.get("files", [])]
+            if manifest.text:
+                entries.append(manifest.text_entry())
             for e in entries:
                 read_entry(fd, root, e.path, e.bytes, e.sha256 if verify else None)
         except BundleError as exc:
