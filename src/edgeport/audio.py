@@ -106,6 +106,12 @@ class AudioPreprocessing:
         n = resampled_length(info.frames, info.rate, self.sample_rate)
         return read_window(path, self.sample_rate, self.window(n), self.samples)
 
+    def check_file(self, path: str | os.PathLike, *, limit: int | None = None) -> None:
+        """A DataError now if ``path`` is not a WAV file this can read (its header only)."""
+        from .audioio import wav_info
+
+        wav_info(path)
+
     def load(self, paths, *, limit: int | None = None) -> np.ndarray:
         return self.apply([self.decode_file(p) for p in paths])
 

@@ -201,6 +201,12 @@ class Preprocessing:
             img = to_mnist(img.astype(np.float32))
         return img
 
+    def check_file(self, path: str | os.PathLike, *, limit: int | None = None) -> None:
+        """A DataError now if ``path`` is not an image this can decode (its header only)."""
+        from .imageio import check_image
+
+        check_image(path, limit=limit)
+
     def load(self, paths: Sequence[str | os.PathLike], *, limit: int | None = None) -> np.ndarray:
         """Files -> one model-ready batch."""
         return self.apply([self.decode_file(p, limit=limit) for p in paths])
