@@ -228,6 +228,23 @@ BAD_BLOCKS = {
     "dtype": (_mutate("dtype", dtype="int8"), "dtype"),
     "order": (list(reversed(kws_steps())), "order"),
     "missing layout": ([s for s in kws_steps() if s["op"] != "layout"], "must hold"),
+    "huge": (
+        [
+            {"op": "decode_wav", "sample_rate": 16000, "mono": True},
+            {"op": "pad_crop", "samples": 1 << 24, "mode": "center"},
+            {
+                "op": "log_mel",
+                "n_fft": 512,
+                "hop": 2,
+                "n_mels": 40,
+                "f_min": 20.0,
+                "f_max": 8000.0,
+                "eps": 1e-6,
+            },
+            {"op": "layout", "shape": [40, (1 << 23) + 1]},
+        ],
+        "values per clip",
+    ),
 }
 
 

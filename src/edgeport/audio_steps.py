@@ -32,6 +32,7 @@ FIELDS = {
 }
 MAX_SAMPLES = 1 << 24  # ~17 minutes at 16 kHz per clip
 MAX_DIM = 1 << 24
+MAX_FEATURES = 1 << 24  # values per clip after the steps (64 MiB of float32): a manifest cannot ask for more
 
 
 def kws_steps() -> list[dict]:
@@ -140,6 +141,8 @@ def _check_layout(by: dict, fail) -> None:
     if lay.get("axes", "mel_time") not in ("mel_time", "time_mel") or ("axes" in lay and "log_mel" not in by):
         raise fail(where, "takes axes mel_time or time_mel, and only after log_mel")
     feat = feature_shape(by)
+    if math.prod(feat) > MAX_FEATURES:
+        raise fail(where, f"makes {math.prod(feat):,} values per clip, at most {MAX_FEATURES:,}")
     if [d for d in shape if d != 1] != [d for d in feat if d != 1]:
         raise fail(
             where, f"shape {shape} does not hold the features {list(feat)} (only sizes of 1 may be added)"

@@ -261,6 +261,12 @@ class NpzReader:
             self._raw.close()
         self._zf = self._raw = None
 
+    def __del__(self) -> None:  # a source that is dropped without close() leaves no open file behind
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     def __enter__(self) -> NpzReader:
         return self
 
