@@ -122,6 +122,38 @@ def decode(path: str | os.PathLike, mode: str, *, limit: int | None = None) -> n
         raise DataError(f"{path} is corrupt or truncated ({first}); re-save it as PNG or JPEG") from None
 
 
+def decode_label_map(path: str | os.PathLike, *, limit: int | None = None) -> np.ndarray:
+    """Decode an 8-bit single-channel label map (PNG mode L, P or 1) to uint8 ``[H,W]`` class ids.
+
+    A palette image's pixel values are its indices (as VOC masks store classes), never its colours;
+    anything else (RGB, 16-bit) is refused: a label map holds one class id per pixel.
+    """
+    path = Path(path)
+    limit = max_pixels(limit)
+    img = _open(path)
+    try:
+        with img:
+            w, h = img.size
+            if w * h > limit or w < 1 or h < 1:
+                raise DataError(
+                    f"{path} is {w}x{h} = {w * h:,} pixels, outside 1..{limit:,}; downscale it, or raise the "
+                    f"limit with --max-pixels or {MAX_PIXELS_ENV}"
+                )
+            if img.mode not in ("L", "P", "1"):
+                raise DataError(
+                    f"{path} is a {img.mode} image; a label map must be 8-bit single-channel (L or palette PNG) "
+                    "with one class id per pixel"
+                )
+            with _our_limit_only():
+                img.load()
+            return np.array(img, dtype=np.uint8)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path} is corrupt or truncated ({first}); re-save it as PNG") from None
+
+
 def _to_mode(img, mode: str, path: Path) -> np.ndarray:
     """Convert a decoded Pillow image of any mode to uint8 L or RGB."""
     from PIL import Image
@@ -244,7 +276,17 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-__all__ = ["decode", "load_image", "load_images", "max_pixels", "read_gray", "to_mnist", "list_images"]
+__all__ = [
+    "check_image",
+    "decode",
+    "decode_label_map",
+    "load_image",
+    "load_images",
+    "max_pixels",
+    "read_gray",
+    "to_mnist",
+    "list_images",
+]
 
 
 def check_image(path: str | os.PathLike, *, limit: int | None = None) -> tuple[int, int]:

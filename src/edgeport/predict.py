@@ -87,10 +87,8 @@ def predict_files(
         )
     task = bundle.task
     pictures = _picture_paths(files, out_dir, force) if out_dir is not None else None
-    from .imageio import check_image
-
     for f in files:  # bad files fail before any session is made, and before anything is written
-        check_image(f, limit=max_pixels)
+        pre.check_file(f, limit=max_pixels)
     spec = bundle.signature.input(pre.input)
     results = []
     with bundle.runner(backend=backend, precision=precision, device=device) as runner:

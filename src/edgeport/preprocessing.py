@@ -22,140 +22,49 @@ builds the same steps with torchvision.transforms.v2
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-MNIST_LABELS = [str(i) for i in range(10)]
-OPS = ("decode", "resize", "center_crop", "scale", "normalize", "layout", "dtype")
-MAX_SIDE = 16384
-
-
-def _mnist_steps() -> list[dict]:
-    return [
-        {"op": "decode", "mode": "L", "fit_digit": True},
-        {"op": "scale", "factor": 1.0 / 255.0},
-        {"op": "normalize", "mean": [MNIST_MEAN], "std": [MNIST_STD]},
-        {"op": "layout", "layout": "NCHW"},
-        {"op": "dtype", "dtype": "float32"},
-    ]
-
-
-def _imagenet_steps(size: int = 224, resize: int = 256) -> list[dict]:
-    return [
-        {"op": "decode", "mode": "RGB"},
-        {"op": "resize", "size": resize, "mode": "shorter", "interpolation": "bilinear", "antialias": True},
-        {"op": "center_crop", "size": [size, size]},
-        {"op": "scale", "factor": 1.0 / 255.0},
-        {"op": "normalize", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-        {"op": "layout", "layout": "NCHW"},
-        {"op": "dtype", "dtype": "float32"},
-    ]
-
-
-PRESETS: dict[str, Callable[[], list[dict]]] = {"mnist": _mnist_steps, "imagenet": _imagenet_steps}
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_steps(steps, fail: Callable[[str, str], Exception]) -> list[dict]:
-    """Each step's fields and types; ``fail(where, what)`` builds the error to raise."""
-    if not isinstance(steps, list) or not steps:
-        raise fail("preprocessing.steps", "must be a non-empty list")
-    if len(steps) > len(OPS):
-        raise fail("preprocessing.steps", f"has {len(steps)} steps, at most {len(OPS)}")
-    order = [s.get("op") if isinstance(s, dict) else None for s in steps]
-    if order[0] != "decode" or any(o not in OPS for o in order) or len(set(order)) != len(order):
-        raise fail("preprocessing.steps", f"must start with decode and use each of {', '.join(OPS)} once")
-    if order != sorted(order, key=OPS.index):
-        raise fail("preprocessing.steps", f"must come in the order {', '.join(OPS)}")
-    allowed = {
-        "decode": {"mode", "fit_digit"},
-        "resize": {"size", "mode", "interpolation", "antialias"},
-        "center_crop": {"size"},
-        "scale": {"factor"},
-        "normalize": {"mean", "std"},
-        "layout": {"layout"},
-        "dtype": {"dtype"},
-    }
-    for i, s in enumerate(steps):
-        where = f"preprocessing.steps[{i}] ({s['op']})"
-        extra = set(s) - {"op"} - allowed[s["op"]]
-        if extra:
-            raise fail(where, f"has unknown field(s) {', '.join(sorted(map(str, extra)))[:100]}")
-        _check_step(s, where, fail)
-    return steps
-
-
-def _side(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE
-
-
-def _finite(v, lo=-1e6, hi=1e6) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
-
-
-def _check_step(s: dict, where: str, fail) -> None:
-    op = s["op"]
-    if op == "decode":
-        if s.get("mode") not in ("L", "RGB") or not isinstance(s.get("fit_digit", False), bool):
-            raise fail(where, "needs mode L or RGB (and fit_digit true/false)")
-        if s.get("fit_digit") and s["mode"] != "L":
-            raise fail(where, "fit_digit needs mode L")
-    elif op == "resize":
-        size = s.get("size")
-        mode = s.get("mode", "shorter" if isinstance(size, int) else "exact")
-        ok_size = (
-            _side(size)
-            if mode == "shorter"
-            else (isinstance(size, list) and len(size) == 2 and all(map(_side, size)))
-        )
-        if mode not in ("shorter", "exact") or not ok_size:
-            raise fail(where, f"needs size (int for mode shorter, [h, w] for exact, 1..{MAX_SIDE})")
-        if s.get("interpolation", "bilinear") != "bilinear" or s.get("antialias", True) is not True:
-            raise fail(where, "supports interpolation bilinear with antialias true only")
-    elif op == "center_crop":
-        size = s.get("size")
-        if not (isinstance(size, list) and len(size) == 2 and all(map(_side, size))):
-            raise fail(where, f"needs size [h, w] with sides 1..{MAX_SIDE}")
-    elif op == "scale":
-        if not _finite(s.get("factor"), 1e-9, 1e3) or s["factor"] <= 0:
-            raise fail(where, "needs a positive factor")
-    elif op == "normalize":
-        mean, std = s.get("mean"), s.get("std")
-        if not (
-            isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) and len(mean) in (1, 3)
-        ):
-            raise fail(where, "needs mean and std lists of 1 or 3 numbers")
-        if not all(map(_finite, mean)) or not all(_finite(v, 1e-6, 1e6) for v in std):
-            raise fail(where, "needs finite means and stds > 0")
-    elif op == "layout":
-        if s.get("layout") not in ("NCHW", "NHWC"):
-            raise fail(where, "needs layout NCHW or NHWC")
-    elif op == "dtype":
-        if s.get("dtype") not in ("float32", "float16"):
-            raise fail(where, "needs dtype float32 or float16")
+from .errors import InputError
+from .image_steps import (  # noqa: F401 - re-exported: the stable names
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MAX_SIDE,
+    MNIST_LABELS,
+    MNIST_MEAN,
+    MNIST_STD,
+    OPS,
+    PRESETS,
+    _check_steps,
+    _imagenet_steps,
+    build,
+    from_json_file,
+    from_preset,
+)
 
 
 def validate_manifest_preprocessing(pre, signature, bad) -> dict:
-    """Check a manifest's preprocessing block against its input specs; ``bad(where, what)`` makes the error."""
+    """Check a manifest's preprocessing block against its input specs; ``bad(where, what)`` makes the error.
+
+    A block with ``"kind": "audio"`` holds audio steps (:mod:`edgeport.audio`); one without ``kind``
+    (every schema-2 bundle) or with ``"kind": "image"`` holds image steps.
+    """
     if not isinstance(pre, dict):
         raise bad("preprocessing", "must be an object or null")
-    extra = set(pre) - {"input", "preset", "steps"}
+    kind = pre.get("kind", "image")
+    if kind == "audio":
+        from .audio import validate_manifest_audio
+
+        return validate_manifest_audio(pre, signature, bad)
+    if kind != "image":
+        raise bad("preprocessing.kind", "must be image or audio")
+    extra = set(pre) - {"input", "preset", "steps", "kind"}
     if extra or "input" not in pre or "steps" not in pre:
-        raise bad("preprocessing", "must hold input, steps (and optionally preset)")
+        raise bad("preprocessing", "must hold input, steps (and optionally preset, kind)")
     if pre.get("preset") is not None and (not isinstance(pre["preset"], str) or len(pre["preset"]) > 64):
         raise bad("preprocessing.preset", "must be a short string or null")
     try:
@@ -170,6 +79,15 @@ def validate_manifest_preprocessing(pre, signature, bad) -> dict:
     return pre
 
 
+def from_manifest(d: dict):
+    """The runnable preprocessing of a (validated) manifest block: image or audio steps."""
+    if d.get("kind") == "audio":
+        from .audio import AudioPreprocessing
+
+        return AudioPreprocessing.from_manifest(d)
+    return Preprocessing.from_manifest(d)
+
+
 # --------------------------------------------------------------------------- the steps
 
 
@@ -177,6 +95,7 @@ def validate_manifest_preprocessing(pre, signature, bad) -> dict:
 class Preprocessing:
     """Ordered steps that turn decoded uint8 images into one model input."""
 
+    kind: ClassVar[str] = "image"
     input: str
     steps: tuple[dict, ...]
     preset: str | None = None
@@ -282,6 +201,12 @@ class Preprocessing:
             img = to_mnist(img.astype(np.float32))
         return img
 
+    def check_file(self, path: str | os.PathLike, *, limit: int | None = None) -> None:
+        """A DataError now if ``path`` is not an image this can decode (its header only)."""
+        from .imageio import check_image
+
+        check_image(path, limit=limit)
+
     def load(self, paths: Sequence[str | os.PathLike], *, limit: int | None = None) -> np.ndarray:
         """Files -> one model-ready batch."""
         return self.apply([self.decode_file(p, limit=limit) for p in paths])
@@ -360,159 +285,41 @@ class Preprocessing:
     def _geometry(img: np.ndarray, resize: dict | None, crop: dict | None) -> np.ndarray:
         from PIL import Image
 
-        if resize:
-            h, w = img.shape[:2]
-            if resize.get("mode", "shorter" if isinstance(resize["size"], int) else "exact") == "shorter":
-                short, long_ = (h, w) if h <= w else (w, h)
-                new_short, new_long = resize["size"], int(resize["size"] * long_ / short)
-                nh, nw = (new_short, new_long) if h <= w else (new_long, new_short)
-            else:
-                nh, nw = resize["size"]
-            if (nh, nw) != (h, w):
-                pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
-                img = np.asarray(pil.resize((nw, nh), Image.Resampling.BILINEAR), dtype=np.uint8)
-                if img.ndim == 2:
-                    img = img[..., None]
+        from .geometry import crop_window, resized_hw
+
+        h, w = img.shape[:2]
+        nh, nw = resized_hw(h, w, resize)
+        if (nh, nw) != (h, w):
+            pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+            img = np.asarray(pil.resize((nw, nh), Image.Resampling.BILINEAR), dtype=np.uint8)
+            if img.ndim == 2:
+                img = img[..., None]
         if crop:
             ch, cw = crop["size"]
-            h, w = img.shape[:2]
-            if h < ch or w < cw:  # torchvision pads with zeros first
-                ph, pw = max(0, ch - h), max(0, cw - w)
-                img = np.pad(img, ((ph // 2, (ph + 1) // 2), (pw // 2, (pw + 1) // 2), (0, 0)))
-                h, w = img.shape[:2]
-            top = int(round((h - ch) / 2.0))
-            left = int(round((w - cw) / 2.0))
+            pad_t, pad_l, top, left = crop_window(nh, nw, crop)
+            ph, pw = max(0, ch - nh), max(0, cw - nw)
+            if ph or pw:  # torchvision pads with zeros first
+                img = np.pad(img, ((pad_t, ph - pad_t), (pad_l, pw - pad_l), (0, 0)))
             img = img[top : top + ch, left : left + cw]
         return np.ascontiguousarray(img)
 
+    # -- boxes and label maps ------------------------------------------------------
+    def geometry(self, h: int, w: int):
+        """Where an original ``h`` x ``w`` image's pixels land in the model input
+        (:class:`edgeport.geometry.Geometry`: scale and offset of the resize and crop steps)."""
+        from .geometry import geometry_of
 
-# --------------------------------------------------------------------------- building
+        return geometry_of(self, h, w)
 
+    def apply_mask(self, mask: np.ndarray, ignore: int = 255) -> np.ndarray:
+        """A uint8 label map ``[H,W]`` through the same resize (nearest) and crop; padding is ``ignore``."""
+        from .geometry import apply_mask
 
-def _config_fail(where: str, what: str) -> ConfigError:
-    return ConfigError(f"{where} {what}")
-
-
-def from_preset(name: str, input_name: str = "input") -> Preprocessing:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preprocessing preset {name!r}; choose from {', '.join(PRESETS)}")
-    return Preprocessing(input_name, tuple(PRESETS[name]()), name)
-
-
-def from_json_file(path: str | os.PathLike, input_name: str) -> Preprocessing:
-    """Steps from a small JSON file: a list of steps, or {"preset": ..., "steps": [...]}."""
-    p = Path(path)
-    try:
-        if p.stat().st_size > 1 << 20:
-            raise ConfigError(f"--preprocess {p}: file is larger than 1 MiB; it should hold a few steps")
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--preprocess {p} cannot be read ({exc.strerror}); check the path") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--preprocess {p} is not valid JSON ({str(exc)[:100]})") from None
-    steps = data.get("steps") if isinstance(data, dict) else data
-    preset = data.get("preset") if isinstance(data, dict) else None
-    if steps is None and preset:
-        return from_preset(preset, input_name)
-    _check_steps(steps, _config_fail)
-    return Preprocessing(input_name, tuple(steps), preset if isinstance(preset, str) else None)
-
-
-def build(
-    *,
-    input_spec,
-    preset: str | None = None,
-    mode: str | None = None,
-    resize: int | None = None,
-    crop: int | tuple[int, int] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    scale: float | None = None,
-) -> Preprocessing:
-    """Preprocessing for ``input_spec`` from a preset or JSON file (``preset``) plus flag overrides.
-
-    With no preset: MNIST's for a 1x28x28 input, ImageNet-style for 3-channel
-    images (resize to crop/0.875, centre crop to the input size), a plain 0..1
-    scaling for other 1-channel images.
-    """
-    if input_spec.layout is None:
-        raise ConfigError(f"input {input_spec.name!r} is not an image input; it takes no preprocessing steps")
-    c_axis, hw = (1, (2, 3)) if input_spec.layout == "NCHW" else (3, (1, 2))
-    channels = input_spec.shape[c_axis]
-    size = tuple(input_spec.shape[i] for i in hw)
-    if preset and (preset.endswith(".json") or os.path.sep in preset):
-        base = from_json_file(preset, input_spec.name)
-    elif preset:
-        base = from_preset(preset, input_spec.name)
-    elif channels == 1 and size == (28, 28):
-        base = from_preset("mnist", input_spec.name)
-    elif channels == 3 and all(isinstance(s, int) for s in size):
-        base = Preprocessing(
-            input_spec.name, tuple(_imagenet_steps(size[0], int(round(min(size) / 0.875)))), "imagenet"
-        )
-        if size[0] != size[1]:
-            base = _override(base, "center_crop", {"op": "center_crop", "size": list(size)})
-    else:
-        base = Preprocessing(
-            input_spec.name,
-            (
-                {"op": "decode", "mode": "L" if channels == 1 else "RGB"},
-                {"op": "scale", "factor": 1.0 / 255.0},
-                {"op": "layout", "layout": input_spec.layout},
-                {"op": "dtype", "dtype": input_spec.dtype},
-            ),
-            None,
-        )
-    custom = False
-    if mode:
-        step = dict(base.step("decode"), mode=mode)
-        if mode == "RGB":
-            step.pop("fit_digit", None)
-        base, custom = _override(base, "decode", step), True
-    if resize is not None:
-        base, custom = (
-            _override(
-                base,
-                "resize",
-                {
-                    "op": "resize",
-                    "size": int(resize),
-                    "mode": "shorter",
-                    "interpolation": "bilinear",
-                    "antialias": True,
-                },
-            ),
-            True,
-        )
-    if crop is not None:
-        c = [crop, crop] if isinstance(crop, int) else list(crop)
-        base, custom = _override(base, "center_crop", {"op": "center_crop", "size": c}), True
-    if scale is not None:
-        base, custom = _override(base, "scale", {"op": "scale", "factor": float(scale)}), True
-    if mean is not None or std is not None:
-        old = base.step("normalize") or {"mean": [0.0] * channels, "std": [1.0] * channels}
-        step = {"op": "normalize", "mean": list(mean or old["mean"]), "std": list(std or old["std"])}
-        base, custom = _override(base, "normalize", step), True
-    base = _override(base, "layout", {"op": "layout", "layout": input_spec.layout})
-    base = _override(base, "dtype", {"op": "dtype", "dtype": input_spec.dtype})
-    if custom:
-        base = Preprocessing(base.input, base.steps, f"{base.preset}+custom" if base.preset else "custom")
-    _check_steps([dict(s) for s in base.steps], _config_fail)
-    problem = base.mismatch(input_spec)
-    if problem:
-        raise ConfigError(
-            f"preprocessing does not fit the model: {problem}; adjust --preprocess/--resize/--crop"
-        )
-    return base
-
-
-def _override(p: Preprocessing, op: str, step: dict) -> Preprocessing:
-    steps = [s for s in p.steps if s["op"] != op] + [step]
-    steps.sort(key=lambda s: OPS.index(s["op"]))
-    return Preprocessing(p.input, tuple(steps), p.preset)
+        return apply_mask(self, mask, ignore)
 
 
 __all__ = [
+    "from_manifest",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MNIST_LABELS",

@@ -11,11 +11,8 @@ runner is about to parse, so a file swapped after loading is caught too.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path, PurePosixPath
-
-import numpy as np
 
 from ..errors import BundleError
 from .files import open_dir, read_entry, read_small, sha256_bytes
@@ -32,6 +29,8 @@ from .paths import HINT, MANIFEST_FILE, check_relpath
 
 # The manifest is small JSON; anything bigger is refused before it is read.
 MAX_MANIFEST_BYTES = 16 << 20
+# Golden inputs and outputs are read whole: at most this many bytes once decompressed.
+GOLDEN_MAX_BYTES = 2 << 30
 TRUST_ENV = "EDGEPORT_TRUST_MODEL_CODE"
 
 __all__ = [
@@ -100,11 +99,12 @@ class Bundle:
 
     @property
     def preprocessing(self):
-        """The manifest's preprocessing steps as a runnable :class:`~edgeport.preprocessing.Preprocessing`, or None."""
-        from ..preprocessing import Preprocessing
+        """The manifest's preprocessing steps, runnable: :class:`~edgeport.preprocessing.Preprocessing` for an
+        image input, :class:`~edgeport.audio.AudioPreprocessing` for an audio one; None without either."""
+        from ..preprocessing import from_manifest
 
         pre = self.manifest.preprocessing
-        return None if pre is None else Preprocessing.from_manifest(pre)
+        return None if pre is None else from_manifest(pre)
 
     @property
     def warnings(self) -> list[str]:
@@ -169,22 +169,48 @@ class Bundle:
 
     # -- golden I/O --------------------------------------------------------------
     def golden(self) -> tuple[dict, dict] | None:
-        """(inputs, reference outputs) stored at export, by tensor name; None if the bundle has none."""
+        """(inputs, reference outputs) stored at export, by tensor name; None if the bundle has none.
+
+        Read through the bounded npz reader (:mod:`edgeport.npzio`, at most :data:`GOLDEN_MAX_BYTES`
+        decompressed); every input and output of the signature must be there, numeric, one row per
+        sample, the same number of rows in each.
+        """
+        from ..npzio import load_all
+
         g = self.manifest.golden
         if not g:
             return None
         arrays = []
-        for key in ("inputs", "outputs"):
+        for key, names in (("inputs", self.signature.input_names), ("outputs", self.signature.output_names)):
             entry = _golden_entry(self.manifest, g[key])
             data = self.read_file(entry.path, entry.bytes, entry.sha256)
-            try:
-                with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                    arrays.append({k: np.array(z[k]) for k in z.files})
-            except Exception as exc:  # noqa: BLE001 - np.load raises many types on a bad file
+            where = f"{entry.path} in bundle {self.path}"
+            found = load_all(data, where=where, error=BundleError, cap=GOLDEN_MAX_BYTES, fix=HINT)
+            missing = [n for n in names if n not in found]
+            if missing:
                 raise BundleError(
-                    f"{entry.path} in bundle {self.path} is not a readable npz ({exc}); {HINT}"
-                ) from None
+                    f"{where} lacks the {key[:-1]} array(s) {', '.join(map(repr, missing[:5]))} "
+                    f"(it holds {', '.join(sorted(found)[:5]) or 'none'}); {HINT}"
+                )
+            arrays.append({n: found[n] for n in names})
+        rows = {len(a) for d in arrays for a in d.values()}
+        if len(rows) != 1:
+            raise BundleError(
+                f"golden I/O of bundle {self.path} has arrays of different lengths {sorted(rows)}; {HINT}"
+            )
         return arrays[0], arrays[1]
+
+    # -- raw text ----------------------------------------------------------------
+    def text_encoder(self):
+        """Strings -> token-id feeds with the bundle's tokenizer (:class:`edgeport.text.TextEncoder`); None if
+        the bundle keeps no tokenizer.  Needs the ``tokenizers`` package, never torch."""
+        entry = self.manifest.text_entry()
+        if entry is None:
+            return None
+        from ..text import TextEncoder
+
+        data = self.read_file(entry.path, entry.bytes, entry.sha256)
+        return TextEncoder(self.manifest.text, data, self.signature, f"{entry.path} in bundle {self.path}")
 
     # -- running ---------------------------------------------------------------
     def runner(self, backend: str, precision: str = "fp32", device: str = "cpu", **options):
@@ -215,6 +241,8 @@ def _load_once(root: Path, verify: bool) -> tuple[Bundle | None, int, BundleErro
             entries = [e for a in manifest.artifacts for e in a.files()]
             if manifest.golden:
                 entries += [FileEntry.from_dict(f, "golden.files") for f in manifest.golden.get("files", [])]
+            if manifest.text:
+                entries.append(manifest.text_entry())
             for e in entries:
                 read_entry(fd, root, e.path, e.bytes, e.sha256 if verify else None)
         except BundleError as exc:

@@ -282,6 +282,7 @@ _OPTIONAL = (
     "data",
     "task",
     "failures",
+    "text",
 )
 
 
@@ -307,6 +308,7 @@ class Manifest:
     failures: tuple[
         dict, ...
     ] = ()  # formats that failed at export: {"format", "precision", "stage", "reason"}
+    text: dict | None = None  # the tokenizer.json kept for raw text (edgeport.text), or None
     upgraded_from: int | None = None  # set in memory when an older schema was read
 
     @property
@@ -327,7 +329,7 @@ class Manifest:
             "random_init": self.random_init,
             "warnings": list(self.warnings),
         }
-        for k in ("calibration", "layer_report", "golden", "data", "task"):
+        for k in ("calibration", "layer_report", "golden", "data", "task", "text"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         if self.failures:
@@ -401,6 +403,7 @@ class Manifest:
             _check_golden(golden)
         task = _check_task(d.get("task"), signature)
         failures = _check_failures(d.get("failures", []))
+        text = _check_text(d.get("text"), signature)
         return cls(
             schema_version=version,
             model=model,
@@ -420,7 +423,12 @@ class Manifest:
             data=d.get("data"),
             task=task,
             failures=failures,
+            text=text,
         )
+
+    def text_entry(self) -> FileEntry | None:
+        """The tokenizer file the ``text`` block lists (verified like every file), or None."""
+        return None if self.text is None else FileEntry.from_dict(self.text["tokenizer"], "text.tokenizer")
 
     def _replace_upgraded(self, old: int) -> Manifest:
         return replace(self, upgraded_from=old)
@@ -516,6 +524,17 @@ def _check_task(t, signature):
                 raise _bad(f"task.gates.{prec}", f"names an unknown gate {str(metric)[:40]!r}")
             _float(f"task.gates.{prec}.{metric}", v, 1e6)
     return t
+
+
+def _check_text(t, signature):
+    """The text block: the tokenizer file with its hash, the inputs it feeds, pad id and bounds."""
+    if t is None:
+        return None
+    from ..text import validate_text_block
+
+    _type("text", t, dict)
+    FileEntry.from_dict(t.get("tokenizer"), "text.tokenizer")
+    return validate_text_block(t, signature, _bad)
 
 
 def _check_failures(f) -> tuple[dict, ...]:

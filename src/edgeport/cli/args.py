@@ -127,8 +127,8 @@ def data_args(p: argparse.ArgumentParser, *, split: bool = True) -> None:
         "--data",
         default=None,
         metavar="SOURCE",
-        help="mnist[:split], imagefolder:DIR, npz:FILE or synthetic[:N]"
-        + ("; split by recorded indices into calibration and eval" if split else ""),
+        help="mnist[:split], imagefolder:DIR, npz:FILE, coco:FILE.json, segfolder:DIR, wavfolder:DIR or "
+        "synthetic[:N]" + ("; split by recorded indices into calibration and eval" if split else ""),
     )
     if split:
         g.add_argument(

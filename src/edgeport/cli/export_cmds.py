@@ -116,6 +116,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         int8_formats=args.int8_formats,
         formats_explicit=args.formats is not None,
         max_pixels=args.max_pixels,
+        tokenizer=args.tokenizer,
     )
     print_bundle(bundle)
     return PARTIAL_EXIT if bundle.failures else 0
@@ -204,7 +205,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         )
         print(f"  {prec} gates: {shown or 'elementwise tolerance only'}")
     pre = bundle.preprocessing
-    print(f"preprocessing: {safe_text(pre.describe()) if pre else 'none (no image input)'}")
+    print(f"preprocessing: {safe_text(pre.describe()) if pre else 'none (no image or audio input)'}")
+    if m.text:
+        t = m.text
+        print(
+            f"text: {safe_text(t['tokenizer']['path'])} ({t['vocab_size']} tokens) feeds {safe_text(t['input'])}, "
+            f"pad id {t['pad_id']}, length {t['min_length']}..{t['max_length']}"
+        )
     labels = ", ".join(m.labels[:20]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 20 else "")
     print(f"labels: {safe_text(labels) or '-'}")
     print_bundle(bundle)
@@ -439,12 +446,19 @@ def add_parsers(sub) -> None:
         default=ExportConfig.golden_samples,
         help="eval samples stored as golden I/O for selfcheck (plus edge cases)",
     )
-    g = p.add_argument_group("preprocessing (image inputs)")
+    g = p.add_argument_group("preprocessing (image, audio and text inputs)")
     g.add_argument(
         "--preprocess",
         default=None,
         metavar="PRESET|FILE.json",
-        help="mnist, imagenet, or a JSON file of steps (default: mnist for 1x28x28, imagenet-style for RGB)",
+        help="mnist, imagenet, kws (audio: 16 kHz, 1 s, 40 log-mels), or a JSON file of steps (default: mnist "
+        "for 1x28x28, imagenet-style for RGB, kws fitted to the input for wavfolder data)",
+    )
+    g.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="tokenizer.json",
+        help="keep this tokenizer in the bundle so predict takes raw text (needs the tokenizers package)",
     )
     g.add_argument("--mode", choices=["L", "RGB"], default=None, help="decode images as grayscale (L) or RGB")
     g.add_argument(

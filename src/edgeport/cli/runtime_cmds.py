@@ -242,7 +242,9 @@ def add_parsers(sub) -> None:
         "overlaid with --out-dir), embedding norms. Label names come from the bundle.",
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument(
+        "images", nargs="+", metavar="FILE", help="image files (PNG, JPEG, ...), or WAV files for audio steps"
+    )
     p.add_argument(
         "--backend",
         default="onnxruntime",

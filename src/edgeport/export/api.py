@@ -53,10 +53,18 @@ def _formats(config: ExportConfig, explicit: bool) -> tuple[list[str], list[str]
     return out, notes
 
 
-def _preprocessing(signature, source, preprocessing, overrides):
-    """The manifest's preprocessing for the first image input (None for models without one)."""
+def _preprocessing(signature, source, preprocessing, overrides, data_specs=()):
+    """The manifest's preprocessing: audio steps for ``wavfolder:`` data, an audio preset or JSON file;
+    else image steps for the first image input (None for models without one)."""
+    from .. import audio
     from .. import preprocessing as pp
 
+    if audio.wanted(preprocessing, data_specs):
+        if overrides:
+            raise ConfigError(
+                f"--{next(iter(overrides))} is an image option; audio steps come from --preprocess kws or a JSON file"
+            )
+        return audio.build(signature, preprocessing)
     images = signature.image_inputs
     if not images:
         if preprocessing or overrides:
@@ -96,7 +104,7 @@ def _with_ranges(signature, pre, calibration=None):
     ins, sample = [], None
     for spec in signature.inputs:
         vr = spec.value_range
-        if pre is not None and spec.name == pre.input:
+        if pre is not None and spec.name == pre.input and pre.value_range() is not None:
             vr = pre.value_range()
         elif spec.np_dtype.kind in "fiu" and calibration is not None and calibration.kind != "synthetic":
             if sample is None:
@@ -133,7 +141,8 @@ def _default_data(pre, random_init: bool, data, calibration_data, eval_data) -> 
     if random_init:
         return "synthetic"
     raise ConfigError(
-        "export needs data for parity and calibration: pass --data imagefolder:DIR, npz:FILE or mnist, or "
+        "export needs data for parity and calibration: pass --data imagefolder:DIR, npz:FILE, coco:FILE.json, "
+        "segfolder:DIR, wavfolder:DIR or mnist, or "
         "--calibration-data with --eval-data (--data synthetic uses random inputs: weak evidence)"
     )
 
@@ -206,8 +215,11 @@ def export(
     formats_explicit: bool = False,
     max_pixels: int | None = None,
     mnist=None,
+    tokenizer=None,
 ) -> Bundle:
     """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
+
+    ``tokenizer``: a tokenizer.json kept in the bundle so raw text can be fed (:mod:`edgeport.text`).
 
     A default format that fails (to export, or parity at some batch size or dim) is left out and
     recorded in the manifest's ``failures``; a format asked for with ``formats_explicit`` fails the
@@ -242,7 +254,14 @@ def export(
 
     spec_params = dict(source.spec.task_params) if source.spec is not None else {}
     task = tasks.make(signature, task_name, spec_params | dict(config.task_params))
-    pre = _preprocessing(signature, source, preprocessing, preprocessing_overrides)
+    pre = _preprocessing(
+        signature, source, preprocessing, preprocessing_overrides, (data, calibration_data, eval_data)
+    )
+    text = None
+    if tokenizer is not None:
+        from ..text import text_block
+
+        text = text_block(signature, tokenizer, _embedding_rows(model))
     signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
     plan = data_plan(
         signature,
@@ -290,7 +309,9 @@ def export(
             gates=gates,
         )
         ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
-        manifest = _write_bundle(ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats)
+        manifest = _write_bundle(
+            ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats, text
+        )
         write_manifest(staging, manifest)
     bundle = load_bundle(target)
     bundle.trusted = True  # this process wrote it: its TorchScript may load without the opt-in
@@ -403,13 +424,32 @@ def _task_block(ctx) -> dict:
     }
 
 
+def _embedding_rows(model: torch.nn.Module) -> int | None:
+    """The rows of the model's largest embedding table (what a tokenizer's ids must stay below), if any."""
+    rows = [m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    return max(rows) if rows else None
+
+
+def _write_text(ctx, text) -> dict | None:
+    """Copy the tokenizer into the staging bundle; the manifest's ``text`` block with its file entry."""
+    if text is None:
+        return None
+    from ..bundle.writer import file_entry, write_bytes
+    from ..text import TOKENIZER_FILE
+
+    block, data = text
+    write_bytes(ctx.staging, TOKENIZER_FILE, data)
+    return {"tokenizer": file_entry(ctx.staging, TOKENIZER_FILE).to_dict(), **block}
+
+
 def _write_bundle(
-    ctx: ExportContext, source, plan, formats, int8, warnings, explicit, int8_explicit
+    ctx: ExportContext, source, plan, formats, int8, warnings, explicit, int8_explicit, text=None
 ) -> Manifest:
     """Every file of the bundle, in stage order; returns the manifest to write."""
     from .golden import int8_metrics, write_golden
 
     failures: list[dict] = []
+    text_block = _write_text(ctx, text)
     ctx.artifacts += checkpoint.export(ctx, source)
     golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
     k = min(16, len(next(iter(g_in.values()))))
@@ -449,6 +489,7 @@ def _write_bundle(
         data=plan.identity(),
         task=_task_block(ctx),
         failures=tuple(failures),
+        text=text_block,
     )
 
 
@@ -529,6 +570,9 @@ def quantize(
         if golden:
             for f in golden["files"]:
                 write_bytes(staging, f["path"], old.read_file(f["path"], f["bytes"], f["sha256"]))
+        if m.text_entry() is not None:
+            e = m.text_entry()
+            write_bytes(staging, e.path, old.read_file(e.path, e.bytes, e.sha256))
         ctx = ExportContext(
             staging=staging,
             model=model,

@@ -221,24 +221,30 @@ class Runner:
         return self.signature.check_outputs(outs, bound, self.name), tapped
 
     def predict(self, images, **other_feeds) -> tuple[np.ndarray, np.ndarray]:
-        """Decoded uint8 images -> (class indices ``[N]``, probabilities ``[N, C]``).
+        """Raw samples -> (class indices ``[N]``, probabilities ``[N, C]``).
 
-        Applies the manifest's preprocessing steps to the image input; a
-        multi-input model takes its other inputs as keyword arguments.  A
-        logits output is turned into probabilities with a softmax.
+        ``images`` are what the manifest's preprocessing takes: decoded uint8
+        images for image steps, waveforms for audio steps, strings for a bundle
+        that keeps a tokenizer (:meth:`Bundle.text_encoder`).  A multi-input
+        model takes its other inputs as keyword arguments.  A logits output is
+        turned into probabilities with a softmax.
         """
         pre = self.bundle.preprocessing
-        if pre is None:
-            raise ConfigError(
-                f"{self.name}: this model has no image input with preprocessing; call run() instead"
-            )
-        x = pre.apply(images)
+        if pre is not None:
+            feeds = {pre.input: pre.apply(images)}
+        else:
+            encoder = self.bundle.text_encoder() if hasattr(self.bundle, "text_encoder") else None
+            if encoder is None:
+                raise ConfigError(
+                    f"{self.name}: this model has no preprocessing steps or tokenizer; call run() instead"
+                )
+            feeds = encoder.encode(images)
+        feeds.update({k: np.asarray(v) for k, v in other_feeds.items()})
         out = self.signature.primary_output
+        n = len(next(iter(feeds.values())))
         chunks = []
-        for i in range(0, len(x), self.max_batch):
-            feeds = {pre.input: x[i : i + self.max_batch]}
-            feeds.update({k: np.asarray(v)[i : i + self.max_batch] for k, v in other_feeds.items()})
-            chunks.append(self.run(feeds)[out.name])
+        for i in range(0, n, self.max_batch):
+            chunks.append(self.run({k: v[i : i + self.max_batch] for k, v in feeds.items()})[out.name])
         scores = np.concatenate(chunks)
         probs = softmax(scores) if out.kind == "logits" else scores
         return probs.argmax(-1), probs
