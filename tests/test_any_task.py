@@ -102,8 +102,15 @@ def _damage_onnx_int8(bundle_path, factor: float = 100.0) -> None:
     path = bundle_path / "onnx" / "model.int8.onnx"
     model = onnx.load(str(path))
     inits = {t.name: t for t in model.graph.initializer}
-    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits)
-    scale = inits[dq.input[1]]
+    # QDQ: a weight's DequantizeLinear (input 1 is its scale); QOperator: QLinearConv/QLinearMatMul/QGemm
+    # (input 4 is the weight's scale)
+    node = next(
+        n
+        for n in model.graph.node
+        if (n.op_type == "DequantizeLinear" and n.input[0] in inits)
+        or (n.op_type in ("QLinearConv", "QLinearMatMul", "QGemm") and n.input[3] in inits)
+    )
+    scale = inits[node.input[1] if node.op_type == "DequantizeLinear" else node.input[4]]
     scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(factor), scale.name))
     data = model.SerializeToString()
     path.write_bytes(data)
