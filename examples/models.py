@@ -50,3 +50,25 @@ class ImageAndVector(nn.Module):
 
 def image_and_vector() -> nn.Module:
     return ImageAndVector()
+
+
+class TextTagger(nn.Module):
+    """Token ids in, one of 5 tags per token out: embeddings (+ learned positions), a 2-layer
+    nn.TransformerEncoder (attention, LayerNorm, GELU) with a padding mask (id 0), a linear head."""
+
+    def __init__(self, vocab: int = 40, d: int = 64, tags: int = 5, max_len: int = 128) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(max_len, d)
+        layer = nn.TransformerEncoderLayer(d, 4, 128, dropout=0.0, batch_first=True, activation="gelu")
+        self.enc = nn.TransformerEncoder(layer, 2)
+        self.head = nn.Linear(d, tags)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        return self.head(self.enc(self.emb(ids) + self.pos(pos), src_key_padding_mask=ids == 0))
+
+
+def text_tagger() -> nn.Module:
+    torch.manual_seed(12)
+    return TextTagger()
