@@ -283,6 +283,7 @@ _OPTIONAL = (
     "task",
     "failures",
     "text",
+    "timings",
 )
 
 
@@ -309,6 +310,7 @@ class Manifest:
         dict, ...
     ] = ()  # formats that failed at export: {"format", "precision", "stage", "reason"}
     text: dict | None = None  # the tokenizer.json kept for raw text (edgeport.text), or None
+    timings: dict | None = None  # export stage -> seconds
     upgraded_from: int | None = None  # set in memory when an older schema was read
 
     @property
@@ -329,7 +331,7 @@ class Manifest:
             "random_init": self.random_init,
             "warnings": list(self.warnings),
         }
-        for k in ("calibration", "layer_report", "golden", "data", "task", "text"):
+        for k in ("calibration", "layer_report", "golden", "data", "task", "text", "timings"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         if self.failures:
@@ -403,6 +405,7 @@ class Manifest:
             _check_golden(golden)
         task = _check_task(d.get("task"), signature)
         failures = _check_failures(d.get("failures", []))
+        timings = _check_timings(d.get("timings"))
         text = _check_text(d.get("text"), signature)
         return cls(
             schema_version=version,
@@ -424,6 +427,7 @@ class Manifest:
             task=task,
             failures=failures,
             text=text,
+            timings=timings,
         )
 
     def text_entry(self) -> FileEntry | None:
@@ -535,6 +539,19 @@ def _check_text(t, signature):
     _type("text", t, dict)
     FileEntry.from_dict(t.get("tokenizer"), "text.tokenizer")
     return validate_text_block(t, signature, _bad)
+
+
+def _check_timings(t):
+    if t is None:
+        return None
+    _type("timings", t, dict)
+    if len(t) > 200:
+        raise _bad("timings", "lists more than 200 stages")
+    for k, v in t.items():
+        _text("timings key", k, limit=80)
+        if _float(f"timings.{k}", v, 1e7) < 0:
+            raise _bad(f"timings.{k}", "must be >= 0")
+    return t
 
 
 def _check_failures(f) -> tuple[dict, ...]:

@@ -119,7 +119,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
     )
     print_bundle(bundle)
+    if args.verbose:
+        print_timings(bundle.manifest.timings)
     return PARTIAL_EXIT if bundle.failures else 0
+
+
+def print_timings(timings) -> None:
+    """Seconds per export stage, slowest first (what `--verbose` and `inspect` show)."""
+    if not isinstance(timings, dict) or not timings:
+        return
+    total = sum(v for v in timings.values() if isinstance(v, (int, float)))
+    print(f"export stages ({total:.1f} s in all):")
+    for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
+        print(f"  {safe_text(name)[:60]:<42} {sec:8.2f} s")
 
 
 # `export` wrote the bundle, but without a format that failed: the exit code says so.
@@ -227,6 +239,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if m.golden:
         print(f"golden I/O: {m.golden['n']} samples ({safe_text(m.golden.get('source', ''))})")
     _print_parity(m.parity)
+    print_timings(m.timings)
     print(format_layer_report(bundle))
     return 0
 
@@ -477,6 +490,9 @@ def add_parsers(sub) -> None:
         "--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--verbose", action="store_true", help="print the seconds each export stage took (also in `inspect`)"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

@@ -236,10 +236,14 @@ def export(
     fsutil.prepare_target(target, force, "bundle")
     formats, notes = _formats(config, formats_explicit)
     int8 = _int8_formats(config, formats, int8_formats)
+    timings = {}
+    t_stage = time.perf_counter()
     source = msrc.resolve(
         run=run, model_ref=model_ref, weights=weights, random_init=random_init, model_args=model_args
     )
     model = source.module
+    timings["load model"] = round(time.perf_counter() - t_stage, 3)
+    t_stage = time.perf_counter()
     signature, example, task_name = build_signature(
         model,
         source,
@@ -254,6 +258,8 @@ def export(
 
     spec_params = dict(source.spec.task_params) if source.spec is not None else {}
     task = tasks.make(signature, task_name, spec_params | dict(config.task_params))
+    timings["signature"] = round(time.perf_counter() - t_stage, 3)
+    t_stage = time.perf_counter()
     pre = _preprocessing(
         signature, source, preprocessing, preprocessing_overrides, (data, calibration_data, eval_data)
     )
@@ -277,6 +283,7 @@ def export(
     )
     signature = _with_ranges(signature, pre, plan.calibration)
     task = tasks.make(signature, task_name, task.params)
+    timings["data plan"] = round(time.perf_counter() - t_stage, 3)
     labels = _labels(signature, source, plan, labels)
     warnings = list(notes)
     if source.random_init:
@@ -307,12 +314,14 @@ def export(
             random_init=source.random_init,
             task=task,
             gates=gates,
+            timings=timings,
         )
         ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
         manifest = _write_bundle(
             ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats, text
         )
-        write_manifest(staging, manifest)
+        with ctx.stage("manifest"):
+            write_manifest(staging, manifest.replace(timings=dict(ctx.timings)))
     bundle = load_bundle(target)
     bundle.trusted = True  # this process wrote it: its TorchScript may load without the opt-in
     failed = (
@@ -367,7 +376,8 @@ def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> 
     for fmt in formats:
         ctx.say(registry.info(fmt).title)
         try:
-            ctx.artifacts += registry.module(fmt).export(ctx)
+            with ctx.stage(f"export {fmt}"):
+                ctx.artifacts += registry.module(fmt).export(ctx)
         except (ExportError, BackendUnavailableError) as exc:
             _fail(ctx, failures, fmt, "fp32", "export", exc, explicit)
 
@@ -401,10 +411,11 @@ def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
             crit = Criteria(ctx.config.atol, ctx.config.rtol, fp32)
         else:
             crit = criteria_for(ctx.task, art.precision, gates=ctx.gates)
-        summary[key], failed = check_artifact(
-            bundle, art, groups, batch_sizes=ctx.config.parity_batch_sizes, criteria=crit, task=ctx.task,
-            evidence=note.get("evidence"),
-        )  # fmt: skip
+        with ctx.stage(f"parity {key}"):
+            summary[key], failed = check_artifact(
+                bundle, art, groups, batch_sizes=ctx.config.parity_batch_sizes, criteria=crit, task=ctx.task,
+                evidence=note.get("evidence"),
+            )  # fmt: skip
         if failed:
             failed_all += failed
             listing = " | ".join(r.describe() for r in failed[:3])
@@ -450,8 +461,10 @@ def _write_bundle(
 
     failures: list[dict] = []
     text_block = _write_text(ctx, text)
-    ctx.artifacts += checkpoint.export(ctx, source)
-    golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
+    with ctx.stage("checkpoint"):
+        ctx.artifacts += checkpoint.export(ctx, source)
+    with ctx.stage("golden I/O"):
+        golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
     k = min(16, len(next(iter(g_in.values()))))
     ctx.test_io = ({n: v[:k] for n, v in g_in.items()}, {n: v[:k] for n, v in g_out.items()})
     if "onnx" in formats:
@@ -469,7 +482,8 @@ def _write_bundle(
         new, calib, layer, _speed = int8_stage(
             ctx, plan, int8, explicit=bool(int8_explicit), failures=failures
         )
-        golden |= int8_metrics(ctx, new, g_in, g_out)
+        with ctx.stage("golden I/O"):
+            golden |= int8_metrics(ctx, new, g_in, g_out)
     return Manifest(
         schema_version=SCHEMA_VERSION,
         model=source.ref,
