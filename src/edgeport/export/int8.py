@@ -231,8 +231,12 @@ def int8_stage(
                 explicit,
             )
             continue
-        with ctx.stage(f"int8 {fmt}"):
-            art = _finish(ctx, s, speed_feeds, kept, history, accepted.get(fmt))
+        try:
+            with ctx.stage(f"int8 {fmt}"):
+                art = _finish(ctx, s, speed_feeds, kept, history, accepted.get(fmt))
+        except (ExportError, BackendUnavailableError) as exc:  # e.g. the proof: not the int8 it was asked for
+            _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
+            continue
         artifacts.append(art)
         speed[fmt] = {"speedup_vs_fp32": art.details["speedup_vs_fp32"], "selected": s.pick["name"]}
     shutil.rmtree(ctx.staging / CANDIDATE_DIR, ignore_errors=True)
