@@ -20,7 +20,8 @@ from .paths import HINT, MANIFEST_FILE, check_relpath
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
-PRECISIONS = ("fp32", "fp16", "int8")
+# int4: weight-only group-wise artifacts of text-generation bundles (see bundle/generation.py).
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 RANDOM_WEIGHTS_WARNING = "random weights: not for accuracy"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 # Nothing a manifest holds may be larger than this many bytes on disk (or declared).
@@ -270,6 +271,7 @@ _OPTIONAL = (
     "layer_report",
     "golden",
     "data",
+    "generation",
 )
 
 
@@ -291,6 +293,7 @@ class Manifest:
     layer_report: dict | None = None
     golden: dict | None = None
     data: dict | None = None  # the data sources export used (identity, evidence)
+    generation: dict | None = None  # text-generation bundles only: see bundle/generation.py
     upgraded_from: int | None = None  # set in memory when an older schema was read
 
     @property
@@ -311,7 +314,7 @@ class Manifest:
             "random_init": self.random_init,
             "warnings": list(self.warnings),
         }
-        for k in ("calibration", "layer_report", "golden", "data"):
+        for k in ("calibration", "layer_report", "golden", "data", "generation"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         return d
@@ -381,6 +384,11 @@ class Manifest:
         golden = d.get("golden")
         if golden is not None:
             _check_golden(golden)
+        generation = d.get("generation")
+        if generation is not None:
+            from .generation import check_generation
+
+            check_generation(generation, arts, signature, _bad)
         return cls(
             schema_version=version,
             model=model,
@@ -398,6 +406,7 @@ class Manifest:
             layer_report=layer_report,
             golden=golden,
             data=d.get("data"),
+            generation=generation,
         )
 
     def _replace_upgraded(self, old: int) -> Manifest:
