@@ -237,6 +237,7 @@ def forwarded_options(args, command: str) -> list[str]:
     names = ["backends", "precisions", "devices"]
     if command == "bench":
         names += ["batch_sizes", "threads", "warmup_seconds", "min_iters", "min_seconds"]
+        names += ["prompt_lengths", "new_tokens", "repeats"]  # text-generation bundles
     elif command == "verify":
         names += ["data", "data_dir", "atol", "max_accuracy_drop", "limit", "max_pixels"]
     out = ["--trust-model-code"] if getattr(args, "trust_model_code", False) else []

@@ -102,6 +102,7 @@ def verify(
     limit: int | None = None,
     progress: bool = True,
     max_pixels: int | None = None,
+    gates: dict | None = None,
 ) -> dict:
     """Compare every selected runner with PyTorch on ``data`` in one streaming pass; the report dict.
 
@@ -110,6 +111,11 @@ def verify(
     is False when any row failed (see :func:`raise_if_failed`).
     """
     bundle = open_bundle(bundle_or_path)
+    if getattr(bundle.manifest, "generation", None):  # text-generation bundle: agreement, perplexity, greedy
+        from ..lm.verify import verify_lm
+
+        sel = {"backends": backends, "precisions": precisions, "devices": devices}
+        return verify_lm(bundle, data=data, **sel, gates=gates, tokens=limit, progress=progress)
     runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
     source = eval_source(bundle, data, data_dir=data_dir, max_pixels=max_pixels)
     if limit is not None:
@@ -243,6 +249,10 @@ def _fmt(v, spec: str) -> str:
 
 def format_table(report: dict) -> str:
     """A fixed-width text table of the report, one row per backend x precision x device."""
+    if report.get("task") == "text-generation":
+        from .lm_check import format_verify_table
+
+        return format_verify_table(report)
     head = (
         f"{'backend':<12} {'device':<8} {'precision':<9} {'max abs':>9} {'max rel':>9} {'agree %':>8} "
         f"{'acc %':>7}  result"
