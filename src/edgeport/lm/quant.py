@@ -14,6 +14,7 @@ What each artifact got is recorded in the manifest (``generation.quantization``)
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from ..errors import ExportError
 
@@ -47,7 +48,14 @@ def onnx_weight_only(fp32_path, out_path, bits: int, group: int, accuracy_level:
             f"ONNX Runtime MatMulNBits quantization ({bits}-bit) failed: {str(exc)[:200]}"
         ) from None
     out = q.model.model
-    onnx.save(out, str(out_path))
+    big = sum(t.ByteSize() for t in out.graph.initializer) > 1_800_000_000  # protobuf's 2 GB limit
+    onnx.save(
+        out,
+        str(out_path),
+        save_as_external_data=big,
+        all_tensors_to_one_file=True,
+        location=f"{Path(out_path).name}.data",
+    )
     inits = {i.name for i in out.graph.initializer}
     nbits = sum(n.op_type == "MatMulNBits" for n in out.graph.node)
     left = sum(
