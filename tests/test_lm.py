@@ -399,3 +399,46 @@ def test_tiny_lm_trains_and_loads(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
     assert model.config.model_type == "llama" and model.config.vocab_size == 2048
     assert (tmp_path / "run" / "tokenizer.json").is_file()
+
+
+def test_pipeline_writes_a_text_generation_report(tmp_path, llama_dir):
+    from edgeport.cli import main
+
+    run = tmp_path / "run"
+    rc = main(["pipeline", "--model", f"hf:{llama_dir}", "--out", str(run), "--formats", "onnx",
+               "--weight-only", "int4", "--max-context", "64", "--prompt-lengths", "16", "--new-tokens", "4",
+               "--repeats", "1", "--quiet"])  # fmt: skip
+    assert rc == 0
+    summary = json.loads((run / "pipeline.json").read_text())
+    assert summary["task"] == "text-generation" and summary["passed"], summary["gates"]
+    report = (run / "report.md").read_text()
+    for needle in ("Verify against PyTorch", "| onnxruntime:cpu | int4 |", "decode tok/s", "Sample generations",
+                   "plots/decode.png"):  # fmt: skip
+        assert needle in report, needle
+    gens = json.loads((run / "generations.json").read_text())
+    assert {k.split()[-1] for k in gens} == {"onnx/fp32", "onnx/int4"}
+    assert all(isinstance(g["text"], str) and len(g["tokens"]) > 0 for g in gens.values())
+
+
+def test_fleet_and_remote_know_text_generation_rows():
+    import argparse
+
+    from edgeport.device.fleet import _table
+    from edgeport.device.remote import forwarded_options
+
+    row = {
+        "backend": "openvino",
+        "device": "cpu",
+        "precision": "int4",
+        "prompt_tokens": 128,
+        "ttft_ms": 12.5,
+        "decode_tokens_per_s": 99.0,
+        "fraction_of_limit": 0.4,
+        "peak_rss_mb": 300.0,
+        "device_name": "rpi5",
+    }
+    head, cells = _table("bench", [row])
+    assert head[:4] == ["device", "backend", "precision", "prompt"] and cells[0][4:6] == ["12.5", "99.0"]
+    args = argparse.Namespace(backends=None, precisions=None, devices=None, prompt_lengths=["16", "128"],
+                              new_tokens=8, repeats=None, batch_sizes=None)  # fmt: skip
+    assert forwarded_options(args, "bench") == ["--prompt-lengths=16,128", "--new-tokens=8"]

@@ -206,8 +206,20 @@ def export(
     formats_explicit: bool = False,
     max_pixels: int | None = None,
     mnist=None,
+    lm=None,
 ) -> Bundle:
-    """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded."""
+    """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
+
+    A decoder-only language model (``hf:DIR``, ``tiny-lm``, a tiny-lm run) goes to
+    :func:`edgeport.lm.export.export_lm` with ``lm`` (an ``LMExportConfig``) or its defaults.
+    """
+    from ..lm.source import is_lm_ref
+
+    if is_lm_ref(model_ref, run):  # text generation: KV-cache export, weight-only int8/int4
+        from ..lm.export import LMExportConfig, export_lm
+
+        return export_lm(model_ref or str(run), out, config=lm or LMExportConfig(), random_init=random_init,
+                         force=force, progress=progress)  # fmt: skip
     t0 = time.perf_counter()
     config.validate()
     calibration = calibration or DEFAULT_CALIBRATION
@@ -392,6 +404,11 @@ def quantize(
     fsutil.clean_leftovers(target)
     old = load_bundle(target)
     m = old.manifest
+    if m.generation:
+        raise ConfigError(
+            f"bundle {target} is a text-generation bundle: its int8/int4 weight-only artifacts are made at export "
+            "(edgeport export --weight-only int8,int4), not calibrated by quantize"
+        )
     if m.read_only:
         raise ConfigError(
             f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it"

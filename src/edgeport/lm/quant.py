@@ -86,8 +86,14 @@ def openvino_weight_only(model, bits: int, group: int) -> tuple[object, dict]:
 
     mode = nncf.CompressWeightsMode.INT8_ASYM if bits == 8 else nncf.CompressWeightsMode.INT4_ASYM
     kw = {} if bits == 8 else {"group_size": group, "ratio": 1.0}
+    import contextlib
+    import io
+    import logging
+
+    nncf.set_log_level(logging.ERROR)  # its progress bars and tables would drown the CLI's output
     try:
-        out = nncf.compress_weights(model, mode=mode, **kw)
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = nncf.compress_weights(model, mode=mode, **kw)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"NNCF compress_weights ({mode.value}) failed: {str(exc)[:200]}") from None
     return out, {

@@ -21,6 +21,9 @@ def load_reference(bundle):
     """The bundle's reference model (eval, float32) from its hash-checked checkpoint files."""
     from transformers import AutoModelForCausalLM
 
+    from .source import quiet_transformers
+
+    quiet_transformers()
     art = bundle.artifact("torch", "fp32")
     with tempfile.TemporaryDirectory(prefix="edgeport-lm-") as tmp:
         for e in art.files():

@@ -82,6 +82,14 @@ class LMSource:
         return int(bos) if isinstance(bos, int) and 0 <= bos < self.vocab_size else None
 
 
+def is_lm_ref(model_ref, run=None) -> bool:
+    """Whether a model reference (or run folder) names a decoder-only LM: ``hf:...``, ``tiny-lm``, or a
+    folder holding a transformers ``config.json``."""
+    if isinstance(model_ref, str) and (model_ref == "tiny-lm" or model_ref.startswith("hf:")):
+        return True
+    return bool(run) and (Path(run) / "config.json").is_file()
+
+
 def check_architecture(config, where: str) -> None:
     """:class:`ConfigError` (one line) for a config this exporter does not support."""
     mt = getattr(config, "model_type", None)
@@ -141,8 +149,18 @@ def _load_config(folder: Path, ref: str):
     return config
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars from transformers (edgeport prints its own stage lines)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _build(folder: Path, config, ref: str, random_init: bool):
     from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
 
     if random_init:
         torch.manual_seed(RANDOM_INIT_SEED)
