@@ -84,8 +84,8 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
         f"tiny-lm: {info['params']:,} params, {config.steps} steps ({info['tokens_seen']:,} tokens) in "
         f"{info['train_seconds']:.0f} s, held-out perplexity {info['heldout_perplexity']:.2f} -> {safe_text(args.out)}"
     )
-    for text in info["samples"].values():
-        print(f"  {safe_text(text)!r}")
+    for prompt, text in info["samples"].items():
+        print(f"--- {_printable(prompt + text)}")
     return 0
 
 

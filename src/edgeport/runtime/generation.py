@@ -188,7 +188,8 @@ def generate(
         if on_token is not None:
             on_token(token)
         if token in stop_ids or (not ignore_eos and token in runner.stop_token_ids):
-            out.stop_reason = "stop_token"
+            out.stop_reason = "stop_token"  # its id ends `tokens`; its text is not part of `text`
+            break
         if text_stream is not None:
             piece = text_stream.push(token)
             pieces.append(piece)
@@ -198,5 +199,6 @@ def generate(
                 out.stop_reason = "stop_string"
                 break
     out.prompt_ids = list(runner.last_prompt)
-    out.text = tok.decode(out.tokens) if tok is not None else None
+    kept = out.tokens[:-1] if out.stop_reason == "stop_token" else out.tokens
+    out.text = tok.decode(kept) if tok is not None else None
     return out
