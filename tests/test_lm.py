@@ -19,6 +19,9 @@ import torch
 
 from edgeport.bundle import parse_manifest
 from edgeport.errors import BundleError, ConfigError, InputError
+from test_remote import cache as _cache  # noqa: F401  (fixtures of the --host tests: a loopback sshd)
+from test_remote import host_opts
+from test_remote import sshd as _sshd  # noqa: F401
 
 PROMPTS = ([1, 2, 3, 4, 5], [100, 7, 300], list(range(10, 26)))
 CONTEXT = 96
@@ -442,3 +445,17 @@ def test_fleet_and_remote_know_text_generation_rows():
     args = argparse.Namespace(backends=None, precisions=None, devices=None, prompt_lengths=["16", "128"],
                               new_tokens=8, repeats=None, batch_sizes=None)  # fmt: skip
     assert forwarded_options(args, "bench") == ["--prompt-lengths=16,128", "--new-tokens=8"]
+
+
+def test_bench_over_ssh(llama_bundle, sshd, cache, tmp_path):
+    from edgeport.cli import main
+
+    out = tmp_path / "remote.json"
+    args = ["bench", str(llama_bundle.path), "--backends", "openvino", "--devices", "cpu", "--precisions", "int4",
+            "--prompt-lengths", "16", "--new-tokens", "4", "--repeats", "1", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args + host_opts(sshd)) == 0
+    report = json.loads(out.read_text())
+    assert report["schema"] == "edgeport.bench-lm/1" and report["remote"]["host"] == "127.0.0.1"
+    assert [(r["backend"], r["precision"], r["prompt_tokens"], r["new_tokens"]) for r in report["rows"]] == [
+        ("openvino", "int4", 16, 4)
+    ]

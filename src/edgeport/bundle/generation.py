@@ -142,9 +142,11 @@ def _check_cache(bad, c, arch) -> None:
     for k, v in formats.items():
         if v not in CACHE_KINDS:
             raise bad(f"generation.cache.formats.{k}", f"must be one of {', '.join(CACHE_KINDS)}")
-    for k in ("past_inputs", "present_outputs"):
-        names = c.get(k, [])
-        if not isinstance(names, list) or len(names) != 2 * arch["layers"] * (k in c):
+    for k in ("past_inputs", "present_outputs"):  # the ONNX graph's explicit cache tensors
+        if k not in c:
+            continue
+        names = c[k]
+        if not isinstance(names, list) or len(names) != 2 * arch["layers"]:
             raise bad(f"generation.cache.{k}", "must list one key and one value tensor per layer")
         for i, n in enumerate(names):
             _text(bad, f"generation.cache.{k}[{i}]", n, 128)

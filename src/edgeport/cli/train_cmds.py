@@ -27,6 +27,12 @@ TRAIN_DEFAULTS = {
 def cmd_summary(args: argparse.Namespace) -> int:
     from ..sources.models import build_model, get_spec, summary_text
 
+    if args.model == "tiny-lm":  # the text-generation demo: a transformers Llama config
+        from ..lm.tinylm import summary
+
+        print(summary())
+        return 0
+
     spec = get_spec(args.model)
     print(summary_text(build_model(args.model), tuple(spec.input_shape)), end="")
     return 0

@@ -69,3 +69,18 @@ def tiny_lm_folder(random_init: bool) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="edgeport-tiny-lm-"))
     llama_config().save_pretrained(folder)
     return folder
+
+
+def summary() -> str:
+    """What ``edgeport summary --model tiny-lm`` prints: the config and the parameters per module."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(llama_config())
+    lines = [f"tiny-lm: LlamaForCausalLM, {sum(p.numel() for p in model.parameters()):,} parameters "
+             "(embedding tied to the LM head)"]  # fmt: skip
+    lines += [f"  {k}: {v}" for k, v in CONFIG.items()]
+    for name, child in model.model.named_children():
+        lines.append(f"  {name:<14} {sum(p.numel() for p in child.parameters()):>10,}")
+    return "\n".join(lines)
