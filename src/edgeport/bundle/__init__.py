@@ -57,11 +57,12 @@ def model_runs_code(ref: str) -> bool:
     """Whether rebuilding the model ``ref`` imports code that is not an installed library.
 
     ``pkg.mod:factory`` imports ``pkg.mod``; a saved ExportedProgram is unpickled.
-    Registry names and ``torchvision:``/``timm:`` names only call installed libraries.
+    Registry names and ``torchvision:``/``timm:`` names only call installed libraries; so do ``hf:``
+    checkpoints (config + safetensors, read with ``trust_remote_code=False``).
     """
     if ref == "exported_program" or ref.endswith(".pt2"):
         return True
-    return ":" in ref and not ref.startswith(("torchvision:", "timm:"))
+    return ":" in ref and not ref.startswith(("torchvision:", "timm:", "hf:"))
 
 
 def code_is_trusted(bundle=None) -> bool:

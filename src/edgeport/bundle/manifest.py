@@ -21,7 +21,8 @@ from .paths import HINT, MANIFEST_FILE, check_relpath
 # 3: a task block, output roles, dim examples, failed formats (schema-2 bundles read as they are).
 SCHEMA_VERSION = 3
 READABLE_SCHEMAS = (1, 2, 3)
-PRECISIONS = ("fp32", "fp16", "int8")
+# int4: weight-only group-wise artifacts of text-generation bundles (see bundle/generation.py).
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 RANDOM_WEIGHTS_WARNING = "random weights: not for accuracy"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 # Nothing a manifest holds may be larger than this many bytes on disk (or declared).
@@ -284,6 +285,7 @@ _OPTIONAL = (
     "failures",
     "text",
     "timings",
+    "generation",
 )
 
 
@@ -311,6 +313,7 @@ class Manifest:
     ] = ()  # formats that failed at export: {"format", "precision", "stage", "reason"}
     text: dict | None = None  # the tokenizer.json kept for raw text (edgeport.text), or None
     timings: dict | None = None  # export stage -> seconds
+    generation: dict | None = None  # text-generation bundles only: see bundle/generation.py
     upgraded_from: int | None = None  # set in memory when an older schema was read
 
     @property
@@ -331,7 +334,7 @@ class Manifest:
             "random_init": self.random_init,
             "warnings": list(self.warnings),
         }
-        for k in ("calibration", "layer_report", "golden", "data", "task", "text", "timings"):
+        for k in ("calibration", "layer_report", "golden", "data", "task", "text", "timings", "generation"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         if self.failures:
@@ -407,6 +410,15 @@ class Manifest:
         failures = _check_failures(d.get("failures", []))
         timings = _check_timings(d.get("timings"))
         text = _check_text(d.get("text"), signature)
+        generation = d.get("generation")
+        if generation is not None:
+            from .generation import check_generation
+
+            check_generation(generation, arts, signature, _bad)
+        else:
+            for i, a in enumerate(arts):
+                if a.precision == "int4":
+                    raise _bad(f"artifacts[{i}].precision", "is int4, which only text-generation bundles hold")
         return cls(
             schema_version=version,
             model=model,
@@ -428,6 +440,7 @@ class Manifest:
             failures=failures,
             text=text,
             timings=timings,
+            generation=generation,
         )
 
     def text_entry(self) -> FileEntry | None:

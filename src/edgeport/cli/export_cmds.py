@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import safe_text
+from . import lm_cmds
 from .args import (
     _Formatter,
     apply_trust,
@@ -82,7 +83,10 @@ def model_source_args(args) -> dict:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..config import DEFAULT_FORMATS, ExportConfig
     from ..export.api import export
+    from .lm_cmds import cmd_export_lm, lm_requested
 
+    if lm_requested(args):  # a decoder-only language model: KV-cache export (edgeport.lm)
+        return cmd_export_lm(args)
     if not args.run and not args.model_ref:
         raise_config("give --run RUN (a folder from `edgeport train`), or --model MODEL with --weights FILE")
     formats = tuple(args.formats) if args.formats else DEFAULT_FORMATS
@@ -227,6 +231,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     labels = ", ".join(m.labels[:20]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 20 else "")
     print(f"labels: {safe_text(labels) or '-'}")
     print_bundle(bundle)
+    if m.generation:
+        lm_cmds.print_generation(bundle)
     for a in m.artifacts:
         _artifact_notes(a, bundle.task)
     if m.calibration:
@@ -240,7 +246,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"golden I/O: {m.golden['n']} samples ({safe_text(m.golden.get('source', ''))})")
     _print_parity(m.parity)
     print_timings(m.timings)
-    print(format_layer_report(bundle))
+    if not m.generation:
+        print(format_layer_report(bundle))
     return 0
 
 
@@ -471,7 +478,8 @@ def add_parsers(sub) -> None:
         "--tokenizer",
         default=None,
         metavar="tokenizer.json",
-        help="keep this tokenizer in the bundle so predict takes raw text (needs the tokenizers package)",
+        help="keep this tokenizer in the bundle so predict takes raw text (needs the tokenizers package); "
+        "decoders: default the checkpoint folder's tokenizer.json",
     )
     g.add_argument("--mode", choices=["L", "RGB"], default=None, help="decode images as grayscale (L) or RGB")
     g.add_argument(
@@ -486,6 +494,8 @@ def add_parsers(sub) -> None:
     task_args(p)
     data_args(p)
     _calibration_args(p)
+    # --task text-generation, --max-context, --weight-only, --group-size, --tokenizer, --gate:
+    lm_cmds.export_args(p)
     p.add_argument(
         "--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)"
     )

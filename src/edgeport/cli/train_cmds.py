@@ -27,6 +27,12 @@ TRAIN_DEFAULTS = {
 def cmd_summary(args: argparse.Namespace) -> int:
     from ..sources.models import build_model, get_spec, summary_text
 
+    if args.model == "tiny-lm":  # the text-generation demo: a transformers Llama config
+        from ..lm.tinylm import summary
+
+        print(summary())
+        return 0
+
     spec = get_spec(args.model)
     print(summary_text(build_model(args.model), tuple(spec.input_shape)), end="")
     return 0
@@ -36,6 +42,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
     from ..seed.train import train
 
+    if args.model == "tiny-lm":  # the text-generation demo (edgeport.lm.train)
+        from .lm_cmds import cmd_train_lm
+
+        return cmd_train_lm(args)
     base = TRAIN_DEFAULTS.get(args.model, TRAIN_DEFAULTS["mnist-mlp"])
     config = TrainConfig(
         model=args.model,
@@ -81,7 +91,7 @@ def cmd_predict_grid(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     from ..config import TrainConfig
 
-    models = ", ".join(TRAIN_DEFAULTS)
+    models = ", ".join([*TRAIN_DEFAULTS, "tiny-lm"])
     p = sub.add_parser(
         "summary", help="print the torchsummary table of a registry model", formatter_class=_Formatter
     )
@@ -127,6 +137,12 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--threads", type=threads_int, default=None, help="torch threads, 1..256 (default: one per core)"
+    )
+    p.add_argument(
+        "--steps",
+        type=bounded_int(1, 1_000_000),
+        default=None,
+        help="tiny-lm only: optimizer steps (default 1200)",
     )
     p.add_argument("--force", action="store_true", help="replace RUN if it is a run folder edgeport made")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

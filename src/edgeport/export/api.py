@@ -216,6 +216,7 @@ def export(
     max_pixels: int | None = None,
     mnist=None,
     tokenizer=None,
+    lm=None,
 ) -> Bundle:
     """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
 
@@ -224,7 +225,17 @@ def export(
     A default format that fails (to export, or parity at some batch size or dim) is left out and
     recorded in the manifest's ``failures``; a format asked for with ``formats_explicit`` fails the
     whole export instead.
+
+    A decoder-only language model (``hf:DIR``, ``tiny-lm``, a tiny-lm run) goes to
+    :func:`edgeport.lm.export.export_lm` with ``lm`` (an ``LMExportConfig``) or its defaults.
     """
+    from ..lm.source import is_lm_ref
+
+    if is_lm_ref(model_ref, run):  # text generation: KV-cache export, weight-only int8/int4
+        from ..lm.export import LMExportConfig, export_lm
+
+        return export_lm(model_ref or str(run), out, config=lm or LMExportConfig(), random_init=random_init,
+                         force=force, progress=progress)  # fmt: skip
     t0 = time.perf_counter()
     config.validate()
     calibration = calibration or DEFAULT_CALIBRATION
@@ -536,6 +547,11 @@ def quantize(
     fsutil.clean_leftovers(target)
     old = load_bundle(target)
     m = old.manifest
+    if m.generation:
+        raise ConfigError(
+            f"bundle {target} is a text-generation bundle: its int8/int4 weight-only artifacts are made at export "
+            "(edgeport export --weight-only int8,int4), not calibrated by quantize"
+        )
     if m.read_only:
         raise ConfigError(
             f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it"

@@ -9,7 +9,7 @@ from ..device.info import device_info
 from ..errors import BackendUnavailableError, ConfigError
 from .registry import BACKEND_FORMAT, BACKENDS, list_devices, trust_reason
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 
 def open_bundle(bundle_or_path):
