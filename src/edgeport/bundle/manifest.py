@@ -418,7 +418,9 @@ class Manifest:
         else:
             for i, a in enumerate(arts):
                 if a.precision == "int4":
-                    raise _bad(f"artifacts[{i}].precision", "is int4, which only text-generation bundles hold")
+                    raise _bad(
+                        f"artifacts[{i}].precision", "is int4, which only text-generation bundles hold"
+                    )
         return cls(
             schema_version=version,
             model=model,
