@@ -44,7 +44,7 @@ def test_pipeline_end_to_end_on_synthetic_data(synthetic_pipeline):
         ("executorch", "int8"),
     } <= precisions
     bench = json.loads((out / "bench.json").read_text())
-    assert {r["batch_size"] for r in bench["rows"]} == {1, 256}
+    assert {r["batch_size"] for r in bench["rows"]} == set(PipelineConfig().batch_sizes) == {1, 8, 64, 256}
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # training, latency, pareto, scaling, grid
     summary = json.loads((out / "pipeline.json").read_text())

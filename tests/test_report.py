@@ -163,8 +163,10 @@ def test_full_report(tmp_path):
         "Model and training",
         "Results",
         "Latency per backend",
-        "Accuracy vs latency",
+        "Task metrics: Classification",
+        "Quality vs latency",
         "Batch-size scaling",
+        "Timing noise",
         "Predictions",
         "Environment",
     ):
@@ -174,7 +176,7 @@ def test_full_report(tmp_path):
         assert f"(plots/{name}.png)" in md
     assert "(grid.png)" in md
     # one table row per backend x precision x device, with the pass/fail, size and latency columns
-    table = [ln for ln in md.splitlines() if ln.count(" | ") == 11 and not ln.startswith("| backend")]
+    table = [ln for ln in md.splitlines() if ln.count(" | ") == 10 and not ln.startswith("| backend")]
     assert len(table) == 6
     ort_int8 = next(ln for ln in table if "| onnxruntime | cpu | int8" in ln)
     assert (

@@ -245,3 +245,22 @@ def list_images(folder: Path) -> list[Path]:
 
 
 __all__ = ["decode", "load_image", "load_images", "max_pixels", "read_gray", "to_mnist", "list_images"]
+
+
+def check_image(path: str | os.PathLike, *, limit: int | None = None) -> tuple[int, int]:
+    """(width, height) of ``path`` from its header, without decoding it: :class:`DataError` when it is
+    missing, not an image, or too large to decode within the pixel limit (JPEG: even scaled by 1/8)."""
+    path = Path(path)
+    limit = max_pixels(limit)
+    img = _open(path)
+    with img:
+        w, h = img.size
+        slack = 64 if img.format == "JPEG" else 1
+    if w < 1 or h < 1:
+        raise DataError(f"{path} has no pixels ({w}x{h})")
+    if w * h > limit * slack:
+        raise DataError(
+            f"{path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}; downscale it, or "
+            f"raise the limit with --max-pixels or {MAX_PIXELS_ENV}"
+        )
+    return w, h

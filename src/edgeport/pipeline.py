@@ -31,6 +31,7 @@ FILES = (
     "devices.json",
     "grid.png",
     "samples.png",
+    "task.png",
     "report.md",
     "report.html",
     "plots/",
@@ -52,10 +53,11 @@ class PipelineConfig:
     dims: tuple = ()
     gates: tuple = ()  # ([precision.]metric, threshold) overrides of the task's gates
     atol: float = 1e-5
-    batch_sizes: tuple[int, ...] = (1, 256)
+    # a sweep, so the batch-scaling plot shows a curve (and where each backend saturates)
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     # Shorter than `edgeport bench`'s defaults so the seed pipeline fits in about a minute on two cores.
-    bench_min_seconds: float = 1.0
+    bench_min_seconds: float = 0.6
     bench_min_iters: int = 30
     bench_warmup_seconds: float = 0.2
 
@@ -403,14 +405,34 @@ def _mnist_grid(model, data, info: dict, out: Path) -> None:
 
 
 def _sample_grid(bundle, source, out: Path) -> None:
-    """Sample images of the user's data with the reference model's predictions (the report shows it)."""
-    from .report.plots import sample_grid
+    """Sample images of the user's data with the reference model's predictions (the report shows it):
+    a labelled grid for classifiers, the task's own pictures (boxes, masks) for the others."""
+    from .report.plots import sample_grid, task_pictures
 
     if bundle.preprocessing is None:
         return
     images, labels = source.display_images(16)
     if not images:
         return
+    task = bundle.task
     with bundle.runner("torch", "fp32", "cpu") as r:
-        pred, _ = r.predict(images)
-    sample_grid(images, labels, pred, out, labels=bundle.labels)
+        if task.label_kind == "class":
+            pred, _ = r.predict(images)
+            sample_grid(images, labels, pred, out, labels=bundle.labels)
+            return
+        pre = bundle.preprocessing
+        images = images[:8]
+        x = pre.apply(images)
+        outputs = r.run({pre.input: x})
+    rows = task.predict_rows(outputs, list(bundle.labels))
+    spec = bundle.signature.input(pre.input)
+    hw = tuple(x.shape[2:4] if spec.layout == "NCHW" else x.shape[1:3])
+    pics = [
+        task.picture(img, row, {k: v[i] for k, v in outputs.items()}, hw)
+        for i, (img, row) in enumerate(zip(images, rows))
+    ]
+    task_pictures(
+        [p for p in pics if p is not None],
+        out.with_name("task.png"),
+        title=f"{task.title}: PyTorch reference",
+    )

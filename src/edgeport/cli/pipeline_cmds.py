@@ -162,7 +162,9 @@ def add_parsers(sub) -> None:
     )
     task_args(p)
     p.add_argument("--atol", type=atol_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)")
-    p.add_argument("--batch-sizes", type=batch_list, default=[1, 256], help="batch sizes to benchmark")
+    p.add_argument(
+        "--batch-sizes", type=batch_list, default=[1, 8, 64, 256], help="batch sizes to benchmark (a sweep)"
+    )
     p.add_argument(
         "--calibration-size",
         type=bounded_int(10, 100_000),

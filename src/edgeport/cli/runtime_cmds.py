@@ -144,10 +144,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         max_pixels=args.max_pixels,
         with_warnings=True,
+        out_dir=args.out_dir,
+        force=args.force,
     )
     for w in warnings:
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
-    print(format_json(results) if args.json else format_predictions(results))
+    if args.json:
+        print(format_json(results))
+    else:
+        from ..predict import _load_bundle
+
+        print(format_predictions(results, _load_bundle(args.bundle).task))
     return 0
 
 
@@ -227,10 +234,12 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser(
         "predict",
-        help="classify image files with a bundle (works without torch)",
+        help="run a bundle on image files and show the task's answer (works without torch)",
         formatter_class=_Formatter,
         description="Each image is decoded (bounded by --max-pixels) and preprocessed exactly as the bundle's "
-        "manifest says, then classified; label names come from the bundle.",
+        "manifest says, a few at a time, then the bundle's task renders the answer: top-k classes, boxes "
+        "(after the recorded score threshold and NMS, drawn with --out-dir), per-class pixel shares (masks "
+        "overlaid with --out-dir), embedding norms. Label names come from the bundle.",
     )
     p.add_argument("bundle", help="bundle folder written by `edgeport export`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
@@ -252,6 +261,14 @@ def add_parsers(sub) -> None:
         help="refuse (or, for JPEG, downscale while decoding) larger images (default 25,000,000)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        metavar="DIR",
+        help="write a picture per file here (STEM.pred.png): boxes drawn for detectors, masks overlaid for "
+        "segmenters",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite pictures already in --out-dir")
     from .args import trust_arg
 
     trust_arg(p)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..bundle.writer import file_entry, write_bytes
 from ..sources.data import first_batch
-from .parity import concat_feeds, edge_feeds, finite_reference
+from .parity import concat_feeds, edge_like, finite_reference
 
 INPUTS = "golden/inputs.npz"
 OUTPUTS = "golden/outputs.npz"
@@ -29,7 +29,7 @@ def _npz(arrays: dict) -> bytes:
 def golden_feeds(ctx, eval_source, n: int) -> tuple[dict, int, int]:
     """(inputs, real count, edge count)."""
     real, _ = first_batch(eval_source, min(n, len(eval_source)))
-    edge = edge_feeds(ctx.signature, n_noise=N_EDGE_NOISE, seed=1)
+    edge = edge_like(ctx.signature, real, n_noise=N_EDGE_NOISE, seed=1)
     k_real = len(next(iter(real.values())))
     k_edge = len(next(iter(edge.values())))
     return concat_feeds([real, edge]), k_real, k_edge

@@ -65,10 +65,9 @@ def resize_feeds(signature, feeds: dict, values: dict[str, int]) -> dict:
 def dim_groups(signature, sample: dict) -> list[tuple[str, dict]]:
     """(label, feeds) for every free dim at its min, middle and max: ``sample`` resized along it."""
     groups = []
-    for values in signature.dim_points():
-        label = ", ".join(f"{k}={v}" for k, v in values.items() if k in signature.free_dims)
-        vary = {k: v for k, v in values.items() if k in signature.free_dims}
-        groups.append((label, resize_feeds(signature, sample, vary)))
+    for name, dim in signature.free_dims.items():
+        for v in dim.points():  # one dim at a time; the others keep the sample's sizes
+            groups.append((f"{name}={v}", resize_feeds(signature, sample, {name: v})))
     return groups
 
 
@@ -238,21 +237,24 @@ def parity_feeds(signature, eval_source, n_samples: int, budget_bytes: int = 128
     per = sum(int(np.prod(s.concrete_shape(values))) * s.np_dtype.itemsize for s in signature.inputs)
     n = max(1, min(n_samples, len(eval_source), budget_bytes // max(per, 1)))
     real, _ = first_batch(eval_source, n)
-    edge = edge_feeds(signature)
+    edge = edge_like(signature, real)
     note = {
         "real": f"{n} samples of the eval data ({eval_source.kind}, {eval_source.evidence})",
         "edge": f"zeros, ones, value-range extremes, {N_NOISE} uniform noise",
         "evidence": eval_source.evidence,
     }
-    if any(real[s.name].shape[1:] != edge[s.name].shape[1:] for s in signature.inputs):
-        # real data at other sizes of a dynamic dim: the edge inputs follow the data's sizes
-        sizes = {}
-        for s in signature.inputs:
-            for axis, d in enumerate(s.shape):
-                if isinstance(d, str) and d != BATCH:
-                    sizes[d] = real[s.name].shape[axis]
-        edge = resize_feeds(signature, edge, sizes)
     return concat_feeds([real, edge]), note
+
+
+def edge_like(signature, real: dict, n_noise: int = N_NOISE, seed: int = 0) -> dict:
+    """Edge inputs at the sizes the real data has along every dynamic dim (so they batch together)."""
+    edge = edge_feeds(signature, n_noise, seed)
+    sizes = {}
+    for s in signature.inputs:
+        for axis, d in enumerate(s.shape):
+            if isinstance(d, str) and d != BATCH:
+                sizes[d] = real[s.name].shape[axis]
+    return resize_feeds(signature, edge, sizes) if sizes else edge
 
 
 def timed(fn):

@@ -91,74 +91,83 @@ def training_curve(history: list[dict], out: Path) -> Path | None:
     return _save(fig, out)
 
 
+WHISKER_CAP = 4.0  # a p99 whisker is drawn at most this many times its p50 (and marked when clipped)
+
+
 def latency_bars(rows: list[Row], out: Path) -> Path | None:
-    """Batch-1 (smallest batch) p50 per backend/device/precision, whiskers to p99."""
-    rows = [r for r in rows if r.p50_us is not None]
+    """Batch-1 (smallest batch) p50 per backend/device/precision on a log axis, whiskers to p99 clipped at
+    WHISKER_CAP x p50 (one slow outlier must not squash every other bar)."""
+    rows = [r for r in rows if r.p50_us is not None and r.p50_us > 0]
     if not rows:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.4))
     names = [f"{r.backend} · {r.device} · {r.precision}" for r in rows]
-    p50 = [r.p50_us for r in rows]
-    err = [max(0.0, (r.p99_us or r.p50_us) - r.p50_us) for r in rows]
-    ax.barh(
-        names,
-        p50,
-        xerr=[[0] * len(rows), err],
-        color=[COLORS.get(r.precision, "#777") for r in rows],
+    p50 = np.array([r.p50_us for r in rows])
+    p99 = np.array([max(r.p99_us or r.p50_us, r.p50_us) for r in rows])
+    capped = np.minimum(p99, p50 * WHISKER_CAP)
+    colors = [COLORS.get(r.precision, "#777") for r in rows]
+    ax.barh(names, p50, color=colors, alpha=0.85)
+    ax.errorbar(
+        capped,
+        range(len(rows)),
+        xerr=[capped - p50, np.zeros(len(rows))],
+        fmt="none",
+        ecolor="#333",
         capsize=3,
     )
-    for i, v in enumerate(p50):
-        ax.text(v, i, f" {v:,.0f} µs", va="center", fontsize=8)
+    for i, (v, hi, top) in enumerate(zip(p50, p99, capped)):
+        clipped = hi > top * 1.0001
+        ax.text(top, i, f" {v:,.0f} µs" + (f" (p99 {hi:,.0f} ▸)" if clipped else ""), va="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlim(p50.min() / 1.5, capped.max() * 4)
     ax.invert_yaxis()
-    ax.set_xlabel(f"latency p50, µs (batch {rows[0].latency_batch}); whisker: p99")
+    ax.set_xlabel(
+        f"latency p50, µs, log scale (batch {rows[0].latency_batch}); whisker: p99, clipped at {WHISKER_CAP:g}x p50"
+    )
     ax.set_title("Latency per backend")
-    ax.grid(axis="x", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3, which="both")
     return _save(fig, out)
 
 
 def pareto_front(rows: list[Row]) -> list[Row]:
-    """Rows no other row beats on both latency (lower) and accuracy (higher)."""
-    pts = [r for r in rows if r.p50_us is not None and r.accuracy is not None]
+    """Rows no other row beats on both latency (lower) and score (higher): the task's headline metric."""
+    pts = [r for r in rows if r.p50_us is not None and r.score is not None]
     return [
         r
         for r in pts
         if not any(
-            (o.p50_us <= r.p50_us and o.accuracy >= r.accuracy)
-            and (o.p50_us < r.p50_us or o.accuracy > r.accuracy)
+            (o.p50_us <= r.p50_us and o.score >= r.score) and (o.p50_us < r.p50_us or o.score > r.score)
             for o in pts
         )
     ]
 
 
 def accuracy_vs_latency(rows: list[Row], out: Path) -> Path | None:
-    pts = [r for r in rows if r.p50_us is not None and r.accuracy is not None]
+    """The task's headline metric against batch-1 latency.  Points carry numbers and the legend names
+    them, so labels never overlap however close the points are."""
+    pts = sorted((r for r in rows if r.p50_us is not None and r.score is not None), key=lambda r: r.p50_us)
     if not pts:
         return None
     front = sorted(pareto_front(pts), key=lambda r: r.p50_us)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in pts:
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    scale = 100.0 if pts[0].score_name not in ("perplexity", "mae", "rel_error") else 1.0
+    for k, r in enumerate(pts, 1):
         on = r in front
-        ax.scatter(
-            r.p50_us,
-            r.accuracy * 100,
-            s=80 if on else 40,
-            color=COLORS.get(r.precision, "#777"),
-            edgecolors="black" if on else "none",
-            zorder=3,
-        )
-        ax.annotate(
-            r.name, (r.p50_us, r.accuracy * 100), fontsize=7, xytext=(4, 4), textcoords="offset points"
-        )
-    ax.plot([r.p50_us for r in front], [r.accuracy * 100 for r in front], "k--", lw=1, label="Pareto front")
+        y = r.score * scale
+        ax.scatter(r.p50_us, y, s=90 if on else 45, color=COLORS.get(r.precision, "#777"),
+                   edgecolors="black" if on else "none", zorder=3, label=f"{k}: {r.name}" + (" *" if on else ""))  # fmt: skip
+        ax.annotate(str(k), (r.p50_us, y), fontsize=7, ha="center", va="center", color="white", zorder=4)
+    ax.plot([r.p50_us for r in front], [r.score * scale for r in front], "k--", lw=1)
     ax.set_xscale("log")
+    unit = " (%)" if scale == 100.0 else ""
     ax.set(
         xlabel=f"latency p50, µs (batch {pts[0].latency_batch}, log scale)",
-        ylabel="test accuracy (%)",
-        title="Accuracy vs latency: ship an artifact on the front",
+        ylabel=f"{pts[0].score_name}{unit}",
+        title="Quality vs latency (dashed: the Pareto front, marked *): ship an artifact on the front",
     )
-    ax.legend(loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out)
 
@@ -183,4 +192,22 @@ def batch_scaling(rows: list[Row], out: Path) -> Path | None:
     ax.set(xlabel="batch size", ylabel="throughput (samples/s)", title="Batch-size scaling")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
+    return _save(fig, out)
+
+
+def task_pictures(pictures: list, out: Path, *, title: str = "") -> Path | None:
+    """Up to 8 task pictures (PIL images: boxes drawn, masks overlaid) in a grid."""
+    if not pictures:
+        return None
+    plt = _plt()
+    n = min(8, len(pictures))
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(np.asarray(pictures[i]))
+    if title:
+        fig.suptitle(title)
     return _save(fig, out)

@@ -50,8 +50,17 @@ class Row:
     throughput_batch: int | None = None
     size_bytes: int | None = None
     scaling: dict = field(default_factory=dict)  # batch size -> samples/s
+    p50_by_batch: dict = field(default_factory=dict)  # batch size -> p50 µs
+    cov: float | None = None  # the largest latency CoV of its bench rows (how noisy its timing was)
     host: str = ""
     notes: list = field(default_factory=list)
+    task: str = ""
+    metrics: dict = field(default_factory=dict)  # the task's metrics from verify
+    score: float | None = None  # the task's headline metric (labels first: accuracy, mAP@0.5, mIoU...)
+    score_name: str = ""
+    slower_than_fp32: bool = (
+        False  # slower than its fp32 twin beyond noise at batch 1 and at the largest batch
+    )
 
     @property
     def name(self) -> str:
@@ -171,6 +180,18 @@ def build_rows(raw: dict) -> list[Row]:
         r.agreement = _num(v, "agreement", "top1_agreement")
         r.passed = v.get("passed") if isinstance(v.get("passed"), bool) else None
         r.reasons = [str(x) for x in v["reasons"]] if isinstance(v.get("reasons"), list) else []
+        r.task = str(v.get("task") or (verify.get("task") if isinstance(verify, dict) else "") or "classify")
+        metrics = v.get("metrics") if isinstance(v.get("metrics"), dict) else {}
+        r.metrics = {
+            k: x for k, x in metrics.items() if isinstance(x, (int, float)) and not isinstance(x, bool)
+        }
+        if not r.metrics:  # a verify.json of edgeport 0.2: classifier figures at the top level
+            r.metrics = {
+                k: x for k, x in (("agreement", r.agreement), ("accuracy", r.accuracy)) if x is not None
+            }
+            if r.accuracy is not None and _num(v, "ref_accuracy") is not None:
+                r.metrics["accuracy_drop"] = _num(v, "ref_accuracy") - r.accuracy
+        r.score_name, r.score = headline(r.task, r.metrics, r.accuracy)
     bhost = _host(raw.get("bench")) or vhost
     for b in _list(raw.get("bench"), "rows"):
         r = row_for(b, b.get("host") if isinstance(b.get("host"), str) else bhost)
@@ -178,6 +199,11 @@ def build_rows(raw: dict) -> list[Row]:
         lat = b.get("latency_us") if isinstance(b.get("latency_us"), dict) else {}
         if r.latency_batch is None or bs < r.latency_batch:
             r.latency_batch, r.p50_us, r.p99_us = bs, _num(lat, "p50"), _num(lat, "p99")
+        if _num(lat, "p50") is not None:
+            r.p50_by_batch[bs] = _num(lat, "p50")
+        cov = _num(b, "cov")
+        if cov is not None:
+            r.cov = max(r.cov or 0.0, cov)
         tput = _num(b, "throughput_per_s", "throughput")
         if tput is not None:
             r.scaling[bs] = tput
@@ -197,19 +223,58 @@ def build_rows(raw: dict) -> list[Row]:
     )
 
 
+NOISE_FLOOR, NOISE_CEILING = 0.03, 0.25
+
+
+def noise_margin(a: Row, b: Row) -> float:
+    """How far apart two rows' speeds must be to count as different: half the larger latency CoV of
+    the two, kept between 3% and 25% (a busy machine widens it; a quiet one narrows it)."""
+    cov = max(a.cov or 0.0, b.cov or 0.0)
+    return min(NOISE_CEILING, max(NOISE_FLOOR, cov / 2))
+
+
 def _flag_slow_int8(rows: dict) -> None:
-    """Mark every int8 row whose throughput is below its fp32 twin's at the largest common batch."""
+    """Mark every int8 row slower than its fp32 twin beyond noise at batch 1 (p50 latency) *and* at the
+    largest common batch (throughput): the report flags it and the recommendation never picks it."""
     for (host, backend, device, prec), r in rows.items():
         twin = rows.get((host, backend, device, "fp32"))
         if prec != "int8" or twin is None:
             continue
         common = sorted(set(r.scaling) & set(twin.scaling))
-        if common:
-            b = common[-1]
-            if r.scaling[b] < twin.scaling[b]:
-                r.notes.append(
-                    f"int8 slower than fp32 at batch {b} ({r.scaling[b]:,.0f} vs {twin.scaling[b]:,.0f}/s)"
-                )
+        small = sorted(set(r.p50_by_batch) & set(twin.p50_by_batch))
+        if not common or not small:
+            continue
+        margin = noise_margin(r, twin)
+        b, b1 = common[-1], small[0]
+        slow_tput = r.scaling[b] < twin.scaling[b] * (1 - margin)
+        slow_lat = r.p50_by_batch[b1] > twin.p50_by_batch[b1] * (1 + margin)
+        if slow_tput and slow_lat:
+            r.slower_than_fp32 = True
+            r.notes.append(
+                f"not recommended: slower than fp32 beyond noise ({margin * 100:.0f}%) at batch {b1} "
+                f"({r.p50_by_batch[b1]:,.0f} vs {twin.p50_by_batch[b1]:,.0f} µs) and batch {b} "
+                f"({r.scaling[b]:,.0f} vs {twin.scaling[b]:,.0f}/s)"
+            )
+        elif slow_tput or slow_lat:
+            where = f"batch {b}" if slow_tput else f"batch {b1}"
+            r.notes.append(f"slower than fp32 at {where} only (beyond {margin * 100:.0f}% noise)")
+
+
+def headline(task: str, metrics: dict, accuracy) -> tuple[str, float | None]:
+    """(name, value) of the metric a row is ranked by: the label metric where labels exist, else the
+    reference metric (what the Pareto plot and the recommendation use)."""
+    try:
+        from ..tasks import registry
+
+        cls = registry.task_class(task or "classify")
+    except Exception:  # noqa: BLE001 - a verify.json from another version: accuracy as before
+        return ("accuracy", accuracy)
+    for name in (cls.primary_label_metric, cls.primary_metric):
+        v = metrics.get(name) if name else None
+        if isinstance(v, (int, float)):
+            g = cls.gate_table().get(name)
+            return (name, -v if g is not None and g.direction == "max" else v)
+    return ("accuracy", accuracy)
 
 
 def environment(raw: dict) -> dict[str, str]:

@@ -20,7 +20,7 @@ from .rundata import DASH, FILES, Row, RunData, devices, environment, load
 SHIP_TOLERANCE = 0.002
 
 
-PLOTS = ("training.png", "latency.png", "pareto.png", "scaling.png")
+PLOTS = ("training.png", "latency.png", "pareto.png", "scaling.png")  # under RUN/plots/
 
 
 def write_report(run_dir: str | os.PathLike, *, force: bool = False) -> tuple[Path, Path]:
@@ -89,107 +89,134 @@ def _status(r: Row):
 
 
 def recommend(rows: list[Row]) -> Row | None:
-    """The fastest passing artifact within :data:`SHIP_TOLERANCE` of the best accuracy."""
-    ok = [r for r in plots.pareto_front(rows) if r.passed is not False]
+    """The fastest passing artifact on the Pareto front within :data:`SHIP_TOLERANCE` of the best score
+    (the task's headline metric), never one flagged slower than its fp32 twin."""
+    ok = [r for r in plots.pareto_front(rows) if r.passed is not False and not r.slower_than_fp32]
     if not ok:
         return None
-    best = max(r.accuracy for r in ok)
-    return min((r for r in ok if r.accuracy >= best - SHIP_TOLERANCE), key=lambda r: r.p50_us)
+    best = max(r.score for r in ok)
+    return min((r for r in ok if r.score >= best - SHIP_TOLERANCE), key=lambda r: r.p50_us)
 
 
 def build_sections(data: RunData) -> list[tuple[str, list]]:
-    raw, rows, pdir = data.raw, data.rows, data.run_dir / "plots"
-    train = raw["train"] if isinstance(raw.get("train"), dict) else None
-    sections = [("Summary", _summary(data, train))]
+    """Every section of the report, in order (each built by its own function)."""
+    train = data.raw["train"] if isinstance(data.raw.get("train"), dict) else None
+    return [
+        ("Summary", _summary(data, train)),
+        ("Model and training", _training(data, train)),
+        ("Results: backend × precision × device", _results(data)),
+        *_task_sections(data),
+        *_plot_sections(data),
+        ("Timing noise", _noise(data)),
+        ("Predictions", _predictions(data)),
+        ("Environment", _environment(data)),
+    ]
 
-    blocks = []
+
+def _training(data: RunData, train: dict | None) -> list:
     if train is None:
-        blocks.append(("p", f"Training: {data.status('train')}."))
-    else:
-        params = train.get("params")
-        blocks.append(
-            (
-                "p",
-                f"Model **{train.get('model', DASH)}**"
-                + (f", {params:,} trainable parameters." if isinstance(params, int) else "."),
-            )
-        )
-        blocks.append(("pre", _model_summary(train)))
-        blocks.append(
-            (
-                "table",
-                ["epochs", "seed", "train time", "val accuracy", "test accuracy"],
-                [
-                    [
-                        str(train.get("epochs", DASH)),
-                        str(train.get("seed", DASH)),
-                        f"{train['train_seconds']:.1f} s"
-                        if isinstance(train.get("train_seconds"), (int, float))
-                        else DASH,
-                        _pct(train.get("val_accuracy")),
-                        _pct(train.get("test_accuracy")),
-                    ]
-                ],
-            )
-        )
-        img = plots.training_curve(train.get("history") or [], pdir / "training.png")
-        blocks.append(("img", img, "training curve") if img else ("p", "No per-epoch history in train.json."))
-    sections.append(("Model and training", blocks))
+        return [("p", f"Training: {data.status('train')}.")]
+    params = train.get("params")
+    seconds = train.get("train_seconds")
+    blocks = [
+        ("p", f"Model **{train.get('model', DASH)}**" + (f", {params:,} trainable parameters." if isinstance(params, int) else ".")),
+        ("pre", _model_summary(train)),
+        (
+            "table",
+            ["epochs", "seed", "train time", "val accuracy", "test accuracy"],
+            [[
+                str(train.get("epochs", DASH)),
+                str(train.get("seed", DASH)),
+                f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else DASH,
+                _pct(train.get("val_accuracy")),
+                _pct(train.get("test_accuracy")),
+            ]],
+        ),
+    ]  # fmt: skip
+    img = plots.training_curve(train.get("history") or [], data.run_dir / "plots" / "training.png")
+    blocks.append(("img", img, "training curve") if img else ("p", "No per-epoch history in train.json."))
+    return blocks
 
-    blocks = []
+
+def _task_of(data: RunData):
+    from ..tasks import registry
+
+    name = next((r.task for r in data.rows if r.task), "") or "classify"
+    try:
+        return registry.task_class(name)
+    except Exception:  # noqa: BLE001 - an unknown task name in a hand-edited verify.json
+        return registry.task_class("classify")
+
+
+def _results(data: RunData) -> list:
+    rows = data.rows
     if not rows:
-        blocks.append(("p", f"Verification: {data.status('verify')}. Benchmark: {data.status('bench')}."))
-    else:
-        for stage in ("verify", "bench", "manifest"):
-            if not data.ran(stage):
-                blocks.append(("p", f"{stage}: {data.status(stage)}; its columns show {DASH}."))
-        lat_b = next((r.latency_batch for r in rows if r.latency_batch), 1)
-        blocks.append(
-            (
-                "table",
-                [
-                    "backend",
-                    "device",
-                    "precision",
-                    "format",
-                    "accuracy",
-                    "max abs error vs PyTorch",
-                    "agreement",
-                    f"p50 µs (b={lat_b})",
-                    f"p99 µs (b={lat_b})",
-                    "throughput /s",
-                    "size",
-                    "result",
-                ]
-                + (["host"] if len(data.hosts()) > 1 else []),
-                [
-                    [
-                        r.backend,
-                        r.device,
-                        r.precision,
-                        r.format,
-                        _pct(r.accuracy),
-                        _sci(r.max_abs),
-                        _pct(r.agreement),
-                        _us(r.p50_us),
-                        _us(r.p99_us),
-                        _tput(r),
-                        _size(r.size_bytes),
-                        _status(r) + (" (" + "; ".join(r.notes) + ")" if r.notes else ""),
-                    ]
-                    + ([r.host] if len(data.hosts()) > 1 else [])
-                    for r in rows
-                ],
-            )
-        )
-        fails = [f"{r.name}: {'; '.join(r.reasons) or 'failed'}" for r in rows if r.passed is False]
-        if fails:
-            blocks.append(("list", fails))
-    sections.append(("Results: backend × precision × device", blocks))
+        return [("p", f"Verification: {data.status('verify')}. Benchmark: {data.status('bench')}.")]
+    blocks = [
+        ("p", f"{stage}: {data.status(stage)}; its columns show {DASH}.")
+        for stage in ("verify", "bench", "manifest")
+        if not data.ran(stage)
+    ]
+    task = _task_of(data)
+    lat_b = next((r.latency_batch for r in rows if r.latency_batch), 1)
+    multi = len(data.hosts()) > 1
+    head = ["backend", "device", "precision", "format", f"{task.name} metrics", "max abs error vs PyTorch"]
+    head += [f"p50 µs (b={lat_b})", f"p99 µs (b={lat_b})", "throughput /s", "size", "result"] + (
+        ["host"] if multi else []
+    )
+    table = [
+        [r.backend, r.device, r.precision, r.format, task.summary_of(r.metrics) or DASH, _sci(r.max_abs),
+         _us(r.p50_us), _us(r.p99_us), _tput(r), _size(r.size_bytes),
+         _status(r) + (" (" + "; ".join(r.notes) + ")" if r.notes else "")]
+        + ([r.host] if multi else [])
+        for r in rows
+    ]  # fmt: skip
+    blocks.append(("table", head, table))
+    fails = [f"{r.name}: {'; '.join(r.reasons) or 'failed'}" for r in rows if r.passed is False]
+    if fails:
+        blocks.append(("list", fails))
+    return blocks
 
+
+def _task_sections(data: RunData) -> list:
+    """The task's own section: every metric per artifact against its gate (and pictures, if any)."""
+    rows = [r for r in data.rows if r.metrics]
+    if not rows:
+        return []
+    task = _task_of(data)
+    gates = task.gate_table()
+    names = [m for m, _, _ in (task.SHOW or ())] or list(gates)
+    names += [m for m in rows[0].metrics if m not in names and m.startswith("ref_") is False and m != "n"][:4]
+    head = ["artifact", *names, "result"]
+    table = []
+    for r in rows:
+        cells = [r.name]
+        for m in names:
+            v = r.metrics.get(m)
+            pct = (
+                m in gates and gates[m].percent or m in ("accuracy", "map50", "map", "miou", "pixel_accuracy")
+            )
+            cells.append(DASH if v is None else (f"{v * 100:.2f}%" if pct else f"{v:.4g}"))
+        table.append([*cells, _status(r)])
+    text = "; ".join(
+        f"{g.metric} {'≥' if g.direction == 'min' else '≤'} "
+        + ", ".join(f"{p} {v:g}" for p, v in g.defaults.items())
+        + f" ({g.text})"
+        for g in task.GATES
+    )
+    blocks = [("p", f"Task **{task.name}** ({task.title}). Default gates: {text}."), ("table", head, table)]
+    pictures = data.run_dir / "task.png"
+    if pictures.is_file():
+        blocks.append(("img", pictures, f"{task.name} predictions"))
+    return [(f"Task metrics: {task.title}", blocks)]
+
+
+def _plot_sections(data: RunData) -> list:
+    rows, pdir = data.rows, data.run_dir / "plots"
+    out = []
     for title, fn, name, what in (
         ("Latency per backend", plots.latency_bars, "latency.png", "bench"),
-        ("Accuracy vs latency", plots.accuracy_vs_latency, "pareto.png", "verify and bench"),
+        ("Quality vs latency", plots.accuracy_vs_latency, "pareto.png", "verify and bench"),
         ("Batch-size scaling", plots.batch_scaling, "scaling.png", "bench"),
     ):
         img = fn(rows, pdir / name) if rows else None
@@ -201,26 +228,57 @@ def build_sections(data: RunData) -> list[tuple[str, list]]:
                     0,
                     (
                         "p",
-                        f"Ship **{pick.name}** ({pick.format}): p50 {_us(pick.p50_us)} µs, accuracy "
-                        f"{_pct(pick.accuracy)}; the fastest passing artifact on the Pareto front within "
-                        f"{SHIP_TOLERANCE * 100:.1f} points of the best accuracy.",
+                        f"Ship **{pick.name}** ({pick.format}): p50 {_us(pick.p50_us)} µs, {pick.score_name} "
+                        f"{_score(pick)}; the fastest passing artifact on the Pareto front within "
+                        f"{SHIP_TOLERANCE * 100:.1f} points of the best, and not slower than its fp32 twin.",
                     ),
                 )
-        sections.append((title, blocks))
+        out.append((title, blocks))
+    return out
 
+
+def _score(r: Row) -> str:
+    if r.score is None:
+        return DASH
+    return (
+        _pct(abs(r.score))
+        if r.score_name not in ("perplexity", "mae", "rel_error")
+        else f"{abs(r.score):.4g}"
+    )
+
+
+def _noise(data: RunData) -> list:
+    rows = [r for r in data.rows if r.cov is not None]
+    if not rows:
+        return [("p", f"Benchmark: {data.status('bench')}.")]
+    noisy = sorted((r for r in rows if r.cov > 0.10), key=lambda r: -r.cov)
+    from .rundata import NOISE_CEILING, NOISE_FLOOR
+
+    text = (
+        f"Speed comparisons (int8 against fp32, and the recommendation) count a difference only beyond a "
+        f"noise margin: half the larger latency CoV of the two rows, between {NOISE_FLOOR * 100:.0f}% and "
+        f"{NOISE_CEILING * 100:.0f}%. "
+    )
+    if noisy:
+        text += (
+            f"{len(noisy)} of {len(rows)} rows varied a lot (latency CoV above 10%): the machine was busy; "
+            "rerun the benchmark on a quiet machine, or with a longer --min-seconds, before trusting small ratios."
+        )
+        return [("p", text), ("table", ["row", "CoV"], [[r.name, f"{r.cov * 100:.1f}%"] for r in noisy])]
+    worst = max(rows, key=lambda r: r.cov)
+    return [("p", text + f"Every row was steady (largest CoV {worst.cov * 100:.1f}%, {worst.name}).")]
+
+
+def _predictions(data: RunData) -> list:
     grid, samples = data.run_dir / "grid.png", data.run_dir / "samples.png"
     if samples.is_file():
-        pred = [
+        return [
             ("p", "Sample images of your eval data with the reference model's predictions (red: wrong)."),
             ("img", samples, "sample predictions"),
         ]
-    elif grid.is_file():
-        pred = [("img", grid, "4x4 prediction grid")]
-    else:
-        pred = [("p", "Not run: no grid.png or samples.png (the pipeline renders them).")]
-    sections.append(("Predictions", pred))
-    sections.append(("Environment", _environment(data)))
-    return sections
+    if grid.is_file():
+        return [("img", grid, "4x4 prediction grid")]
+    return [("p", "Not run: no grid.png or samples.png (the pipeline renders them).")]
 
 
 def _summary(data: RunData, train: dict | None) -> list:
@@ -245,6 +303,9 @@ def _summary(data: RunData, train: dict | None) -> list:
     pick = recommend(data.rows)
     if pick:
         parts.append(f"Recommended artifact: **{pick.name}** ({pick.format}).")
+    slow = [r.name for r in data.rows if r.slower_than_fp32]
+    if slow:
+        parts.append(f"Not recommended (slower than fp32 beyond noise): {', '.join(slow)}.")
     return [("p", " ".join(parts)), ("p", f"Run folder: `{data.run_dir.resolve()}`")]
 
 

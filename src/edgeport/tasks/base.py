@@ -203,6 +203,21 @@ class Task:
 
     LABEL_METRICS: tuple = ()
 
+    # -- predict -----------------------------------------------------------------------
+    def predict_rows(self, outputs: dict, labels, *, top_k: int = 3) -> list[dict]:
+        """One JSON-able row per sample of a batch of outputs: what ``edgeport predict`` prints."""
+        rows = []
+        for i in range(len(next(iter(outputs.values())))):
+            rows.append({n: _describe(np.asarray(v[i])) for n, v in outputs.items()})
+        return rows
+
+    def format_row(self, row: dict) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in row.items() if k != "file")
+
+    def picture(self, image, row: dict, outputs_i: dict, input_hw):
+        """A picture of one prediction over its image (PIL image), or None for tasks people read."""
+        return None
+
 
 def check_int_labels(labels, lo: int, hi: int, what: str, allowed=()) -> np.ndarray:
     """Labels as int64, each in ``lo..hi`` (or one of ``allowed``); :class:`DataError` naming the first bad one."""
@@ -229,3 +244,12 @@ def check_int_labels(labels, lo: int, hi: int, what: str, allowed=()) -> np.ndar
 
 def safe_div(a: float, b: float) -> float | None:
     return a / b if b else None
+
+
+def _describe(a: np.ndarray) -> str:
+    if a.size == 0:
+        return f"{list(a.shape)} (empty)"
+    if a.dtype.kind in "fiu":
+        af = a.astype(np.float64)
+        return f"{list(a.shape)} min {af.min():.4g} max {af.max():.4g} mean {af.mean():.4g}"
+    return f"{list(a.shape)} {a.dtype}"

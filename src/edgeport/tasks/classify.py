@@ -113,6 +113,23 @@ class Classify(Task):
         if labels is not None:
             check_int_labels(labels, 0, self.num_classes - 1, "class labels")
 
+    def predict_rows(self, outputs: dict, labels, *, top_k: int = 3) -> list[dict]:
+        from .render import top_k as rank
+
+        spec = self.outputs("class_scores")[0]
+        scores = np.asarray(outputs[spec.name])
+        rows = []
+        for row in scores:
+            top = rank(row, labels, top_k, spec.kind == "logits")
+            rows.append({"label": top[0]["label"], "top": top})
+        return rows
+
+    def format_row(self, row: dict) -> str:
+        from ..errors import safe_text
+
+        top = ", ".join(f"{safe_text(t['label'], 80)} {t['prob'] * 100:.1f}%" for t in row["top"])
+        return f"{safe_text(row['label'], 80)}  ({top})"
+
 
 class TextClassify(Classify):
     name = "text-classify"

@@ -217,6 +217,28 @@ class Detect(Task):
             for i in range(len(b))
         ]
 
+    def predict_rows(self, outputs: dict, labels, *, top_k: int = 3) -> list[dict]:
+        return [{"detections": d.to_list(labels)} for d in self.decode_batch(outputs)]
+
+    def format_row(self, row: dict) -> str:
+        from ..errors import safe_text
+
+        dets = row["detections"]
+        if not dets:
+            return f"no detections above score {self.params['score_threshold']:g}"
+        shown = ", ".join(
+            f"{safe_text(d['label'], 40)} {d['score']:.2f} at [{', '.join(f'{v:.0f}' for v in d['box'])}]"
+            for d in dets[:10]
+        )
+        return f"{len(dets)} detection(s): {shown}" + (" ..." if len(dets) > 10 else "")
+
+    def picture(self, image, row: dict, outputs_i: dict, input_hw):
+        from .render import draw_boxes
+
+        h, w = image.shape[:2]
+        ih, iw = input_hw
+        return draw_boxes(image, row["detections"], (w / iw, h / ih))
+
     @property
     def num_classes(self) -> int:
         s = self.output("scores")

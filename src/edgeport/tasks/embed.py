@@ -97,3 +97,16 @@ class Embed(Task):
 
     def accumulator(self) -> Accumulator:
         return EmbedAccumulator(self)
+
+    def predict_rows(self, outputs: dict, labels, *, top_k: int = 3) -> list[dict]:
+        e = np.asarray(outputs[self.output("embedding").name], np.float64).reshape(
+            len(next(iter(outputs.values()))), -1
+        )
+        return [
+            {"norm": round(float(np.linalg.norm(v)), 6), "dim": int(v.size), "embedding": v.round(6).tolist()}
+            for v in e
+        ]
+
+    def format_row(self, row: dict) -> str:
+        head = ", ".join(f"{v:.3f}" for v in row["embedding"][:4])
+        return f"embedding of {row['dim']} values, norm {row['norm']:.4g}: [{head}, ...]"

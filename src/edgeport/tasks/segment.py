@@ -112,6 +112,31 @@ class Segment(Task):
     def accumulator(self) -> Accumulator:
         return SegmentAccumulator(self)
 
+    def predict_rows(self, outputs: dict, labels, *, top_k: int = 3) -> list[dict]:
+        from .render import name
+
+        masks = np.asarray(outputs[self.output("mask_logits").name]).argmax(1)
+        rows = []
+        for m in masks:
+            counts = np.bincount(m.reshape(-1), minlength=self.num_classes) / m.size
+            order = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0][: max(top_k, 1)]
+            rows.append(
+                {"classes": [{"label": name(labels, i), "share": round(float(counts[i]), 4)} for i in order]}
+            )
+        return rows
+
+    def format_row(self, row: dict) -> str:
+        from ..errors import safe_text
+
+        return "pixels: " + ", ".join(
+            f"{safe_text(c['label'], 40)} {c['share'] * 100:.1f}%" for c in row["classes"]
+        )
+
+    def picture(self, image, row: dict, outputs_i: dict, input_hw):
+        from .render import overlay_mask
+
+        return overlay_mask(image, np.asarray(outputs_i[self.output("mask_logits").name]).argmax(0))
+
     @property
     def num_classes(self) -> int:
         return int(self.output("mask_logits").shape[1])

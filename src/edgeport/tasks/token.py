@@ -106,6 +106,21 @@ class Token(Task):
     def accumulator(self) -> Accumulator:
         return TokenAccumulator(self)
 
+    def predict_rows(self, outputs: dict, labels, *, top_k: int = 3) -> list[dict]:
+        from .render import top_k as rank
+
+        spec = self.output("token_logits")
+        rows = []
+        for seq in np.asarray(outputs[spec.name]):
+            rows.append({"tokens": [rank(t, labels, top_k, spec.kind != "probs") for t in seq]})
+        return rows
+
+    def format_row(self, row: dict) -> str:
+        from ..errors import safe_text
+
+        best = [safe_text(t[0]["label"], 20) for t in row["tokens"]]
+        return f"{len(best)} positions, top-1: {' '.join(best[:32])}" + (" ..." if len(best) > 32 else "")
+
     def check_labels(self, labels) -> None:
         if labels is not None:
             v = self.output("token_logits").shape[-1]
