@@ -10,4 +10,4 @@ spotter).  Small trainable ones, whose metrics are real numbers: :mod:`.tiny`, t
 
 from __future__ import annotations
 
-from . import text, tiny, vision  # noqa: F401  (register their models)
+from . import audio, text, tiny, vision  # noqa: F401  (register their models)

@@ -7,7 +7,9 @@ import torch
 from torch.nn import functional as F
 
 
-def assign(centres: torch.Tensor, boxes: torch.Tensor, classes: torch.Tensor, stride: float, radius: float = 1.5):
+def assign(
+    centres: torch.Tensor, boxes: torch.Tensor, classes: torch.Tensor, stride: float, radius: float = 1.5
+):
     """FCOS centre sampling for one image: (class per cell, -1 for background; its box [cells, 4]).
 
     A cell is positive for a box when its centre lies inside the box and within ``radius * stride``

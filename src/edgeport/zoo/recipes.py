@@ -96,7 +96,9 @@ class ShapesDetect(Recipe):
             scenes = make_scenes(n, s)
             write_coco(scenes, folder / sub)
             flipped = [np.stack([SIZE - b[:, 2], b[:, 1], SIZE - b[:, 0], b[:, 3]], 1) for b in scenes.boxes]
-            targets = [detection_targets(centres, STRIDE, bs, scenes.classes) for bs in (scenes.boxes, flipped)]
+            targets = [
+                detection_targets(centres, STRIDE, bs, scenes.classes) for bs in (scenes.boxes, flipped)
+            ]
             splits.append(Split(image_tensor(scenes.images), targets, scenes.detection_labels()))
         return tuple(splits)
 
@@ -143,7 +145,9 @@ class ShapesSegment(Recipe):
     def batch(self, split, idx, gen):
         x, y = split.x[idx], split.y[idx]
         flip = torch.rand(len(idx), generator=gen) < 0.5
-        return torch.where(flip[:, None, None, None], x.flip(-1), x), torch.where(flip[:, None, None], y.flip(-1), y)
+        return torch.where(flip[:, None, None, None], x.flip(-1), x), torch.where(
+            flip[:, None, None], y.flip(-1), y
+        )
 
     def loss(self, model, xb, yb):
         return F.cross_entropy(model(xb), yb, ignore_index=255)
@@ -201,4 +205,41 @@ class TopicTagging(Recipe):
         }
 
 
-RECIPES: dict[str, type[Recipe]] = {"detect": ShapesDetect, "segment": ShapesSegment, "token": TopicTagging}
+class ToneKeywords(Recipe):
+    """Tone keywords (:mod:`.tones`) as a WAV folder; trained on their ``kws`` log-mels, each batch
+    shifted in time by up to 100 ms (a roll of up to 10 frames)."""
+
+    task, metric = "classify", "accuracy"
+
+    def make(self, folder, n_train, n_val, seed):
+        from .tones import log_mels, make_clips, write_wavfolder
+
+        splits = []
+        for sub, n, s in (("train", n_train, seed), ("val", n_val, seed + 1_000_003)):
+            clips, labels = make_clips(n, s)
+            write_wavfolder(clips, labels, folder / sub)
+            splits.append(Split(torch.from_numpy(log_mels(clips)), torch.from_numpy(labels), labels))
+        return tuple(splits)
+
+    def batch(self, split, idx, gen):
+        shift = int(torch.randint(-10, 11, (1,), generator=gen))
+        return split.x[idx].roll(shift, -1), split.y[idx]
+
+    def loss(self, model, xb, yb):
+        return F.cross_entropy(model(xb), yb)
+
+    def meta(self):
+        from .tones import CLASSES
+
+        return {
+            "labels": list(CLASSES),
+            "data": {"train": "wavfolder:data/train", "val": "wavfolder:data/val"},
+        }
+
+
+RECIPES: dict[str, type[Recipe]] = {
+    "detect": ShapesDetect,
+    "segment": ShapesSegment,
+    "token": TopicTagging,
+    "kws": ToneKeywords,
+}

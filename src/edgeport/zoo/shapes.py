@@ -52,7 +52,10 @@ def _polygon(kind: int, cx: float, cy: float, r: float, rng: np.random.Generator
     if kind == 1:  # square, axis-aligned
         return [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
     turn = rng.uniform(0, 2 * np.pi)  # triangle, any rotation
-    return [(cx + r * np.cos(turn + k * 2 * np.pi / 3), cy + r * np.sin(turn + k * 2 * np.pi / 3)) for k in range(3)]
+    return [
+        (cx + r * np.cos(turn + k * 2 * np.pi / 3), cy + r * np.sin(turn + k * 2 * np.pi / 3))
+        for k in range(3)
+    ]
 
 
 def _free(box: tuple, taken: list, limit: float = 0.15) -> bool:
@@ -171,7 +174,9 @@ def read_coco(path: str | Path, size: int | None = None) -> Scenes:
         images.append(np.asarray(Image.open(path.parent / im["file_name"]).convert("RGB")))
         anns = by_image[im["id"]]
         boxes.append(
-            np.asarray([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32).reshape(-1, 4)
+            np.asarray(
+                [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], np.float32
+            ).reshape(-1, 4)
         )
         classes.append(np.asarray([a["category_id"] - 1 for a in anns], np.int64))
     arr = np.stack(images)

@@ -122,6 +122,6 @@ register(
         num_classes=9,
         description="the bert-tagger architecture at a trainable size (2 layers, hidden 64, vocab 256, "
         "128 positions); trained on synthetic topic-tagged sequences",
-        train={"recipe": "token", "epochs": 6, "batch_size": 64, "lr": 3e-3, "samples": 6000},
+        train={"recipe": "token", "epochs": 4, "batch_size": 64, "lr": 3e-3, "samples": 4000},
     )
 )

@@ -121,7 +121,7 @@ register(
         num_classes=len(CLASSES),
         description="FCOS-style anchor-free detector for 64x64 shape scenes (stride-4 grid, 256 cells, "
         "sigmoid scores, boxes decoded to xyxy pixels before NMS)",
-        train={"recipe": "detect", "epochs": 24, "batch_size": 64, "lr": 4e-3, "samples": 4000},
+        train={"recipe": "detect", "epochs": 10, "batch_size": 64, "lr": 6e-3, "samples": 3000},
     )
 )
 register(
@@ -133,6 +133,6 @@ register(
         outputs=("mask_logits:logits:mask_logits",),
         num_classes=1 + len(CLASSES),
         description="small U-Net for 64x64 shape scenes: per-pixel logits for background and 3 shapes",
-        train={"recipe": "segment", "epochs": 12, "batch_size": 32, "lr": 4e-3, "samples": 3000},
+        train={"recipe": "segment", "epochs": 10, "batch_size": 32, "lr": 6e-3, "samples": 3000},
     )
 )

@@ -95,7 +95,6 @@ def fit(config: ZooTrainConfig, folder: Path, *, progress: bool = True) -> tuple
         "train_seconds": round(train_seconds, 3),
         "val_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         "history": history,
-        "preprocessing": meta.get("preprocessing"),
         "labels": meta["labels"],
         "data": meta["data"],
         "split": {"train": len(train), "val": len(val)},
@@ -105,6 +104,8 @@ def fit(config: ZooTrainConfig, folder: Path, *, progress: bool = True) -> tuple
             "threads": torch.get_num_threads(),
         },
     }
+    if meta.get("preprocessing"):
+        info["preprocessing"] = meta["preprocessing"]
     return model.eval(), info
 
 
@@ -130,7 +131,11 @@ def _loop(model, recipe, train, config: ZooTrainConfig, gen, progress: bool) -> 
             sched.step()
             total += float(loss.detach())
         history.append(
-            {"epoch": epoch, "train_loss": round(total / steps, 6), "seconds": round(time.perf_counter() - t0, 3)}
+            {
+                "epoch": epoch,
+                "train_loss": round(total / steps, 6),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
         )
         if bar is not None:
             bar.set_postfix(loss=f"{total / steps:.4f}")
@@ -148,7 +153,9 @@ def _progress(total: int, enabled: bool, name: str):
     return tqdm(total=total, desc=f"train {name}", unit="epoch", leave=True)
 
 
-def train(config: ZooTrainConfig, out, *, force: bool = False, progress: bool = True) -> tuple[torch.nn.Module, dict]:
+def train(
+    config: ZooTrainConfig, out, *, force: bool = False, progress: bool = True
+) -> tuple[torch.nn.Module, dict]:
     """Public API: make the data, fit and write the run folder ``out`` atomically."""
     config.validate()
     out = Path(out)
@@ -156,7 +163,9 @@ def train(config: ZooTrainConfig, out, *, force: bool = False, progress: bool = 
     with fsutil.staging_dir(out, "run") as tmp:
         model, info = fit(config, tmp / "data", progress=progress)
         weights = tmp / ckpt.WEIGHTS_FILE
-        ckpt.save_weights(weights, model.state_dict(), {"model": config.model, "format": "edgeport-checkpoint/1"})
+        ckpt.save_weights(
+            weights, model.state_dict(), {"model": config.model, "format": "edgeport-checkpoint/1"}
+        )
         info["checkpoint_sha256"] = ckpt.sha256_file(weights)
         (tmp / ckpt.TRAIN_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return model, info
