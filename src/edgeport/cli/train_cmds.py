@@ -73,7 +73,10 @@ def cmd_train_zoo(args: argparse.Namespace) -> int:
     _model, info = train(config, args.out, force=args.force, progress=not args.quiet)
     from ..tasks import registry
 
-    shown = registry.task_class(info["task"]).summary_of(info["val_metrics"], label_only=True)
+    m = info["val_metrics"]
+    shown = registry.task_class(info["task"]).summary_of(m, label_only=True)
+    if "knn1_accuracy" in m:  # an embedding: do same-class samples come out as neighbours?
+        shown = f"nearest-neighbour accuracy {m['knn1_accuracy'] * 100:.2f}%"
     print(
         f"{info['model']} ({info['task']}): {info['params']:,} params, {info['split']['train']} generated "
         f"samples, {info['epochs']} epochs in {info['train_seconds']:.1f} s, val {shown} -> {args.out}"

@@ -8,6 +8,10 @@ linear classifier: logits out.
 
 ``kws-dscnn``  DS-CNN-S: 64 channels, 4 blocks, 12 classes (the Speech Commands setup); random weights.
 ``kws-tones``  the same network with 32 channels and 8 classes, trained on :mod:`edgeport.zoo.tones`.
+``tones-embedder``  an embedding head on that trunk: a linear projection of the pooled features to
+                 64 dimensions, L2-normalised; trained with a cosine classifier (normalised softmax,
+                 whose class weights stay out of the exported graph), so clips of one keyword
+                 cluster and nearest-neighbour search means something.
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def kws_tones() -> DSCNN:
     return DSCNN(num_classes=len(CLASSES), channels=32)
 
 
+class ToneEmbedder(nn.Module):
+    """DS-CNN trunk, a linear projection and L2 normalisation: ``embedding [batch, dim]``."""
+
+    SCALE = 16.0  # the cosine classifier's temperature (training only)
+
+    def __init__(self, dim: int = 64, channels: int = 32, num_classes: int = len(CLASSES)) -> None:
+        super().__init__()
+        self.trunk = DSCNN(num_classes=1, channels=channels)
+        del self.trunk.classifier
+        self.proj = nn.Linear(channels, dim)
+        self.centres = nn.Parameter(torch.randn(num_classes, dim))  # training only: class directions
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(self.trunk.features(mels)), dim=1)
+
+    def class_logits(self, mels: torch.Tensor) -> torch.Tensor:
+        return self.SCALE * self(mels) @ nn.functional.normalize(self.centres, dim=1).T
+
+
 register(
     ModelSpec(
         name="kws-dscnn",
@@ -80,5 +103,17 @@ register(
         output_kind="logits",
         description="DS-CNN (32 channels) for the 8 synthetic tone keywords of edgeport.zoo.tones, logits",
         train={"recipe": "kws", "epochs": 6, "batch_size": 64, "lr": 5e-3, "samples": 2400},
+    )
+)
+register(
+    ModelSpec(
+        name="tones-embedder",
+        factory=ToneEmbedder,
+        task="embed",
+        inputs=(INPUT,),
+        outputs=("embedding:raw:embedding",),
+        description="DS-CNN trunk (32 channels) + linear projection + L2 norm: a 64-d unit vector per clip, "
+        "trained on the tone keywords with a cosine classifier",
+        train={"recipe": "kws-embed", "epochs": 6, "batch_size": 64, "lr": 5e-3, "samples": 2400},
     )
 )

@@ -78,6 +78,10 @@ class Recipe:
     def meta(self) -> dict:
         raise NotImplementedError
 
+    def extra(self, model, split: Split) -> dict:
+        """Validation metrics beyond the task's (which compare a model with itself here)."""
+        return {}
+
 
 class ShapesDetect(Recipe):
     """Shape scenes as COCO; random horizontal flips.  Cell targets are assigned once per image and
@@ -237,7 +241,25 @@ class ToneKeywords(Recipe):
         }
 
 
+class ToneEmbedding(ToneKeywords):
+    """The tone keywords again, for an embedding head: cross-entropy of its cosine classifier."""
+
+    task, metric = "embed", "cosine_mean"
+
+    def loss(self, model, xb, yb):
+        return F.cross_entropy(model.class_logits(xb), yb)
+
+    def extra(self, model, split: Split) -> dict:
+        """Leave-one-out nearest-neighbour accuracy on the validation clips: do clips of one keyword
+        cluster?"""
+        emb = outputs(model, split.x, ["embedding"])["embedding"].astype(np.float64)
+        sim = emb @ emb.T
+        np.fill_diagonal(sim, -np.inf)
+        return {"knn1_accuracy": float(np.mean(split.raw[sim.argmax(1)] == split.raw))}
+
+
 RECIPES: dict[str, type[Recipe]] = {
+    "kws-embed": ToneEmbedding,
     "detect": ShapesDetect,
     "segment": ShapesSegment,
     "token": TopicTagging,

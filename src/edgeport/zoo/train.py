@@ -81,7 +81,7 @@ def fit(config: ZooTrainConfig, folder: Path, *, progress: bool = True) -> tuple
     data_seconds = time.perf_counter() - t0
     model = build_model(config.model)
     history, train_seconds = _loop(model, recipe, train, config, gen, progress)
-    metrics = task_metrics(config.model, model, val)
+    metrics = task_metrics(config.model, model, val) | recipe.extra(model, val)
     meta = recipe.meta()
     info = {
         "model": config.model,
