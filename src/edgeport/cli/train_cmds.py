@@ -46,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .lm_cmds import cmd_train_lm
 
         return cmd_train_lm(args)
+    if args.model not in TRAIN_DEFAULTS:  # the task models: their recipe makes their data (edgeport.zoo)
+        return cmd_train_zoo(args)
     base = TRAIN_DEFAULTS.get(args.model, TRAIN_DEFAULTS["mnist-mlp"])
     config = TrainConfig(
         model=args.model,
@@ -62,6 +64,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"{info['model']}: {info['params']:,} params, {info['epochs']} epochs in {info['train_seconds']:.1f} s, "
         f"val {info['val_accuracy'] * 100:.2f}%, test {info['test_accuracy'] * 100:.2f}% -> {args.out}"
+    )
+    return 0
+
+
+def cmd_train_zoo(args: argparse.Namespace) -> int:
+    from ..zoo.train import config_for, train
+
+    config = config_for(
+        args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        samples=args.samples,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    _model, info = train(config, args.out, force=args.force, progress=not args.quiet)
+    from ..tasks import registry
+
+    m = info["val_metrics"]
+    shown = registry.task_class(info["task"]).summary_of(m, label_only=True)
+    if "knn1_accuracy" in m:  # an embedding: do same-class samples come out as neighbours?
+        shown = f"nearest-neighbour accuracy {m['knn1_accuracy'] * 100:.2f}%"
+    print(
+        f"{info['model']} ({info['task']}): {info['params']:,} params, {info['split']['train']} generated "
+        f"samples, {info['epochs']} epochs in {info['train_seconds']:.1f} s, val {shown} -> {args.out}"
     )
     return 0
 
@@ -92,6 +120,7 @@ def add_parsers(sub) -> None:
     from ..config import TrainConfig
 
     models = ", ".join([*TRAIN_DEFAULTS, "tiny-lm"])
+    zoo = "shapes-detector, shapes-segmenter, text-tagger, kws-tones, tones-embedder"
     p = sub.add_parser(
         "summary", help="print the torchsummary table of a registry model", formatter_class=_Formatter
     )
@@ -100,31 +129,42 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser(
         "train",
-        help="train a registry model on MNIST; writes RUN/model.safetensors and RUN/train.json",
+        help="train a registry model (MNIST, or a task model on its generated set); writes RUN/model.safetensors "
+        "and RUN/train.json",
         formatter_class=_Formatter,
         description="Writes the run folder RUN (model.safetensors, train.json) atomically; an existing RUN is "
-        "replaced only with --force, and only if edgeport made it.",
+        f"replaced only with --force, and only if edgeport made it. The seed models ({', '.join(TRAIN_DEFAULTS)}) "
+        "train on MNIST; tiny-lm (a small Llama-style decoder) on the standard library's docstrings. "
+        f"The task models ({zoo}) generate their labelled synthetic set into RUN/data/ (train and val, "
+        "in the layout their --data source reads: coco:, segfolder:, npz:, wavfolder:), train on it and "
+        "record the validation metrics of their task; train.json's 'data' names the --data strings.",
     )
     data_dir_arg(p)
     p.add_argument("--out", required=True, help="run folder to create")
-    p.add_argument("--model", default="mnist-mlp", help=f"registry model: {models}")
+    p.add_argument("--model", default="mnist-mlp", help=f"registry model: {models}, {zoo}")
+    p.add_argument(
+        "--samples",
+        type=bounded_int(10, 1_000_000),
+        default=None,
+        help="task models: training samples to generate (validation: a quarter) (default: the model's)",
+    )
     p.add_argument(
         "--epochs",
         type=bounded_int(1, 1000),
         default=None,
-        help="passes over the 55,000 training images (default: 20 for mnist-mlp, 8 for mnist-cnn)",
+        help="passes over the training set (default: 20 for mnist-mlp, 8 for mnist-cnn; task models: their own)",
     )
     p.add_argument(
         "--batch-size",
         type=batch_int,
         default=None,
-        help="images per step (default: 1024 for mnist-mlp, 256 for mnist-cnn)",
+        help="samples per step (default: 1024 for mnist-mlp, 256 for mnist-cnn; task models: their own)",
     )
     p.add_argument(
         "--lr",
         type=bounded_float(0.0, 10.0, lo_open=True),
         default=None,
-        help="peak learning rate of the one-cycle schedule (default: 1e-2 for mnist-mlp, 4e-3 for mnist-cnn)",
+        help="peak learning rate of the one-cycle schedule (default: 1e-2 for mnist-mlp, 4e-3 for mnist-cnn; task models: their own)",
     )
     p.add_argument(
         "--shift", type=bounded_int(0, 8), default=TrainConfig.shift, help="random translation, in pixels"
