@@ -90,6 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.run and not args.model_ref:
         raise_config("give --run RUN (a folder from `edgeport train`), or --model MODEL with --weights FILE")
     formats = tuple(args.formats) if args.formats else DEFAULT_FORMATS
+    run_data_defaults(args)
     config = ExportConfig(
         formats=formats,
         opset=args.opset,
@@ -126,6 +127,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.verbose:
         print_timings(bundle.manifest.timings)
     return PARTIAL_EXIT if bundle.failures else 0
+
+
+def run_data_defaults(args) -> None:
+    """A task model's run folder names its generated sets (train.json 'data'); with no data option
+    given, export calibrates on its train set and judges on its val set."""
+    if not args.run or args.data or args.calibration_data or args.eval_data:
+        return
+    import json
+    from pathlib import Path
+
+    run = Path(args.run)
+    try:
+        with open(run / "train.json", "rb") as f:
+            info = json.loads(f.read(1 << 20))
+        data = info.get("data") if isinstance(info, dict) else None
+    except (OSError, ValueError):
+        return  # the run loader reports a missing or bad train.json in its own words
+    if not isinstance(data, dict) or not {"train", "val"} <= data.keys():
+        return
+    specs = {}
+    for split in ("train", "val"):
+        kind, sep, rel = str(data[split]).partition(":")
+        parts = Path(rel).parts
+        if not sep or not rel or Path(rel).is_absolute() or ".." in parts:
+            return  # only folders inside the run; anything else must be given explicitly
+        specs[split] = f"{kind}:{run / rel}"
+    args.calibration_data, args.eval_data = specs["train"], specs["val"]
+    if not args.quiet:
+        print(f"data from {safe_text(str(run))}/train.json: calibration {safe_text(specs['train'])}, "
+              f"eval {safe_text(specs['val'])}")  # fmt: skip
 
 
 def print_timings(timings) -> None:
@@ -365,7 +396,12 @@ def add_parsers(sub) -> None:
         "--formats that fails stops the export (exit 1).",
     )
     g = p.add_argument_group("model")
-    g.add_argument("--run", default=None, help="run folder written by `edgeport train`")
+    g.add_argument(
+        "--run",
+        default=None,
+        help="run folder written by `edgeport train` (a task model's run brings its generated sets: "
+        "with no data option, calibration on its train set and eval on its val set)",
+    )
     g.add_argument(
         "--model",
         dest="model_ref",
