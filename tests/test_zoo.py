@@ -86,3 +86,40 @@ def test_zoo_training_arguments_are_checked(tmp_path, capsys):
     assert main(["train", "--model", "shapes-detector", "--out", str(tmp_path / "r"), "--samples", "3"]) == 2
     assert "--samples: expected a whole number between 10" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_export_of_a_task_run_uses_its_generated_sets(tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "bundle"
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "kws-tones",
+                "--out",
+                str(run),
+                "--samples",
+                "64",
+                "--epochs",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert main(["export", "--run", str(run), "--formats", "onnx", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert (
+        f"calibration wavfolder:{run / 'data' / 'train'}" in said
+        and f"eval wavfolder:{run / 'data' / 'val'}" in said
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"]["name"] == "classify"
+    assert str(run / "data" / "val") in json.dumps(manifest["data"])
+    # a run whose train.json names data outside the run folder gets no default: export asks for data
+    info = json.loads((run / "train.json").read_text())
+    info["data"] = {"train": "wavfolder:../elsewhere", "val": "wavfolder:/etc"}
+    (run / "train.json").write_text(json.dumps(info))
+    assert main(["export", "--run", str(run), "--formats", "onnx", "--out", str(tmp_path / "b2")]) != 0
+    assert "data" in capsys.readouterr().err and not (tmp_path / "b2").exists()
