@@ -78,6 +78,14 @@ def test_detect_metrics_against_reference_and_labels():
     assert m["ref_boxes"] == m["boxes"] == 3 and m["matched_recall"] == 1.0 == m["matched_precision"]
     assert m["mean_iou"] < 1.0 and m["score_error"] == 0.0
     assert m["ref_map50"] == pytest.approx(1.0) and 0 <= m["map50_drop"] <= 1  # faster-coco-eval figures
+    # the reference's mAP is remembered across candidates; each artifact's own is not
+    far = {"boxes": boxes + np.float32(3.0), "scores": scores}  # every box moved off its label
+    acc = task.accumulator()
+    acc.update(ref, far, labels)
+    m2 = acc.result()
+    assert (
+        m2["ref_map50"] == m["ref_map50"] and m2["map50"] < m["map50"] and m2["map50_drop"] > m["map50_drop"]
+    )
     gone = {"boxes": boxes, "scores": np.zeros_like(scores)}  # the artifact finds nothing
     acc = task.accumulator()
     acc.update(ref, gone)
