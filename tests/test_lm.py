@@ -447,13 +447,13 @@ def test_fleet_and_remote_know_text_generation_rows():
     assert forwarded_options(args, "bench") == ["--prompt-lengths=16,128", "--new-tokens=8"]
 
 
-def test_bench_over_ssh(llama_bundle, sshd, cache, tmp_path):
+def test_bench_over_ssh(llama_bundle, _sshd, _cache, tmp_path):  # noqa: F811 (pytest names imported fixtures by their alias)
     from edgeport.cli import main
 
     out = tmp_path / "remote.json"
     args = ["bench", str(llama_bundle.path), "--backends", "openvino", "--devices", "cpu", "--precisions", "int4",
             "--prompt-lengths", "16", "--new-tokens", "4", "--repeats", "1", "--out", str(out), "--quiet"]  # fmt: skip
-    assert main(args + host_opts(sshd)) == 0
+    assert main(args + host_opts(_sshd)) == 0
     report = json.loads(out.read_text())
     assert report["schema"] == "edgeport.bench-lm/1" and report["remote"]["host"] == "127.0.0.1"
     assert [(r["backend"], r["precision"], r["prompt_tokens"], r["new_tokens"]) for r in report["rows"]] == [

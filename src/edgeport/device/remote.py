@@ -263,7 +263,7 @@ async def _run(conn, sftp, exe: str, root: str, folder: str, args, command: str,
             await sftp.rmtree(work, ignore_errors=True)
     if res.exit_status in (0, 1) and report is not None:  # 1 with a report: checks failed, the CLI says so
         schema = str(report.get("schema", "")) if isinstance(report, dict) else ""
-        if not schema.startswith(f"edgeport.{command}/"):
+        if not schema.startswith((f"edgeport.{command}/", f"edgeport.{command}-lm/")):  # -lm: text generation
             raise RemoteError(f"{target} sent no {command} report; is --remote-edgeport edgeport?")
         return report
     how = f"exit {res.exit_status}" if res.exit_status is not None else f"killed by signal {res.exit_signal}"
