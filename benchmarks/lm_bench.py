@@ -214,14 +214,17 @@ def main(argv=None) -> int:
     if args.no_peers:
         return 0
     rows = []
-    py = peer_venv(args.peer_venv)
+    py = peer_venv(args.peer_venv) if "openvino" in args.formats.split(",") else None
+    formats = args.formats.split(",")
     for prec in precisions:
-        ir = optimum_ir(model, work / f"optimum-{prec}", prec, py)
-        rows += compare(bundle, "openvino", prec, "openvino-genai", genai_runner(ir, prec, threads, args.new_tokens),
-                        args, threads)  # fmt: skip
-        og_dir = ortgenai_model(model, work / f"ortgenai-{prec}", prec)
-        rows += compare(bundle, "onnxruntime", prec, "onnxruntime-genai", ortgenai_runner(og_dir, args.new_tokens),
-                        args, threads)  # fmt: skip
+        if "openvino" in formats:
+            ir = optimum_ir(model, work / f"optimum-{prec}", prec, py)
+            rows += compare(bundle, "openvino", prec, "openvino-genai",
+                            genai_runner(ir, prec, threads, args.new_tokens), args, threads)  # fmt: skip
+        if "onnx" in formats:
+            og_dir = ortgenai_model(model, work / f"ortgenai-{prec}", prec)
+            rows += compare(bundle, "onnxruntime", prec, "onnxruntime-genai",
+                            ortgenai_runner(og_dir, args.new_tokens), args, threads)  # fmt: skip
     (work / "peers.json").write_text(json.dumps(rows, indent=2))
     print("## against the peers (medians of interleaved rounds)\n")
     print("| backend | precision | peer | prompt | edgeport TTFT ms | peer TTFT ms | edgeport tok/s | peer tok/s "

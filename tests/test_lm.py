@@ -163,6 +163,22 @@ def test_manifest_records_the_decoder(llama_bundle):
     assert golden["onnx/fp32"]["agreement"] == 1.0 and golden["onnx/fp32"]["greedy_identical"] == 3
 
 
+def test_openvino_attention_keeps_its_cache_in_place(llama_bundle):
+    """The CPU plugin fuses each layer's cache read, concat, attention and write into one node."""
+    import collections
+
+    import openvino as ov
+
+    props = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "INFERENCE_NUM_THREADS": 1}
+    for rel in ("openvino/model.xml", "openvino/model.int4.xml"):
+        compiled = ov.Core().compile_model(str(llama_bundle.path / rel), "CPU", props)
+        layers = collections.Counter(
+            op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ops()
+        )
+        assert layers["ScaledDotProductAttention"] == 2 and layers["Softmax"] == 0, (rel, dict(layers))
+        assert len(compiled.inputs) == 3  # no beam_idx to feed
+
+
 def test_tampered_generation_block_is_refused(llama_bundle, tmp_path):
     d = json.loads((llama_bundle.path / "manifest.json").read_text())
     d["generation"]["tokenizer"]["vocab_size"] = 9999

@@ -6,8 +6,9 @@ ExecuTorch from :class:`~.wrappers.StaticCacheLM` lowered to XNNPACK.
 - OpenVINO: ``ov.convert_model`` of the same program, then stateful: each
   ``past_*`` input becomes a variable fed by its ``present_*`` output
   (``apply_make_stateful_transformation``), initialised empty; ``reset_state()``
-  empties it.  The stateful model fuses the cache into the CPU plugin's
-  attention, and no cache crosses the API per token.
+  empties it; each variable is read through an identity ``Gather`` over the
+  batch rows so the CPU plugin fuses the cache into its attention node (see
+  :func:`make_stateful`), and no cache crosses the API per token.
 - ExecuTorch: ``torch.export(strict=True)`` (``strict=False`` fails later, in
   lowering), XNNPACK partitioner, ``.pte``; the memory plan is read back from
   the program.
@@ -63,7 +64,17 @@ def write_onnx(program, arch: dict, path) -> None:
 
 
 def make_stateful(ov_model, arch: dict) -> None:
-    """Hide the cache inside ``ov_model``: past inputs become variables, present outputs their updates."""
+    """Hide the cache inside ``ov_model``: past inputs become variables, present outputs their updates.
+
+    Each variable is read through ``Gather(cache, range(batch), axis 0)`` (an identity: rows in order),
+    the ``ReadValue -> Gather(beam_idx) -> Concat -> ScaledDotProductAttention -> Assign`` form that
+    optimum-intel's stateful IR has: the CPU plugin's ``StatefulSDPAFusion`` matches only that form and
+    turns it into one attention node that appends to its own cache in place.  Without the Gather the
+    attention is decomposed into MatMul/Softmax and the whole cache is concatenated and copied every
+    token.  The row indices come from ``input_ids``' shape inside the graph, so the model keeps its three
+    inputs (no ``beam_idx`` to feed).
+    """
+    from openvino import PartialShape, Type
     from openvino import opset13 as ops
     from openvino._offline_transformations import apply_make_stateful_transformation
 
@@ -72,11 +83,22 @@ def make_stateful(ov_model, arch: dict) -> None:
         port.get_tensor().set_names({name})
     for port, name in zip(ov_model.outputs, ["logits", *present], strict=True):
         port.get_tensor().set_names({name})
+    for param in ov_model.get_parameters()[len(INPUTS) :]:  # static heads and head_dim in the variables
+        param.set_partial_shape(PartialShape([1, arch["kv_heads"], -1, arch["head_dim"]]))
+    ov_model.validate_nodes_and_infer_types()
     apply_make_stateful_transformation(ov_model, dict(zip(past, present, strict=True)))
     empty = np.array([1, arch["kv_heads"], 0, arch["head_dim"]], np.int64)
+    ids = ov_model.get_parameters()[0]
+    batch = ops.gather(ops.shape_of(ids, Type.i32), ops.constant(np.int32(0)), ops.constant(np.int32(0)))
+    rows = ops.range(ops.constant(np.int32(0)), batch, ops.constant(np.int32(1)), Type.i32)
+    axis = ops.constant(np.int64(0))
     for op in ov_model.get_ops():
         if op.get_type_name() == "ReadValue":  # start every sequence from an empty cache
             op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.constant(empty))])
+            readers = list(op.output(0).get_target_inputs())
+            cache = ops.gather(op, rows, axis)
+            for reader in readers:
+                reader.replace_source_output(cache.output(0))
     ov_model.validate_nodes_and_infer_types()
 
 
