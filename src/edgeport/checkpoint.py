@@ -100,7 +100,12 @@ def load_run(run_dir: str | os.PathLike):
     run_dir = Path(run_dir)
     info = read_train_json(run_dir)
     tensors, _meta = load_weights(run_dir / WEIGHTS_FILE)
-    model = build_model(info["model"], info.get("model_args") or {}, trust_code=code_is_trusted())
+    model = build_model(
+        info["model"],
+        info.get("model_args") or {},
+        trust_code=code_is_trusted(),
+        origin=f"run folder {run_dir} (train.json)",
+    )
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -85,8 +85,7 @@ def _mb(n: int) -> str:
 
 def remote_report(args: argparse.Namespace, command: str) -> dict:
     """Run ``edgeport COMMAND`` for ``args.bundle`` on ``args.host`` and return its report dict."""
-    from ..bundle import MANIFEST_FILE, load_bundle, parse_manifest
-    from ..errors import BundleError
+    from ..bundle import load_bundle
 
     if command not in COMMANDS:
         raise ValueError(f"remote_report: unknown command {command!r}")
@@ -96,9 +95,7 @@ def remote_report(args: argparse.Namespace, command: str) -> dict:
     options = _connect_options(args, target)
     exe = _exe(args)
     bundle = load_bundle(args.bundle)
-    raw = (bundle.path / MANIFEST_FILE).read_bytes()
-    if parse_manifest(raw.decode("utf-8", "replace")) != bundle.manifest:
-        raise BundleError(f"bundle {bundle.path} changed while it was read; run the command again")
+    raw = bundle.manifest_bytes  # the manifest these files were verified against, not a second read
     log = (lambda _m: None) if args.quiet else (lambda m: print(f"remote: {m}", file=sys.stderr, flush=True))
     try:
         report = asyncio.run(_session(args, command, target, options, exe, bundle, raw, log))

@@ -40,9 +40,13 @@ def to_torchvision(pre) -> Callable[[np.ndarray], np.ndarray]:
     nhwc = pre.layout == "NHWC"
 
     def run(img: np.ndarray) -> np.ndarray:
+        from ..geometry import large_resize
+
         a = np.asarray(img)
         if a.ndim == 2:
             a = a[..., None]
+        if resize and large_resize(a.shape[0], a.shape[1], resize):  # the bounded numpy path instead
+            return pre.apply([a])[0]
         t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1))
         with torch.no_grad():
             out = compose(t)

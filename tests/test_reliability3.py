@@ -1,0 +1,359 @@
+"""Reliability round 3 (issue 22): one test group per defect class, named by its number there.
+
+Each test feeds the hostile input and asserts the rule: no code runs without the opt-in, nothing
+the user had is lost, one line (or an honest failing exit) instead of a traceback or a crash.
+Memory tests measure a child's peak RSS; no test times anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import export_fixtures as fx
+from edgeport.bundle import load_bundle
+from edgeport.cli import main
+
+EDGEPORT = str(Path(sys.executable).parent / "edgeport")
+
+
+def one_line_error(capsys, rc, expected_rc=None, match=None) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc != 0 and (expected_rc is None or rc == expected_rc), (rc, err)
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    if match:
+        assert match in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def plain(tmp_path_factory, tiny_run, synthetic_mnist):
+    return fx.plain_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
+
+
+@pytest.fixture
+def copy(plain, tmp_path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(plain, dst)
+    return dst
+
+
+def forge(root: Path, rel: str, data: bytes) -> None:
+    """Replace ``rel`` and rehash it into the manifest: a forged, self-consistent bundle."""
+    (root / rel).write_bytes(data)
+    m = json.loads((root / "manifest.json").read_text())
+    entries = [e for a in m["artifacts"] for e in [a, *a.get("extra_files", [])]]
+    entries += (m.get("golden") or {}).get("files", [])
+    for e in entries:
+        if e.get("file", e.get("path")) == rel:
+            e["sha256"], e["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def evil_module(tmp_path: Path, monkeypatch) -> Path:
+    """``evil_factory:make`` on sys.path; importing it creates the returned canary file."""
+    canary = tmp_path / "canary"
+    (tmp_path / "evil_factory.py").write_text(
+        f"open({str(canary)!r}, 'w').write('ran')\ndef make(**kw):\n    raise SystemExit(9)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")
+    sys.modules.pop("evil_factory", None)
+    return canary
+
+
+# ------------------------------------------------------------------ 1. report imports no model code
+
+
+def test_1_report_does_not_import_the_factory_a_run_folder_names(tmp_path, monkeypatch):
+    from edgeport.report.writer import _model_summary
+
+    canary = evil_module(tmp_path, monkeypatch)
+    text = _model_summary({"model": "evil_factory:make", "input_shape": [1, 1, 28, 28]})
+    assert not canary.exists()
+    assert "evil_factory:make" not in text or "Traceback" not in text
+
+
+# ------------------------------------------------------------------ 2. --resume trusts no bundle on disk
+
+
+def test_2_resume_does_not_trust_the_run_folders_bundle(tmp_path, plain, monkeypatch):
+    from edgeport import pipeline
+    from edgeport.export import api
+
+    canary = evil_module(tmp_path, monkeypatch)
+    run = tmp_path / "run"
+    shutil.copytree(plain, run / "bundle")
+    m = json.loads((run / "bundle" / "manifest.json").read_text())
+    m["model"] = "evil_factory:make"
+    (run / "bundle" / "manifest.json").write_text(json.dumps(m))
+
+    class Reexported(Exception):
+        pass
+
+    def fake_export(**kw):
+        raise Reexported
+
+    monkeypatch.setattr(api, "export", fake_export)
+    result = pipeline.PipelineResult(run_dir=run)
+    args = (
+        run,
+        pipeline.PipelineConfig(int8=False),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        True,
+        result,
+        False,
+    )
+    with pytest.raises(Reexported):  # not reused: exported again (by this process)
+        pipeline._export_stage(*args)
+    bundle = pipeline._export_stage(*args, True)  # with the opt-in it is reused, trusted as the user said
+    assert bundle.trusted and result.skipped == ["export"]
+    assert not canary.exists()
+
+
+# ------------------------------------------------------------------ 3. a .pt2 is unpickled only with the opt-in
+
+
+def test_3_pt2_needs_the_opt_in_wherever_it_comes_from(tmp_path, monkeypatch, capsys):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.export, "load", lambda *a, **k: calls.append(a))
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")
+    (tmp_path / "m.pt2").write_bytes(b"PK\x03\x04 not really")
+    rc = main(["export", "--model", str(tmp_path / "m.pt2"), "--out", str(tmp_path / "b"), "--quiet"])
+    one_line_error(capsys, rc, 2, "--trust-model-code")
+    assert calls == [] and not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------------------------ 4. a garbage .pte cannot abort the process
+
+
+def _pte_cases(good: bytes) -> dict[str, bytes]:
+    rng = np.random.default_rng(4)
+    flipped = bytearray(good)
+    idx = rng.choice(np.arange(64, len(good)), size=max(1, len(good) // 50), replace=False)
+    for i in idx:
+        flipped[i] = 0xFF
+    return {
+        "random bytes": rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "header then garbage": good[:64] + rng.integers(0, 256, len(good) - 64, dtype=np.uint8).tobytes(),
+        "bytes flipped": bytes(flipped),
+    }
+
+
+def test_4_garbage_pte_is_one_line_not_sigabrt(copy):
+    m = json.loads((copy / "manifest.json").read_text())
+    rel = next(a["file"] for a in m["artifacts"] if a["format"] == "executorch")
+    good = (copy / rel).read_bytes()
+    for name, data in _pte_cases(good).items():
+        forge(copy, rel, data)
+        done = subprocess.run(
+            [EDGEPORT, "selfcheck", str(copy), "--backends", "executorch"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode > 0, (name, done.returncode, done.stderr[-2000:])  # < 0: killed by a signal
+        text = done.stdout + done.stderr
+        assert "Traceback" not in text and "internal error" not in text, (name, text[-2000:])
+        assert "executorch" in text, (name, text[-2000:])
+
+
+# ------------------------------------------------------------------ 5. --force never deletes an input
+
+
+def test_5_pipeline_force_refuses_inputs_inside_out(tmp_path, tiny_run, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)  # a run folder edgeport made, so --force may replace it
+    weights = run / "model.safetensors"
+    before = weights.read_bytes()
+    argv = ["pipeline", "--model", "mnist-mlp", "--weights", str(weights), "--out", str(run)]
+    rc = main([*argv, "--data", "synthetic:8", "--force", "--quiet"])
+    one_line_error(capsys, rc, 2, "--weights")
+    assert weights.read_bytes() == before
+
+
+def test_5_export_force_refuses_inputs_inside_out(tmp_path, copy, tiny_run, capsys):
+    labels = copy / "labels.txt"
+    labels.write_text("\n".join(str(i) for i in range(10)))
+    rc = main(["export", "--run", str(tiny_run), "--out", str(copy), "--force", "--labels", str(labels)])
+    one_line_error(capsys, rc, 2, "--labels")
+    assert labels.is_file()
+
+
+# ------------------------------------------------------------------ 6. zero evidence is a failure
+
+
+def test_6_golden_files_with_zero_rows_fail_selfcheck(copy, capsys):
+    b = load_bundle(copy)
+    ins, outs = b.golden()
+    import io
+
+    for name, arrays in (("inputs", ins), ("outputs", outs)):
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v[:0] for k, v in arrays.items()})
+        forge(copy, f"golden/{name}.npz", buf.getvalue())
+    rc = main(["selfcheck", str(copy), "--backends", "onnxruntime"])
+    out = capsys.readouterr()
+    assert rc != 0, out
+    assert "all passed" not in out.out + out.err
+
+
+# ------------------------------------------------------------------ 7. a tall PNG costs what its crop costs
+
+
+_PEAK = r"""
+import resource, sys
+from edgeport.cli import main
+rc = main(sys.argv[1:])
+print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "RC", rc)
+"""
+
+
+def _peak_kib(argv) -> tuple[int, int]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK, *map(str, argv)], capture_output=True, text=True, timeout=600
+    )
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("PEAK"))
+    _, peak, _, rc = line.split()
+    return int(peak), int(rc)
+
+
+def test_7_tall_png_memory_is_bounded_by_the_crop(copy, tmp_path):
+    """The bundle resizes the shorter side to 28 and crops 28x28.  A 1x400000 PNG (a few hundred
+    bytes) resized in full is 28 x 11.2 M = 313 M pixels (over 300 MB for the grey image alone,
+    more with the float copies).  Margin: the tall image may cost at most 150 MB over a 28x28 one
+    (the decoded 400 KB strip and Pillow's buffers are far below that)."""
+    m = json.loads((copy / "manifest.json").read_text())
+    steps = m["preprocessing"]["steps"]
+    steps[0] = {"op": "decode", "mode": "L"}
+    steps[1:1] = [
+        {"op": "resize", "size": 28, "mode": "shorter", "interpolation": "bilinear", "antialias": True},
+        {"op": "center_crop", "size": [28, 28]},
+    ]
+    m["preprocessing"]["preset"] = None
+    (copy / "manifest.json").write_text(json.dumps(m))
+    small, tall = tmp_path / "small.png", tmp_path / "tall.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(small)
+    Image.fromarray(np.full((1, 400_000), 200, np.uint8)).save(tall)
+    assert tall.stat().st_size < 4096
+    base, rc0 = _peak_kib(["predict", copy, small])
+    peak, rc1 = _peak_kib(["predict", copy, tall])
+    assert rc0 == 0 and rc1 == 0
+    assert peak - base < 150 * 1024, (base, peak)
+
+
+def test_7_resize_then_crop_matches_the_full_resize():
+    """The bounded path (resize only the window the crop keeps) gives what resizing in full gives."""
+    from PIL import Image as PILImage
+
+    from edgeport import geometry
+
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (40, 3000, 1), dtype=np.uint8)
+    resize = {"op": "resize", "size": 64, "mode": "shorter"}
+    crop = {"op": "center_crop", "size": [64, 64]}
+    full = geometry.resize_crop(img, resize, crop, PILImage.Resampling.BILINEAR)
+    old = geometry.FULL_RESIZE_LIMIT
+    try:
+        geometry.FULL_RESIZE_LIMIT = 1000  # force the windowed path
+        windowed = geometry.resize_crop(img, resize, crop, PILImage.Resampling.BILINEAR)
+    finally:
+        geometry.FULL_RESIZE_LIMIT = old
+    assert full.shape == windowed.shape == (64, 64, 1)
+    assert np.abs(full.astype(int) - windowed.astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------ 8. link loops in an image folder
+
+
+def test_8_link_loops_do_not_multiply_samples(tmp_path):
+    from edgeport.sources.files import walk_files
+
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "a" / "x.png")
+    (root / "a" / "loop").symlink_to("..", target_is_directory=True)
+    (root / "a" / "loop2").symlink_to(root, target_is_directory=True)
+    files = walk_files(root, (".png",), "test")
+    assert [p.name for p in files] == ["x.png"]
+
+
+# ------------------------------------------------------------------ 13. an empty host is an error
+
+
+@pytest.mark.parametrize("command", ["selfcheck", "verify", "bench"])
+def test_13_empty_host_is_a_usage_error(command, plain, capsys):
+    rc = main([command, str(plain), "--host", ""])
+    one_line_error(capsys, rc, 2, "--host")
+
+
+# ------------------------------------------------------------------ 14. nothing measured is a failure
+
+
+def test_14_bench_with_nothing_measured_exits_nonzero(copy, capsys):
+    m = json.loads((copy / "manifest.json").read_text())
+    rel = next(a["file"] for a in m["artifacts"] if a["format"] == "onnx")
+    forge(copy, rel, b"not an onnx model")
+    argv = ["bench", str(copy), "--backends", "onnxruntime", "--batch-sizes", "1", "--quiet"]
+    rc = main([*argv, "--min-seconds", "0", "--min-iters", "2", "--warmup-seconds", "0"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "measured nothing" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ 15. turn-2 leftovers
+
+
+@pytest.mark.parametrize("command", ["inspect", "predict"])
+def test_15_a_huge_scale_factor_is_one_line(command, copy, tmp_path, capsys):
+    text = (copy / "manifest.json").read_text()
+    m = json.loads(text)
+    m["preprocessing"]["steps"][1]["factor"] = 12345.0
+    text = json.dumps(m).replace("12345.0", "1" + "0" * 400)
+    (copy / "manifest.json").write_text(text)
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
+    rc = main([command, str(copy)] + ([str(png)] if command == "predict" else []))
+    one_line_error(capsys, rc, 2)
+
+
+def test_15_a_loaded_bundle_reads_its_own_files_after_a_force_export(copy, tiny_run, synthetic_mnist):
+    """export --force committing between load_bundle and runner creation: the reader keeps the old
+    bundle's files (held open since it was loaded), never a mix with the new one."""
+    from edgeport.config import ExportConfig
+    from edgeport.export.api import export
+
+    before = (copy / "manifest.json").read_bytes()
+    b = load_bundle(copy)
+    old = b.read_verified(b.artifact("onnx"))
+    model = json.loads((tiny_run / "train.json").read_text())["model"]
+    export(
+        model_ref=model,
+        random_init=True,  # other weights: every artifact file differs from the old one
+        out=copy,
+        force=True,
+        data_dir=synthetic_mnist,
+        progress=False,
+        config=ExportConfig(formats=("onnx",)),
+    )
+    assert (copy / "manifest.json").read_bytes() != before  # a new bundle was swapped in
+    with b.runner("onnxruntime") as r:  # no hash mismatch: the old files are still read
+        r.run(np.zeros((1, 1, 28, 28), np.float32))
+    assert b.read_verified(b.artifact("onnx")) == old
