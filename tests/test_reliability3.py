@@ -357,3 +357,71 @@ def test_15_a_loaded_bundle_reads_its_own_files_after_a_force_export(copy, tiny_
     with b.runner("onnxruntime") as r:  # no hash mismatch: the old files are still read
         r.run(np.zeros((1, 1, 28, 28), np.float32))
     assert b.read_verified(b.artifact("onnx")) == old
+
+
+# ------------------------------------------------------------------ 16-19. one line, and the right advice
+
+
+def _export_model(tmp_path, *extra) -> list[str]:
+    return [
+        "export",
+        "--random-init",
+        "--out",
+        str(tmp_path / "o"),
+        "--data",
+        "synthetic:8",
+        "--quiet",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [('{"preset": [1]}', "preset must be a name"), ("[" * 100000 + "]" * 100000, "nested too deeply")],
+    ids=["list preset", "deep JSON"],
+)
+def test_16_malformed_preprocess_json_is_one_line(content, match, tmp_path, capsys):
+    (tmp_path / "p.json").write_text(content)
+    rc = main(_export_model(tmp_path, "--model", "mnist-mlp", "--preprocess", str(tmp_path / "p.json")))
+    one_line_error(capsys, rc, 2, match)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model-arg", "num_classes=-5"], "fix --model-arg"),
+        (["--model-arg", "num_classes=1e11"], "fix --model-arg"),
+        (["--model-arg", "num_classes=0", "--input-shape", "1,3,32,32"], "--model-arg"),  # 17
+        (["--input", "x:1,3,100000,100000"], "fix --input"),
+    ],
+    ids=["negative", "1e11", "zero classes", "huge input"],
+)
+def test_16_17_bad_factory_arguments_and_inputs_are_the_users_one_line(args, match, tmp_path, capsys):
+    rc = main(_export_model(tmp_path, "--model", "torchvision:resnet18", *args))
+    line = one_line_error(capsys, rc, 2, match)
+    assert "re-export" not in line and "trusted copy" not in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_18_truncated_pt2_is_one_line_naming_the_file(tmp_path, capsys):
+    import torch
+
+    import user_models
+
+    ep = torch.export.export(user_models.logits_cnn().eval(), (torch.randn(1, 3, 16, 16),))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    data = (tmp_path / "m.pt2").read_bytes()
+    (tmp_path / "t.pt2").write_bytes(data[: len(data) // 2])
+    argv = ["export", "--model", str(tmp_path / "t.pt2"), "--trust-model-code", "--out", str(tmp_path / "o")]
+    rc = main([*argv, "--data", "synthetic:8", "--quiet"])
+    line = one_line_error(capsys, rc, 2, "t.pt2")
+    assert "BytesIO" not in line
+
+
+def test_19_a_bad_model_arg_value_names_model_arg(tmp_path, capsys):
+    rc = main(
+        _export_model(
+            tmp_path, "--model", "timm:resnet18", "--model-arg", "drop_rate=abc", "--input-shape", "1,3,32,32"
+        )
+    )
+    one_line_error(capsys, rc, 2, "--model-arg")
