@@ -21,6 +21,7 @@ from PIL import Image
 import export_fixtures as fx
 from edgeport.bundle import load_bundle
 from edgeport.cli import main
+from edgeport.errors import BundleError
 
 EDGEPORT = str(Path(sys.executable).parent / "edgeport")
 
@@ -223,6 +224,7 @@ def test_6_golden_files_with_zero_rows_fail_selfcheck(copy, capsys):
 _PEAK = r"""
 import sys
 from edgeport.cli import main
+from edgeport.errors import BundleError
 rc = main(sys.argv[1:])
 hwm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")).split()[1]
 print("PEAK", hwm, "RC", rc)
@@ -429,3 +431,39 @@ def test_19_a_bad_model_arg_value_names_model_arg(tmp_path, capsys):
         )
     )
     one_line_error(capsys, rc, 2, "--model-arg")
+
+
+# ------------------------------------------------------------------ also noticed
+
+
+def test_also_verify_never_writes_into_the_bundle_it_reads(copy, capsys):
+    before = (copy / "manifest.json").read_bytes()
+    rc = main(["verify", str(copy), "--out", str(copy / "manifest.json"), "--force", "--quiet"])
+    one_line_error(capsys, rc, 2, "never writes into")
+    assert (copy / "manifest.json").read_bytes() == before
+
+
+def test_also_staging_cleanup_takes_the_out_name_literally(tmp_path):
+    from edgeport.fsutil import OWNER_FILE, clean_leftovers
+
+    other = tmp_path / ".ab.tmp-999999-x1"  # a dead writer's staging folder of bundle "ab"
+    other.mkdir()
+    (other / OWNER_FILE).write_text("999999")
+    clean_leftovers(tmp_path / "[a]b")  # "[a]b" as a glob matches "ab"
+    clean_leftovers(tmp_path / "*")
+    assert other.is_dir()
+    clean_leftovers(tmp_path / "ab")
+    assert not other.exists()
+
+
+@pytest.mark.parametrize("key, value", [("checkpoint_path", "/etc/passwd"), ("pretrained_cfg", "x/y")])
+def test_also_model_args_from_a_bundle_never_name_files(key, value, copy, monkeypatch):
+    m = json.loads((copy / "manifest.json").read_text())
+    m["model"], m["model_args"] = "timm:resnet18", {key: value}
+    (copy / "manifest.json").write_text(json.dumps(m))
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    with pytest.raises(BundleError, match="names a file"):
+        load_bundle(copy).runner("torch").load()
+    assert "/etc/passwd" not in opened
