@@ -467,3 +467,51 @@ def test_also_model_args_from_a_bundle_never_name_files(key, value, copy, monkey
     with pytest.raises(BundleError, match="names a file"):
         load_bundle(copy).runner("torch").load()
     assert "/etc/passwd" not in opened
+
+
+# ------------------------------------------------------------------ 12. labels outside the classes
+
+
+@pytest.mark.parametrize("bad", [99, 1e6, 3.7, float("nan")], ids=["99", "1e6", "3.7", "NaN"])
+def test_12_labels_outside_the_classes_fail_verify(bad, plain, tmp_path, capsys):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((16, 1, 28, 28)).astype(np.float32)
+    labels = (np.arange(16) % 10).astype(np.float64 if isinstance(bad, float) else np.int64)
+    labels[5] = bad
+    np.savez(tmp_path / "d.npz", input=x, labels=labels)
+    rc = main(
+        ["verify", str(plain), "--backends", "onnxruntime", "--data", f"npz:{tmp_path / 'd.npz'}", "--quiet"]
+    )
+    line = one_line_error(capsys, rc, 2)
+    assert "label" in line
+
+
+# ------------------------------------------------------------------ 15. ORT's own log stays off stderr
+
+
+def test_15_a_run_time_failure_in_onnxruntime_is_one_line(copy, tmp_path):
+
+    from onnx import TensorProto as tp
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    m = json.loads((copy / "manifest.json").read_text())
+    (i,), (o,) = m["inputs"], m["outputs"]
+    graph = h.make_graph(  # a Reshape that cannot hold: the session loads, the run fails
+        [h.make_node("Reshape", [i["name"], "shape"], [o["name"]])],
+        "g",
+        [h.make_tensor_value_info(i["name"], tp.FLOAT, ["batch", 1, 28, 28])],
+        [h.make_tensor_value_info(o["name"], tp.FLOAT, ["batch", 10])],
+        [nh.from_array(np.array([-1, 10], np.int64), "shape")],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    rel = next(a["file"] for a in m["artifacts"] if a["format"] == "onnx")
+    forge(copy, rel, model.SerializeToString())
+    png = tmp_path / "z.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(png)
+    done = subprocess.run(
+        [EDGEPORT, "predict", str(copy), str(png)], capture_output=True, text=True, timeout=600
+    )
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "\x1b[" not in done.stderr and "Traceback" not in done.stderr
