@@ -515,3 +515,20 @@ def test_15_a_run_time_failure_in_onnxruntime_is_one_line(copy, tmp_path):
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "\x1b[" not in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ 17. the user's input is not blamed on the bundle
+
+
+def test_17_a_class_folder_named_with_a_newline_is_the_datas_one_line(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(17)
+    for name in ("a\nb", "c"):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    argv = ["--model", "torchvision:resnet18", "--model-arg", "num_classes=2", "--input-shape", "1,3,16,16"]
+    argv += ["--formats", "onnx", "--data", f"imagefolder:{root}", "--calibration-size", "10"]
+    rc = main(_export_model(tmp_path, *argv))  # this --data overrides the default synthetic one
+    line = one_line_error(capsys, rc, 2, "control characters")
+    assert "re-export" not in line and "trusted copy" not in line

@@ -24,7 +24,7 @@ from ..bundle import RANDOM_WEIGHTS_WARNING, SCHEMA_VERSION, Bundle, Manifest, l
 from ..bundle.writer import write_manifest
 from ..config import CalibrationConfig, ExportConfig
 from ..device.info import device_info
-from ..errors import ConfigError
+from ..errors import ConfigError, safe_text
 from ..formats import checkpoint, registry
 from ..sources import models as msrc
 from ..sources.data import plan_data
@@ -117,6 +117,33 @@ def _with_ranges(signature, pre, calibration=None):
 
 
 def _labels(signature, source, plan, labels) -> list[str]:
+    """The class names the bundle records, checked as the user's input (a class folder named with a
+    newline is the data's fault, not the bundle's)."""
+    found = _find_labels(signature, source, plan, labels)
+    where = "--labels" if labels else "the data's class names (e.g. image folder names)"
+    from ..bundle.manifest import _CONTROL
+
+    if len(found) > 100_000:
+        raise ConfigError(f"{where}: {len(found):,} classes, at most 100,000; check the data")
+    for name in found:
+        try:
+            name.encode("utf-8")
+            bad = ""
+        except UnicodeEncodeError:
+            bad = "is not valid text (a lone surrogate)"
+        if len(name) > 200:
+            bad = "is longer than 200 characters"
+        elif _CONTROL.search(name):
+            bad = "holds control characters (a newline, a tab...)"
+        if bad:
+            raise ConfigError(
+                f"{where}: the class name '{safe_text(name, 60)}' {bad}; rename it, or pass --labels with "
+                "one clean name per class"
+            )
+    return found
+
+
+def _find_labels(signature, source, plan, labels) -> list[str]:
     primary = signature.primary_output
     if not primary.is_classifier:  # detection, segmentation...: the data's class names, where it has them
         return [str(x) for x in (labels or source.labels or plan.eval.classes or [])]
