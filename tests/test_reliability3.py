@@ -532,3 +532,13 @@ def test_17_a_class_folder_named_with_a_newline_is_the_datas_one_line(tmp_path, 
     rc = main(_export_model(tmp_path, *argv))  # this --data overrides the default synthetic one
     line = one_line_error(capsys, rc, 2, "control characters")
     assert "re-export" not in line and "trusted copy" not in line
+
+
+@pytest.mark.parametrize("max_batch", [1, 7])
+def test_also_a_batch_bound_below_64_exports_and_selfchecks(max_batch, tmp_path, capsys):
+    out = tmp_path / "b"
+    argv = ["export", "--model", "mnist-mlp", "--random-init", "--max-batch", str(max_batch)]
+    rc = main([*argv, "--formats", "onnx", "--out", str(out), "--data", "synthetic:16", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert load_bundle(out).signature.max_batch == max_batch
+    assert main(["selfcheck", str(out), "--backends", "onnxruntime"]) == 0
