@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, safe_text
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -250,6 +250,16 @@ def build(
         old = base.step("normalize") or {"mean": [0.0] * channels, "std": [1.0] * channels}
         step = {"op": "normalize", "mean": list(mean or old["mean"]), "std": list(std or old["std"])}
         base, custom = _override(base, "normalize", step), True
+    if preset and (
+        preset.endswith(".json") or os.path.sep in preset
+    ):  # steps the user wrote: no silent change
+        for op, want in (("layout", input_spec.layout), ("dtype", input_spec.dtype)):
+            have = (base.step(op) or {}).get(op)
+            if have is not None and have != want:
+                raise ConfigError(
+                    f"--preprocess {safe_text(preset, 200)} sets {op} {safe_text(str(have), 40)}, but input "
+                    f"{input_spec.name!r} takes {want}; make the step match, or leave it out (edgeport adds it)"
+                )
     base = _override(base, "layout", {"op": "layout", "layout": input_spec.layout})
     base = _override(base, "dtype", {"op": "dtype", "dtype": input_spec.dtype})
     if custom:
