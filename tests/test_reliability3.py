@@ -542,3 +542,37 @@ def test_also_a_batch_bound_below_64_exports_and_selfchecks(max_batch, tmp_path,
     assert rc == 0, capsys.readouterr().err
     assert load_bundle(out).signature.max_batch == max_batch
     assert main(["selfcheck", str(out), "--backends", "onnxruntime"]) == 0
+
+
+@pytest.mark.parametrize(
+    "step", [{"op": "layout", "layout": "NHWC"}, {"op": "dtype", "dtype": "float16"}], ids=["layout", "dtype"]
+)
+def test_also_preprocess_steps_that_conflict_with_the_input_are_refused(step, tmp_path, capsys):
+    steps = [{"op": "decode", "mode": "L"}, {"op": "scale", "factor": 1 / 255}, step]
+    (tmp_path / "p.json").write_text(json.dumps(steps))
+    rc = main(_export_model(tmp_path, "--model", "mnist-mlp", "--preprocess", str(tmp_path / "p.json")))
+    one_line_error(capsys, rc, 2, f"sets {step['op']}")
+
+
+def test_also_remote_cache_sweeps_staging_that_a_dropped_connection_left():
+    import asyncio
+    from types import SimpleNamespace
+
+    from edgeport.device import remote
+
+    now = 1_000_000_000.0
+    old, young = "." + "a" * 64 + ".tmp-" + "0" * 12, "." + "b" * 64 + ".tmp-" + "1" * 12
+    entries = {old: now - remote.STALE_STAGING_S - 1, young: now - 60, "c" * 64: now - 10**6, ".other": 0}
+
+    class Sftp:
+        removed: list = []
+
+        async def readdir(self, root):
+            return [SimpleNamespace(filename=n, attrs=SimpleNamespace(mtime=t)) for n, t in entries.items()]
+
+        async def rmtree(self, path, ignore_errors=False):
+            self.removed.append(path)
+
+    sftp = Sftp()
+    assert asyncio.run(remote._sweep_staging(sftp, "/cache", now)) == [old]
+    assert sftp.removed == [f"/cache/{old}"]  # the young staging and the cached bundle stay
