@@ -576,3 +576,20 @@ def test_also_remote_cache_sweeps_staging_that_a_dropped_connection_left():
     sftp = Sftp()
     assert asyncio.run(remote._sweep_staging(sftp, "/cache", now)) == [old]
     assert sftp.removed == [f"/cache/{old}"]  # the young staging and the cached bundle stay
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_18_a_pt2_saved_with_a_fixed_batch(batch, tmp_path, capsys):
+    import torch
+
+    import user_models
+
+    ep = torch.export.export(user_models.logits_cnn().eval(), (torch.randn(batch, 3, 16, 16),))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    argv = ["export", "--model", str(tmp_path / "m.pt2"), "--trust-model-code", "--out", str(tmp_path / "o")]
+    rc = main([*argv, "--data", "synthetic:8", "--formats", "onnx", "--quiet"])
+    if batch == 1:  # exported with the batch bound it was traced with
+        assert rc == 0, capsys.readouterr().err
+        assert load_bundle(tmp_path / "o").signature.max_batch == 1
+    else:
+        one_line_error(capsys, rc, 2, "fixed batch of 4")

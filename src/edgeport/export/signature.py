@@ -338,6 +338,8 @@ def build_signature(
         dims = [*spec.dims, *(dims or ())]
         outputs = outputs or list(spec.outputs) or None
         task = task or spec.task
+    if getattr(source, "max_batch", None) is not None:  # a .pt2 traced at a fixed batch of 1
+        max_batch = min(max_batch, source.max_batch)
     all_dims = resolve_dims(decls, inline, dims, max_batch)
     fixed = {n: d.min for n, d in all_dims.items() if n != BATCH and d.min == d.max}
     if fixed:  # a dim with one size is no dim

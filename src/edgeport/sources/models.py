@@ -294,6 +294,7 @@ class ModelSource:
     exported_program: Path | None = None  # a .pt2 source
     exported_program_data: bytes | None = None  # its bytes as loaded (the bundle's reference artifact)
     example_shapes: list | None = None  # [(shape, dtype)] per input, when the source knows them
+    max_batch: int | None = None  # a bound the source itself sets (a .pt2 saved with a fixed batch of 1)
     spec: ModelSpec | None = None  # registry models
     preprocessing: dict | None = None  # from a run folder
     labels: list | None = None
@@ -440,6 +441,13 @@ def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
             shapes = [(tuple(int(s) for s in a.shape), str(a.dtype).removeprefix("torch.")) for a in args]
     except Exception:  # noqa: BLE001,S110 - older archives carry no example inputs
         pass
+    fixed = _fixed_batch(ep)
+    if fixed is not None and fixed != 1:
+        raise ConfigError(
+            f"--model {path}: the ExportedProgram was saved with a fixed batch of {fixed}, and edgeport exports "
+            "a batch from 1 up; save it with a dynamic batch (torch.export.export(..., dynamic_shapes=...)) "
+            "or with batch 1"
+        )
     prov = {"source": "exported_program", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     return ModelSource(
         module,
@@ -450,4 +458,22 @@ def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
         exported_program=path,
         exported_program_data=data,
         example_shapes=shapes,
+        max_batch=fixed,
     )
+
+
+def _fixed_batch(ep) -> int | None:
+    """The batch size every user input of ``ep`` was traced with, when it is a constant (no dynamic
+    batch dim); None when it is dynamic or unknown."""
+    try:
+        names = set(ep.graph_signature.user_inputs)
+        sizes = {
+            n.meta["val"].shape[0]
+            for n in ep.graph.nodes
+            if n.op == "placeholder" and n.name in names and len(n.meta["val"].shape)
+        }
+    except Exception:  # noqa: BLE001 - an archive without shape metadata: let the export find out
+        return None
+    if len(sizes) == 1 and all(isinstance(s, int) for s in sizes):
+        return int(next(iter(sizes)))
+    return None
