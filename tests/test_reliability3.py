@@ -593,3 +593,21 @@ def test_18_a_pt2_saved_with_a_fixed_batch(batch, tmp_path, capsys):
         assert load_bundle(tmp_path / "o").signature.max_batch == 1
     else:
         one_line_error(capsys, rc, 2, "fixed batch of 4")
+
+
+@pytest.mark.parametrize("variant", ["empty steps", "std 0", "10**400"])
+def test_16_malformed_preprocessing_in_a_run_folder_is_one_line(variant, tmp_path, tiny_run, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / "train.json").read_text())
+    steps = info["preprocessing"]["steps"]
+    if variant == "empty steps":
+        steps.clear()
+    elif variant == "std 0":
+        next(s for s in steps if s["op"] == "normalize")["std"] = [0.0]
+    text = json.dumps(info)
+    if variant == "10**400":
+        text = text.replace('"scale", "factor": ', '"scale", "factor": 1' + "0" * 400 + ', "x": ')
+    (run / "train.json").write_text(text)
+    rc = main(["export", "--run", str(run), "--out", str(tmp_path / "o"), "--formats", "onnx", "--quiet"])
+    one_line_error(capsys, rc, 2, "train.json")
