@@ -611,3 +611,21 @@ def test_16_malformed_preprocessing_in_a_run_folder_is_one_line(variant, tmp_pat
     (run / "train.json").write_text(text)
     rc = main(["export", "--run", str(run), "--out", str(tmp_path / "o"), "--formats", "onnx", "--quiet"])
     one_line_error(capsys, rc, 2, "train.json")
+
+
+def test_17_a_dict_output_key_with_a_space_is_the_models_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "dict_out.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.l = torch.nn.Linear(4, 3)\n"
+        "    def forward(self, x):\n"
+        "        return {'my out': self.l(x)}\n"
+        "def make():\n"
+        "    return M()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc = main(_export_model(tmp_path, "--model", "dict_out:make", "--input-shape", "1,4", "--task", "raw"))
+    line = one_line_error(capsys, rc, 2, "--output")
+    assert "re-export" not in line and "trusted copy" not in line
