@@ -30,6 +30,7 @@ OPT_IN = f"--trust-model-code (or {TRUST_ENV}=1)"
 SOURCES = (
     ("registry name (mnist-mlp, mnist-cnn)", "edgeport's own code", "always"),
     ("torchvision:NAME, timm:NAME", "the installed library", "always; no argument that names a file"),
+    ("hf:DIR, hf:ORG/NAME (language models)", "transformers, trust_remote_code=False", "always"),
     ("pkg.mod:factory on the command line", "an import of pkg.mod", "always: you named it"),
     ("pkg.mod:factory from a run folder or bundle", "an import of pkg.mod", "only with the opt-in"),
     (".pt2 (ExportedProgram), anywhere", "an unpickle", "only with the opt-in"),
@@ -52,11 +53,12 @@ def runs_code(ref: str) -> bool:
     """Whether rebuilding the model ``ref`` runs code that is not an installed library.
 
     ``pkg.mod:factory`` imports ``pkg.mod``; a saved ExportedProgram is unpickled.
-    Registry names and ``torchvision:``/``timm:`` names only call installed libraries.
+    Registry names and ``torchvision:``/``timm:`` names only call installed libraries; so do ``hf:``
+    checkpoints (config + safetensors, read with ``trust_remote_code=False``).
     """
     if ref == "exported_program" or ref.endswith(".pt2"):
         return True
-    return ":" in ref and not ref.startswith(("torchvision:", "timm:"))
+    return ":" in ref and not ref.startswith(("torchvision:", "timm:", "hf:"))
 
 
 def is_pickle(ref: str) -> bool:

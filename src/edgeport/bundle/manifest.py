@@ -21,7 +21,8 @@ from .paths import HINT, MANIFEST_FILE, check_relpath
 # 3: a task block, output roles, dim examples, failed formats (schema-2 bundles read as they are).
 SCHEMA_VERSION = 3
 READABLE_SCHEMAS = (1, 2, 3)
-PRECISIONS = ("fp32", "fp16", "int8")
+# int4: weight-only group-wise artifacts of text-generation bundles (see bundle/generation.py).
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 RANDOM_WEIGHTS_WARNING = "random weights: not for accuracy"
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 # Nothing a manifest holds may be larger than this many bytes on disk (or declared).
@@ -283,6 +284,8 @@ _OPTIONAL = (
     "task",
     "failures",
     "text",
+    "timings",
+    "generation",
 )
 
 
@@ -309,6 +312,8 @@ class Manifest:
         dict, ...
     ] = ()  # formats that failed at export: {"format", "precision", "stage", "reason"}
     text: dict | None = None  # the tokenizer.json kept for raw text (edgeport.text), or None
+    timings: dict | None = None  # export stage -> seconds
+    generation: dict | None = None  # text-generation bundles only: see bundle/generation.py
     upgraded_from: int | None = None  # set in memory when an older schema was read
 
     @property
@@ -329,7 +334,7 @@ class Manifest:
             "random_init": self.random_init,
             "warnings": list(self.warnings),
         }
-        for k in ("calibration", "layer_report", "golden", "data", "task", "text"):
+        for k in ("calibration", "layer_report", "golden", "data", "task", "text", "timings", "generation"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         if self.failures:
@@ -403,7 +408,19 @@ class Manifest:
             _check_golden(golden)
         task = _check_task(d.get("task"), signature)
         failures = _check_failures(d.get("failures", []))
+        timings = _check_timings(d.get("timings"))
         text = _check_text(d.get("text"), signature)
+        generation = d.get("generation")
+        if generation is not None:
+            from .generation import check_generation
+
+            check_generation(generation, arts, signature, _bad)
+        else:
+            for i, a in enumerate(arts):
+                if a.precision == "int4":
+                    raise _bad(
+                        f"artifacts[{i}].precision", "is int4, which only text-generation bundles hold"
+                    )
         return cls(
             schema_version=version,
             model=model,
@@ -424,6 +441,8 @@ class Manifest:
             task=task,
             failures=failures,
             text=text,
+            timings=timings,
+            generation=generation,
         )
 
     def text_entry(self) -> FileEntry | None:
@@ -535,6 +554,19 @@ def _check_text(t, signature):
     _type("text", t, dict)
     FileEntry.from_dict(t.get("tokenizer"), "text.tokenizer")
     return validate_text_block(t, signature, _bad)
+
+
+def _check_timings(t):
+    if t is None:
+        return None
+    _type("timings", t, dict)
+    if len(t) > 200:
+        raise _bad("timings", "lists more than 200 stages")
+    for k, v in t.items():
+        _text("timings key", k, limit=80)
+        if _float(f"timings.{k}", v, 1e7) < 0:
+            raise _bad(f"timings.{k}", "must be >= 0")
+    return t
 
 
 def _check_failures(f) -> tuple[dict, ...]:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import EdgeportError, safe_text
-from . import device_cmds, export_cmds, pipeline_cmds, runtime_cmds, train_cmds
+from . import device_cmds, export_cmds, lm_cmds, pipeline_cmds, runtime_cmds, train_cmds
 from .args import PROG, _Formatter, _Parser
 
 EPIPE_EXIT = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_cmds.add_parsers(sub)  # pipeline
     runtime_cmds.add_parsers(sub)  # devices, verify, bench, predict
     device_cmds.add_parsers(sub)  # selfcheck, fleet
+    lm_cmds.add_parsers(sub)  # generate (text-generation bundles)
     pipeline_cmds.add_report_parser(sub)  # report
     return parser
 

@@ -300,7 +300,8 @@ def gate_arg(p) -> None:
         default=None,
         metavar="[PRECISION.]METRIC=VALUE",
         help="override one of the task's gates, e.g. miou_drop=0.01, int8.matched_recall=0.9 or "
-        "fp32.agreement=off (fractions: 0.01 = 1 point; repeatable; see the README's task table)",
+        "fp32.agreement=off; decoders: int8.ppl_increase=0.02 (fractions: 0.01 = 1 point; repeatable; "
+        "see the README's task table)",
     )
 
 
@@ -310,9 +311,10 @@ def task_args(p) -> None:
     g = p.add_argument_group("task (what the outputs mean and how they are judged)")
     g.add_argument(
         "--task",
-        choices=names(),
+        choices=[*names(), "text-generation"],
         default=None,
-        help="the model's task (default: classify when an output looks like class scores, else asked for)",
+        help="the model's task (default: classify when an output looks like class scores, else asked for; "
+        "text-generation: a decoder with a KV cache, implied by --model hf:DIR or tiny-lm)",
     )
     g.add_argument(
         "--task-param",

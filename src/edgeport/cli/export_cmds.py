@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import safe_text
+from . import lm_cmds
 from .args import (
     _Formatter,
     apply_trust,
@@ -89,10 +90,14 @@ def model_source_args(args) -> dict:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..config import DEFAULT_FORMATS, ExportConfig
     from ..export.api import export
+    from .lm_cmds import cmd_export_lm, lm_requested
 
+    if lm_requested(args):  # a decoder-only language model: KV-cache export (edgeport.lm)
+        return cmd_export_lm(args)
     if not args.run and not args.model_ref:
         raise_config("give --run RUN (a folder from `edgeport train`), or --model MODEL with --weights FILE")
     formats = tuple(args.formats) if args.formats else DEFAULT_FORMATS
+    run_data_defaults(args)
     config = ExportConfig(
         formats=formats,
         opset=args.opset,
@@ -127,7 +132,49 @@ def cmd_export(args: argparse.Namespace) -> int:
         trust_model_code=args.trust_model_code,
     )
     print_bundle(bundle)
+    if args.verbose:
+        print_timings(bundle.manifest.timings)
     return PARTIAL_EXIT if bundle.failures else 0
+
+
+def run_data_defaults(args) -> None:
+    """A task model's run folder names its generated sets (train.json 'data'); with no data option
+    given, export calibrates on its train set and judges on its val set."""
+    if not args.run or args.data or args.calibration_data or args.eval_data:
+        return
+    import json
+    from pathlib import Path
+
+    run = Path(args.run)
+    try:
+        with open(run / "train.json", "rb") as f:
+            info = json.loads(f.read(1 << 20))
+        data = info.get("data") if isinstance(info, dict) else None
+    except (OSError, ValueError):
+        return  # the run loader reports a missing or bad train.json in its own words
+    if not isinstance(data, dict) or not {"train", "val"} <= data.keys():
+        return
+    specs = {}
+    for split in ("train", "val"):
+        kind, sep, rel = str(data[split]).partition(":")
+        parts = Path(rel).parts
+        if not sep or not rel or Path(rel).is_absolute() or ".." in parts:
+            return  # only folders inside the run; anything else must be given explicitly
+        specs[split] = f"{kind}:{run / rel}"
+    args.calibration_data, args.eval_data = specs["train"], specs["val"]
+    if not args.quiet:
+        print(f"data from {safe_text(str(run))}/train.json: calibration {safe_text(specs['train'])}, "
+              f"eval {safe_text(specs['val'])}")  # fmt: skip
+
+
+def print_timings(timings) -> None:
+    """Seconds per export stage, slowest first (what `--verbose` and `inspect` show)."""
+    if not isinstance(timings, dict) or not timings:
+        return
+    total = sum(v for v in timings.values() if isinstance(v, (int, float)))
+    print(f"export stages ({total:.1f} s in all):")
+    for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
+        print(f"  {safe_text(name)[:60]:<42} {sec:8.2f} s")
 
 
 # `export` wrote the bundle, but without a format that failed: the exit code says so.
@@ -223,6 +270,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     labels = ", ".join(m.labels[:20]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 20 else "")
     print(f"labels: {safe_text(labels) or '-'}")
     print_bundle(bundle)
+    if m.generation:
+        lm_cmds.print_generation(bundle)
     for a in m.artifacts:
         _artifact_notes(a, bundle.task)
     if m.calibration:
@@ -235,7 +284,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if m.golden:
         print(f"golden I/O: {m.golden['n']} samples ({safe_text(m.golden.get('source', ''))})")
     _print_parity(m.parity)
-    print(format_layer_report(bundle))
+    print_timings(m.timings)
+    if not m.generation:
+        print(format_layer_report(bundle))
     return 0
 
 
@@ -353,7 +404,12 @@ def add_parsers(sub) -> None:
         "--formats that fails stops the export (exit 1).",
     )
     g = p.add_argument_group("model")
-    g.add_argument("--run", default=None, help="run folder written by `edgeport train`")
+    g.add_argument(
+        "--run",
+        default=None,
+        help="run folder written by `edgeport train` (a task model's run brings its generated sets: "
+        "with no data option, calibration on its train set and eval on its val set)",
+    )
     g.add_argument(
         "--model",
         dest="model_ref",
@@ -466,7 +522,8 @@ def add_parsers(sub) -> None:
         "--tokenizer",
         default=None,
         metavar="tokenizer.json",
-        help="keep this tokenizer in the bundle so predict takes raw text (needs the tokenizers package)",
+        help="keep this tokenizer in the bundle so predict takes raw text (needs the tokenizers package); "
+        "decoders: default the checkpoint folder's tokenizer.json",
     )
     g.add_argument("--mode", choices=["L", "RGB"], default=None, help="decode images as grayscale (L) or RGB")
     g.add_argument(
@@ -481,6 +538,8 @@ def add_parsers(sub) -> None:
     task_args(p)
     data_args(p)
     _calibration_args(p)
+    # --task text-generation, --max-context, --weight-only, --group-size, --tokenizer, --gate:
+    lm_cmds.export_args(p)
     p.add_argument(
         "--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)"
     )
@@ -488,6 +547,9 @@ def add_parsers(sub) -> None:
     from .args import trust_arg
 
     trust_arg(p)
+    p.add_argument(
+        "--verbose", action="store_true", help="print the seconds each export stage took (also in `inspect`)"
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

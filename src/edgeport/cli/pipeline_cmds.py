@@ -34,6 +34,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     unknown = [b for b in args.backends or [] if b not in BACKENDS]
     if unknown:  # before training, not after it
         raise_config(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    from .lm_cmds import cmd_pipeline_lm, lm_requested
+
+    if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm.pipeline
+        return cmd_pipeline_lm(args)
     model = None
     if args.model_ref and args.model_ref in TRAIN_DEFAULTS and not args.weights and not args.random_init:
         train_model = args.model_ref  # a registry model without weights: train it first
@@ -184,6 +188,11 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--seed", type=seed_int, default=0, help="training seed (the same seed gives the same model)"
     )
+    from . import lm_cmds
+
+    lm_cmds.export_args(
+        p, pipeline=True
+    )  # text generation: --task, --max-context, --steps, --prompt-lengths...
     p.add_argument("--force", action="store_true", help="replace --out if it is a run folder edgeport made")
     p.add_argument("--resume", action="store_true", help="reuse stages whose outputs already exist in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")

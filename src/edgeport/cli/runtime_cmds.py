@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ..errors import safe_text
+from . import lm_cmds
 from .args import (
     _Formatter,
     apply_trust,
@@ -109,7 +110,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         report = remote_report(args, "bench")
     else:
-        report = bench(args.bundle, config=config, progress=not args.quiet, **_selection(args))
+        lm = lm_cmds.lm_bench_config(args, args.threads)  # used by text-generation bundles only
+        report = bench(args.bundle, config=config, progress=not args.quiet, lm=lm, **_selection(args))
     print(markdown_table(report))
     for w in report.get("warnings_bundle", []):
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
@@ -197,6 +199,7 @@ def add_parsers(sub) -> None:
         "--limit", type=bounded_int(1, 100_000_000), default=None, help="verify on the first N samples only"
     )
     p.add_argument("--out", default=None, help="write the results as JSON to this file")
+    lm_cmds.verify_args(p)  # --gate NAME=VALUE (text-generation bundles)
     host_args(p)
     p.set_defaults(func=cmd_verify)
 
@@ -229,6 +232,7 @@ def add_parsers(sub) -> None:
         "--min-seconds", type=seconds_float, default=2.0, help="timed seconds per row, at least (0..3600)"
     )
     p.add_argument("--out", default=None, help="write X.json here, plus X.csv and X.md beside it")
+    lm_cmds.bench_args(p)  # --prompt-lengths, --new-tokens, --repeats (text-generation bundles)
     host_args(p)
     p.set_defaults(func=cmd_bench)
 

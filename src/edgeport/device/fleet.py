@@ -383,6 +383,8 @@ def _metrics(r: dict) -> str:
 def _table(action: str, rows: list[dict], device_column: bool = True) -> tuple[list[str], list[list[str]]]:
     """(header, text cells) of one table over ``rows``; the first column names the device."""
     cols = _SELFCHECK if action == "selfcheck" else _BENCH
+    if action == "bench" and rows and "ttft_ms" in rows[0]:  # text-generation bundles
+        from ..runtime.lm_bench import FLEET_COLUMNS as cols
     cols = (("device", lambda r: r["device_name"]),) * device_column + cols
     return [h for h, _ in cols], [[safe_text(cell(r), 300) for _, cell in cols] for r in rows]
 

@@ -257,6 +257,7 @@ def forwarded_options(args, command: str) -> list[str]:
     names = ["backends", "precisions", "devices"]
     if command == "bench":
         names += ["batch_sizes", "threads", "warmup_seconds", "min_iters", "min_seconds"]
+        names += ["prompt_lengths", "new_tokens", "repeats"]  # text-generation bundles
     elif command == "verify":
         names += ["data", "data_dir", "atol", "max_accuracy_drop", "limit", "max_pixels"]
     out = ["--trust-model-code"] if getattr(args, "trust_model_code", False) else []
@@ -284,7 +285,7 @@ async def _run(conn, sftp, exe: str, root: str, folder: str, args, command: str,
             await sftp.rmtree(work, ignore_errors=True)
     if res.exit_status in (0, 1) and report is not None:  # 1 with a report: checks failed, the CLI says so
         schema = str(report.get("schema", "")) if isinstance(report, dict) else ""
-        if not schema.startswith(f"edgeport.{command}/"):
+        if not schema.startswith((f"edgeport.{command}/", f"edgeport.{command}-")):  # bench-lm: decoders
             raise RemoteError(f"{target} sent no {command} report; is --remote-edgeport edgeport?")
         return report
     how = f"exit {res.exit_status}" if res.exit_status is not None else f"killed by signal {res.exit_signal}"

@@ -32,6 +32,10 @@ def selfcheck(
     bundle_or_path, *, backends=None, precisions=None, devices=None, progress: bool = False
 ) -> dict:
     bundle = open_bundle(bundle_or_path)
+    if getattr(bundle.manifest, "generation", None):  # text-generation bundle: golden prompts and tokens
+        from ..runtime.lm_check import selfcheck_lm
+
+        return selfcheck_lm(bundle, backends=backends, precisions=precisions, devices=devices)
     golden = bundle.golden()
     if golden is None:
         raise BundleError(

@@ -278,6 +278,7 @@ def export(
     mnist=None,
     tokenizer=None,
     trust_model_code: bool = False,
+    lm=None,
 ) -> Bundle:
     """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
 
@@ -289,7 +290,17 @@ def export(
     A default format that fails (to export, or parity at some batch size or dim) is left out and
     recorded in the manifest's ``failures``; a format asked for with ``formats_explicit`` fails the
     whole export instead.
+
+    A decoder-only language model (``hf:DIR``, ``tiny-lm``, a tiny-lm run) goes to
+    :func:`edgeport.lm.export.export_lm` with ``lm`` (an ``LMExportConfig``) or its defaults.
     """
+    from ..lm.source import is_lm_ref
+
+    if is_lm_ref(model_ref, run):  # text generation: KV-cache export, weight-only int8/int4
+        from ..lm.export import LMExportConfig, export_lm
+
+        return export_lm(model_ref or str(run), out, config=lm or LMExportConfig(), random_init=random_init,
+                         force=force, progress=progress)  # fmt: skip
     t0 = time.perf_counter()
     config.validate()
     calibration = calibration or DEFAULT_CALIBRATION
@@ -313,6 +324,8 @@ def export(
     fsutil.check_inputs(target, read, replaced=force, what="bundle")
     formats, notes = _formats(config, formats_explicit)
     int8 = _int8_formats(config, formats, int8_formats)
+    timings = {}
+    t_stage = time.perf_counter()
     source = msrc.resolve(
         run=run,
         model_ref=model_ref,
@@ -322,6 +335,8 @@ def export(
         trust_code=trust_model_code,
     )
     model = source.module
+    timings["load model"] = round(time.perf_counter() - t_stage, 3)
+    t_stage = time.perf_counter()
     signature, example, task_name = build_signature(
         model,
         source,
@@ -336,6 +351,8 @@ def export(
 
     spec_params = dict(source.spec.task_params) if source.spec is not None else {}
     task = tasks.make(signature, task_name, spec_params | dict(config.task_params))
+    timings["signature"] = round(time.perf_counter() - t_stage, 3)
+    t_stage = time.perf_counter()
     pre = _preprocessing(
         signature, source, preprocessing, preprocessing_overrides, (data, calibration_data, eval_data)
     )
@@ -359,6 +376,7 @@ def export(
     )
     signature = _with_ranges(signature, pre, plan.calibration)
     task = tasks.make(signature, task_name, task.params)
+    timings["data plan"] = round(time.perf_counter() - t_stage, 3)
     labels = _labels(signature, source, plan, labels)
     warnings = list(notes)
     if source.random_init:
@@ -389,12 +407,14 @@ def export(
             random_init=source.random_init,
             task=task,
             gates=gates,
+            timings=timings,
         )
         ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
         manifest = _write_bundle(
             ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats, text
         )
-        written = write_manifest(staging, manifest)
+        with ctx.stage("manifest"):
+            written = write_manifest(staging, manifest.replace(timings=dict(ctx.timings)))
     bundle = load_bundle(target)
     # This process wrote it (its TorchScript may load without the opt-in), unless another writer
     # swapped its own bundle in since: every file is hashed in the manifest, so the same manifest
@@ -452,7 +472,8 @@ def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> 
     for fmt in formats:
         ctx.say(registry.info(fmt).title)
         try:
-            ctx.artifacts += registry.module(fmt).export(ctx)
+            with ctx.stage(f"export {fmt}"):
+                ctx.artifacts += registry.module(fmt).export(ctx)
         except (ExportError, BackendUnavailableError) as exc:
             _fail(ctx, failures, fmt, "fp32", "export", exc, explicit)
 
@@ -486,10 +507,11 @@ def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
             crit = Criteria(ctx.config.atol, ctx.config.rtol, fp32)
         else:
             crit = criteria_for(ctx.task, art.precision, gates=ctx.gates)
-        summary[key], failed = check_artifact(
-            bundle, art, groups, batch_sizes=ctx.config.parity_batch_sizes, criteria=crit, task=ctx.task,
-            evidence=note.get("evidence"),
-        )  # fmt: skip
+        with ctx.stage(f"parity {key}"):
+            summary[key], failed = check_artifact(
+                bundle, art, groups, batch_sizes=ctx.config.parity_batch_sizes, criteria=crit, task=ctx.task,
+                evidence=note.get("evidence"),
+            )  # fmt: skip
         if failed:
             failed_all += failed
             listing = " | ".join(r.describe() for r in failed[:3])
@@ -535,8 +557,10 @@ def _write_bundle(
 
     failures: list[dict] = []
     text_block = _write_text(ctx, text)
-    ctx.artifacts += checkpoint.export(ctx, source)
-    golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
+    with ctx.stage("checkpoint"):
+        ctx.artifacts += checkpoint.export(ctx, source)
+    with ctx.stage("golden I/O"):
+        golden, g_in, g_out = write_golden(ctx, plan.eval, ctx.config.golden_samples)
     k = min(16, len(next(iter(g_in.values()))))
     ctx.test_io = ({n: v[:k] for n, v in g_in.items()}, {n: v[:k] for n, v in g_out.items()})
     if "onnx" in formats:
@@ -554,7 +578,8 @@ def _write_bundle(
         new, calib, layer, _speed = int8_stage(
             ctx, plan, int8, explicit=bool(int8_explicit), failures=failures
         )
-        golden |= int8_metrics(ctx, new, g_in, g_out)
+        with ctx.stage("golden I/O"):
+            golden |= int8_metrics(ctx, new, g_in, g_out)
     return Manifest(
         schema_version=SCHEMA_VERSION,
         model=source.ref,
@@ -607,6 +632,11 @@ def quantize(
     fsutil.clean_leftovers(target)
     old = load_bundle(target)
     m = old.manifest
+    if m.generation:
+        raise ConfigError(
+            f"bundle {target} is a text-generation bundle: its int8/int4 weight-only artifacts are made at export "
+            "(edgeport export --weight-only int8,int4), not calibrated by quantize"
+        )
     if m.read_only:
         raise ConfigError(
             f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,17 @@ class ExportContext:
     task: object = None  # the task object (edgeport.tasks): roles, metrics, gates
     gates: dict = field(default_factory=dict)  # gate overrides ([precision.]metric -> threshold)
     label_map: object = None  # data class index -> label index, when the data names classes differently  # per-format state between quantize and the layer report
+
+    timings: dict = field(default_factory=dict)  # stage -> seconds (recorded in the manifest)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        """Time a stage of the export into ``timings`` (seconds, summed when a stage repeats)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
 
     def say(self, msg: str) -> None:
         if self.progress:

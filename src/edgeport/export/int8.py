@@ -209,11 +209,14 @@ def int8_stage(
     searches: dict[str, Search] = {}
     for fmt in formats:
         try:
-            searches[fmt] = _search(ctx, fmt, plan.calibration, sel, gate, speed_feeds)
+            with ctx.stage(f"int8 {fmt}"):
+                searches[fmt] = _search(ctx, fmt, plan.calibration, sel, gate, speed_feeds)
         except (ExportError, BackendUnavailableError) as exc:
             _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
-    kept, history = _fallback(ctx, plan, sel, gate, speed_feeds, searches)
-    accepted = _accept(ctx, plan, searches, gates)
+    with ctx.stage("int8 fallback"):
+        kept, history = _fallback(ctx, plan, sel, gate, speed_feeds, searches)
+    with ctx.stage("int8 acceptance"):
+        accepted = _accept(ctx, plan, searches, gates)
     artifacts, speed = [], {}
     for fmt, s in searches.items():
         why = _refusal(ctx, s, accepted.get(fmt), kept, history)
@@ -228,11 +231,17 @@ def int8_stage(
                 explicit,
             )
             continue
-        art = _finish(ctx, s, speed_feeds, kept, history, accepted.get(fmt))
+        try:
+            with ctx.stage(f"int8 {fmt}"):
+                art = _finish(ctx, s, speed_feeds, kept, history, accepted.get(fmt))
+        except (ExportError, BackendUnavailableError) as exc:  # e.g. the proof: not the int8 it was asked for
+            _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
+            continue
         artifacts.append(art)
         speed[fmt] = {"speedup_vs_fp32": art.details["speedup_vs_fp32"], "selected": s.pick["name"]}
     shutil.rmtree(ctx.staging / CANDIDATE_DIR, ignore_errors=True)
-    report = lr.layer_report(ctx, artifacts, first_batch(plan.selection, min(len(plan.selection), 64))[0])
+    with ctx.stage("int8 layer report"):
+        report = lr.layer_report(ctx, artifacts, first_batch(plan.selection, min(len(plan.selection), 64))[0])
     calibration = {
         "size": len(plan.calibration),
         "method": cfg.method,

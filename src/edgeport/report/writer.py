@@ -33,6 +33,10 @@ def write_report(run_dir: str | os.PathLike, *, force: bool = False) -> tuple[Pa
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run folder {run_dir} not found; run `edgeport pipeline --out {run_dir}` first")
+    from ..lm.report import is_lm_run, write_lm_report
+
+    if is_lm_run(run_dir):  # a text-generation run: perplexity, TTFT, tokens/s, samples
+        return write_lm_report(run_dir, force=force)
     md, page = run_dir / "report.md", run_dir / "report.html"
     if (run_dir / "plots").is_dir() or not force:
         check_new_files(

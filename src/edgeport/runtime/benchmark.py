@@ -209,11 +209,24 @@ def bench(
     devices=None,
     config: BenchConfig | None = None,
     progress: bool = True,
+    lm=None,
 ) -> dict:
-    """Benchmark every selected backend x precision x device at each batch size; the report dict."""
+    """Benchmark every selected backend x precision x device at each batch size; the report dict.
+
+    A text-generation bundle is timed by :mod:`.lm_bench` instead (TTFT, tokens/s), with ``lm``
+    (an :class:`~.lm_bench.LMBenchConfig`) or its defaults, and ``config.threads``.
+    """
     config = config or BenchConfig()
-    _validate(config)
     bundle = open_bundle(bundle_or_path)
+    if getattr(bundle.manifest, "generation", None):
+        from dataclasses import replace
+
+        from .lm_bench import LMBenchConfig, bench_lm
+
+        lm = replace(lm or LMBenchConfig(), threads=config.threads or (lm.threads if lm else None))
+        sel = {"backends": backends, "precisions": precisions, "devices": devices}
+        return bench_lm(bundle, **sel, config=lm, progress=progress)
+    _validate(config)
     runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
     bar = progress_bar(len(runs) * len(config.batch_sizes), progress, "bench")
     rows: list[dict] = []
@@ -358,11 +371,16 @@ def flat_row(row: dict) -> dict:
 
 
 def csv_text(report: dict) -> str:
+    lm = report.get("schema") == "edgeport.bench-lm/1"
+    if lm:
+        from .lm_bench import CSV_FIELDS as LM_FIELDS
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w = csv.DictWriter(
+        buf, fieldnames=LM_FIELDS if lm else CSV_FIELDS, lineterminator="\n", extrasaction="ignore"
+    )
     w.writeheader()
     for row in report["rows"]:
-        w.writerow(flat_row(row))
+        w.writerow(row if lm else flat_row(row))
     return buf.getvalue()
 
 
@@ -371,6 +389,10 @@ def write_csv(report: dict, path) -> Path:
 
 
 def markdown_table(report: dict) -> str:
+    if report.get("schema") == "edgeport.bench-lm/1":
+        from .lm_bench import markdown_table as lm_table
+
+        return lm_table(report)
     head = (
         "| backend | device | precision | batch | threads | p50 µs | p99 µs | throughput/s "
         "| CoV | load s | peak RSS MB |"

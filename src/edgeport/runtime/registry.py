@@ -79,6 +79,10 @@ def create_runner(bundle, backend: str, precision: str = "fp32", device: str = "
     back to another backend or device.
     """
     cls = backend_class(backend)
+    if getattr(bundle.manifest, "generation", None):  # text-generation bundle: a decoder with a KV cache
+        from .decoders import decoder_class
+
+        cls = decoder_class(backend)
     device = str(device).lower()
     known = cls.known_devices()
     if device not in known:

@@ -127,6 +127,12 @@ def verify(
     row failed (see :func:`raise_if_failed`).
     """
     bundle = open_bundle(bundle_or_path)
+    if getattr(bundle.manifest, "generation", None):  # text-generation bundle: agreement, perplexity, greedy
+        from ..lm.verify import verify_lm
+
+        sel = {"backends": backends, "precisions": precisions, "devices": devices}
+        named = {k: v for k, v in (gates or {}).items() if v is not None}
+        return verify_lm(bundle, data=data, **sel, gates=named, tokens=limit, progress=progress)
     runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
     source = eval_source(bundle, data, data_dir=data_dir, max_pixels=max_pixels)
     if limit is not None:
@@ -285,6 +291,10 @@ def _fmt(v, spec: str) -> str:
 def format_table(report: dict) -> str:
     """A fixed-width text table of the report, one row per backend x precision x device, with the task's
     metrics (agreement and accuracy for classifiers; matched boxes, mIoU, cosine... for the others)."""
+    if report.get("task") == "text-generation":
+        from .lm_check import format_verify_table
+
+        return format_verify_table(report)
     from ..tasks import registry
 
     task = registry.task_class(report.get("task") or "classify")

@@ -68,6 +68,7 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def _builtins() -> None:
+    from .. import zoo as _zoo  # noqa: F401  (registers the task models)
     from ..seed import models as _seed  # noqa: F401  (registers mnist-mlp, mnist-cnn)
 
 

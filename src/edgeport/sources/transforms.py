@@ -47,7 +47,10 @@ def to_torchvision(pre) -> Callable[[np.ndarray], np.ndarray]:
             a = a[..., None]
         if resize and large_resize(a.shape[0], a.shape[1], resize):  # the bounded numpy path instead
             return pre.apply([a])[0]
-        t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1))
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:  # a memory-mapped or decoded read-only image: torch wants its own copy
+            a = a.copy()
+        t = tv_tensors.Image(torch.from_numpy(a).permute(2, 0, 1))
         with torch.no_grad():
             out = compose(t)
         if nhwc:
@@ -75,7 +78,10 @@ def geometry_only(pre) -> Callable[[np.ndarray], np.ndarray]:
 
     def run(img: np.ndarray) -> np.ndarray:
         a = img[..., None] if img.ndim == 2 else img
-        t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1))
+        a = np.ascontiguousarray(a)
+        if not a.flags.writeable:  # a memory-mapped or decoded read-only image: torch wants its own copy
+            a = a.copy()
+        t = tv_tensors.Image(torch.from_numpy(a).permute(2, 0, 1))
         return compose(t).permute(1, 2, 0).numpy()
 
     return run

@@ -1,0 +1,129 @@
+"""The decoder runner of each format: ONNX Runtime (explicit past/present tensors), OpenVINO
+(stateful: the cache is the model's state) and ExecuTorch (static cache in mutable buffers).
+
+Each reuses its format's :class:`~edgeport.runtime.base.Runner` for loading
+(verified bytes, external data, device checks, compile options) and adds
+``_reset`` and ``_step`` for :class:`~.decoders.DecoderMixin`.  Only the
+ExecuTorch one imports torch (its Python runtime needs it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BundleError
+from .decoders import DecoderMixin
+from .executorch_backend import ExecuTorchRunner, _first
+from .onnxruntime_backend import OnnxRuntimeRunner
+from .openvino_backend import OpenVinoRunner
+
+_LM_INPUTS = ("input_ids", "position_ids", "logits_index")
+
+
+def _fail(runner, exc: Exception, feeds: dict) -> BundleError:
+    shapes = {k: list(v.shape) for k, v in feeds.items()}
+    return BundleError(
+        f"{runner.artifact.key} failed at cache position {runner.position} on inputs {shapes} that match the "
+        f"manifest ({_first(exc)}); the artifact does not fit its manifest: re-export the bundle"
+    )
+
+
+class OrtDecoder(DecoderMixin, OnnxRuntimeRunner):
+    """ONNX Runtime: every step binds the previous step's present tensors (OrtValues, no copy) as past."""
+
+    def __init__(self, bundle, **kw) -> None:
+        super().__init__(bundle, **kw)
+        self._init_lm()
+        cache = self.generation["cache"]
+        self._past, self._present = list(cache["past_inputs"]), list(cache["present_outputs"])
+        arch = self.generation["architecture"]
+        self._empty = np.zeros((1, arch["kv_heads"], 0, arch["head_dim"]), np.float32)
+
+    def _check_io(self, sess) -> None:
+        ins = [i.name for i in sess.get_inputs()]
+        outs = [o.name for o in sess.get_outputs()]
+        if ins != [*_LM_INPUTS, *self._past] or outs != ["logits", *self._present]:
+            raise BundleError(
+                f"{self.artifact.key} has inputs {ins[:4]}... and outputs {outs[:3]}..., not the decoder I/O the "
+                "manifest's generation.cache describes; re-export the bundle"
+            )
+        self._out_names = ["logits"]
+
+    def _reset(self) -> None:
+        self._kv = None
+
+    def _step(self, feeds: dict) -> np.ndarray:
+        b = self._sess.io_binding()
+        try:
+            for name in _LM_INPUTS:
+                b.bind_cpu_input(name, feeds[name])
+            for i, name in enumerate(self._past):
+                if self._kv is None:
+                    b.bind_cpu_input(name, self._empty)
+                else:
+                    b.bind_ortvalue_input(name, self._kv[i])
+            for name in ["logits", *self._present]:
+                b.bind_output(name, "cpu")
+            self._sess.run_with_iobinding(b)
+            outs = b.get_outputs()
+        except Exception as exc:  # noqa: BLE001 - ORT's own error types
+            raise _fail(self, exc, feeds) from None
+        self._kv = list(outs[1:])
+        return outs[0].numpy()
+
+
+class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
+    """OpenVINO: a stateful model; one infer request holds the cache, ``reset_state()`` empties it."""
+
+    def __init__(self, bundle, **kw) -> None:
+        super().__init__(bundle, **kw)
+        self._init_lm()
+
+    def _config(self) -> dict:
+        cfg = super()._config()
+        if self.precision == "fp32" and self.device == "cpu":
+            cfg["KV_CACHE_PRECISION"] = "f32"  # the CPU plugin would otherwise keep the cache in u8/bf16
+        return cfg
+
+    def _reset(self) -> None:
+        if getattr(self, "_req", None) is None:
+            self._req = self._compiled.create_infer_request()
+        self._req.reset_state()
+
+    def _step(self, feeds: dict) -> np.ndarray:
+        import openvino as ov
+
+        if getattr(self, "_req", None) is None:
+            self._reset()
+        try:
+            for name in _LM_INPUTS:
+                self._req.set_tensor(name, ov.Tensor(feeds[name], shared_memory=True))
+            self._req.infer()
+            return self._req.get_output_tensor(self._out_index["logits"]).data.copy()
+        except RuntimeError as exc:
+            raise _fail(self, exc, feeds) from None
+
+    def _close(self) -> None:
+        self._req = None
+        super()._close()
+
+
+class ExecuTorchDecoder(DecoderMixin, ExecuTorchRunner):
+    """ExecuTorch: the static cache lives in the program's mutable buffers; positions say where to write."""
+
+    def __init__(self, bundle, **kw) -> None:
+        super().__init__(bundle, **kw)
+        self._init_lm()
+
+    def _reset(self) -> None:  # the step at position 0 overwrites the cache; later slots are masked
+        pass
+
+    def _step(self, feeds: dict) -> np.ndarray:
+        inst = self._pool.get()
+        try:
+            outs = inst[1].execute(self._tensors(feeds))
+        except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError
+            raise _fail(self, exc, feeds) from None
+        finally:
+            self._pool.put(inst)
+        return np.array(outs[0].numpy(), copy=True)
