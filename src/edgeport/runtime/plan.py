@@ -9,7 +9,7 @@ from ..device.info import device_info
 from ..errors import BackendUnavailableError, ConfigError
 from .registry import BACKEND_FORMAT, BACKENDS, list_devices, trust_reason
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
 
 def open_bundle(bundle_or_path):
@@ -82,7 +82,10 @@ def select_runs(
             unique.append(s)
     if not runs:
         why = "; ".join(f"{s['backend']}:{s['device']}: {s['reason']}" for s in unique) or "nothing selected"
-        raise BackendUnavailableError(f"no backend x precision x device can run here: {why}")
+        raise BackendUnavailableError(
+            f"no backend x precision x device can run here: {why}; choose others with --backends/--precisions/"
+            "--devices, or export the artifacts you need"
+        )
     return runs, unique
 
 
