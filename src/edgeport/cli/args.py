@@ -94,6 +94,10 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+# Arguments whose value is free text: only "" is refused (a prompt of spaces is text).
+_FREE_TEXT = frozenset({"prompt"})
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``edgeport CMD: error: ...; see edgeport CMD --help``.
 
@@ -109,7 +113,8 @@ class _Parser(argparse.ArgumentParser):
                 continue
             value = getattr(ns, action.dest, None)
             items = value if isinstance(value, list) else [value]
-            if any(isinstance(v, str) and not v.strip() for v in items):
+            blank = (lambda v: v == "") if action.dest in _FREE_TEXT else (lambda v: not v.strip())
+            if any(isinstance(v, str) and blank(v) for v in items):
                 name = "/".join(action.option_strings) or action.dest
                 self.error(f"{name}: an empty value; give a value, or leave the option out")
         return ns, extras
