@@ -387,7 +387,7 @@ def test_library_models(ref, tmp_path):
         assert "batchnorm_reestimated" in b.manifest.provenance  # random weights, BN statistics re-estimated
     with b.runner("torch") as r:
         assert r.run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 7)
-    with pytest.raises(ConfigError, match="bad --model-arg"):
+    with pytest.raises(ConfigError, match="fix --model-arg"):
         export(
             model_ref=ref,
             random_init=True,

@@ -330,11 +330,11 @@ def clean_leftovers(target: Path) -> list[Path]:
     removed: list[Path] = []
     if not parent.is_dir():
         return removed
-    olds = _named(parent, target.name, r"old-[a-z0-9_]+")
+    olds = _named(parent, target.name, r"old-[A-Za-z0-9_-]+")
     if not target.exists() and len(olds) == 1 and folder_kind(olds[0]) is not None:
         os.rename(olds[0], target)  # killed between the two renames of atomic_commit
         olds = []
-    for d in [*_named(parent, target.name, r"tmp-(?:\d+-|probe-)[a-z0-9_]+"), *olds]:
+    for d in [*_named(parent, target.name, r"tmp-[A-Za-z0-9_-]+"), *olds]:
         try:
             pid = int((d / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
