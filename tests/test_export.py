@@ -387,7 +387,7 @@ def test_library_models(ref, tmp_path):
         assert "batchnorm_reestimated" in b.manifest.provenance  # random weights, BN statistics re-estimated
     with b.runner("torch") as r:
         assert r.run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 7)
-    with pytest.raises(ConfigError, match="bad --model-arg"):
+    with pytest.raises(ConfigError, match="fix --model-arg"):
         export(
             model_ref=ref,
             random_init=True,
@@ -406,12 +406,16 @@ def test_exported_program_source(tmp_path):
         model, (torch.randn(2, 3, 16, 16),), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},)
     )
     torch.export.save(ep, str(tmp_path / "m.pt2"))
+    with pytest.raises(ConfigError, match="trust-model-code"):  # a .pt2 is a pickle: the opt-in, always
+        export(model_ref=str(tmp_path / "m.pt2"), out=tmp_path / "b", data="synthetic", progress=False)
+    assert not (tmp_path / "b").exists()
     b = export(
         model_ref=str(tmp_path / "m.pt2"),
         out=tmp_path / "b",
         data="synthetic",
         config=ExportConfig(formats=("onnx",)),
         progress=False,
+        trust_model_code=True,
     )
     assert b.manifest.model == "exported_program" and b.artifact("torch").details["format"] == "pt2"
     assert b.signature.inputs[0].shape == ("batch", 3, 16, 16)

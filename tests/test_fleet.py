@@ -62,6 +62,10 @@ class Cluster:
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
+        # Ray reads and writes ~/.ray (auth token): every node and the driver get a home of their own,
+        # so the user's ~/.ray neither leaks in nor gets written to.
+        self.home = root / "home"
+        self.home.mkdir(exist_ok=True)
 
     def cache(self, name: str) -> Path:
         return self.root / f"cache-{name}"
@@ -74,7 +78,7 @@ class Cluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env={**(env or os.environ), "HOME": str(self.home)},
                 start_new_session=True,
             )
 
@@ -138,6 +142,8 @@ def cluster(tmp_path_factory):
     if not RAY_CLI.is_file():
         pytest.skip(f"no ray command beside {sys.executable}")
     c = Cluster(tmp_path_factory.mktemp("fleet"))
+    home = os.environ.get("HOME")
+    os.environ["HOME"] = str(c.home)  # the driver (ray.init in this process) too, for this module only
     try:
         c.start_head()
         for name in ("alpha", "beta"):  # one at a time: nodes starting together race for socket names
@@ -148,6 +154,10 @@ def cluster(tmp_path_factory):
         for name in [n for n in c.procs if n != "head"] + ["head"] * ("head" in c.procs):
             c.kill(name)
         shutil.rmtree(c.temp, ignore_errors=True)
+        if home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = home
 
 
 @pytest.fixture(scope="module")

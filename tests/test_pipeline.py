@@ -63,7 +63,10 @@ def test_pipeline_refuses_existing_run_and_resumes(synthetic_pipeline, synthetic
     assert main(["pipeline", "--data-dir", str(synthetic_mnist), "--out", str(out), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
     config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), max_accuracy_drop=100.0, **FAST)
-    result = run_pipeline(out=out, data_dir=synthetic_mnist, config=config, resume=True, progress=False)
+    # the bundle holds TorchScript (code): it is reused only with the opt-in (issue 22, class 2)
+    result = run_pipeline(
+        out=out, data_dir=synthetic_mnist, config=config, resume=True, progress=False, trust_model_code=True
+    )
     assert result.skipped == ["train", "export"] and result.passed
     assert (out / "model.safetensors").read_bytes() == before
 

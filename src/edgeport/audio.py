@@ -9,7 +9,6 @@ clip keeps is read) and log-mel features computed by :mod:`edgeport.mel`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,15 +199,9 @@ def json_steps(preset: str | None) -> dict | None:
     """The audio block of a ``--preprocess FILE.json`` (``{"kind": "audio", "steps": [...]}``), else None."""
     if not preset or not (preset.endswith(".json") or os.path.sep in preset):
         return None
-    p = Path(preset)
-    try:
-        if p.stat().st_size > 1 << 20:
-            raise ConfigError(f"--preprocess {p}: file is larger than 1 MiB; it should hold a few steps")
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--preprocess {p} cannot be read ({exc.strerror}); check the path") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--preprocess {p} is not valid JSON ({str(exc)[:100]})") from None
+    from .jsonsafe import read_preprocess_file
+
+    data = read_preprocess_file(Path(preset))
     return data if isinstance(data, dict) and data.get("kind") == "audio" else None
 
 

@@ -9,7 +9,6 @@ the user trusts it (``EDGEPORT_TRUST_MODEL_CODE=1``).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -80,16 +79,32 @@ def read_train_json(run_dir: Path) -> dict:
         raise BundleError(
             f"{path} is larger than {MAX_TRAIN_JSON >> 20} MiB; it is not a train.json edgeport wrote"
         )
+    from .jsonsafe import JSONValueError, loads
+
     try:
-        info = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
+        info = loads(path.read_bytes())
+    except JSONValueError as exc:
         raise BundleError(f"{path} is not valid JSON ({str(exc)[:100]}); retrain or restore it") from None
     if not isinstance(info, dict) or not isinstance(info.get("model"), str) or len(info["model"]) > 300:
         raise BundleError(f"{path} has no valid 'model' field; retrain or restore it")
     for key, kind in (("model_args", dict), ("labels", list), ("preprocessing", dict), ("history", list)):
         if key in info and not isinstance(info[key], kind):
             raise BundleError(f"{path}: field {key!r} must be a {kind.__name__}; retrain or restore it")
+    if "preprocessing" in info:
+        _check_preprocessing(path, info["preprocessing"])
     return info
+
+
+def _check_preprocessing(path: Path, pre: dict) -> None:
+    """A run folder's preprocessing block, by the rules every step list follows (:mod:`.image_steps`)."""
+    from .image_steps import _check_steps
+
+    def fail(where: str, what: str) -> BundleError:
+        return BundleError(f"{path}: {where} {what}; retrain, or fix or restore the file")
+
+    if not isinstance(pre.get("input", "input"), str) or not isinstance(pre.get("preset"), (str, type(None))):
+        raise fail("preprocessing", "needs a string input name and preset")
+    _check_steps(pre.get("steps"), fail)
 
 
 def load_run(run_dir: str | os.PathLike):
@@ -100,7 +115,12 @@ def load_run(run_dir: str | os.PathLike):
     run_dir = Path(run_dir)
     info = read_train_json(run_dir)
     tensors, _meta = load_weights(run_dir / WEIGHTS_FILE)
-    model = build_model(info["model"], info.get("model_args") or {}, trust_code=code_is_trusted())
+    model = build_model(
+        info["model"],
+        info.get("model_args") or {},
+        trust_code=code_is_trusted(),
+        origin=f"run folder {run_dir} (train.json)",
+    )
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

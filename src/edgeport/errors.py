@@ -54,6 +54,12 @@ class OutputError(EdgeportError):
     exit_code = 1
 
 
+class CheckError(EdgeportError):
+    """A check produced no evidence: nothing was measured, or an artifact could not run at all."""
+
+    exit_code = 1
+
+
 class RemoteError(EdgeportError):
     """A remote device or fleet node could not be reached, or its command failed."""
 
@@ -81,6 +87,7 @@ __all__ = [
     "OutputError",
     "WriteError",
     "ParityError",
+    "CheckError",
     "RemoteError",
     "safe_text",
 ]

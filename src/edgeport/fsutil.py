@@ -121,12 +121,58 @@ def probe_writable(folder: Path, prefix: str = ".edgeport-probe-") -> None:
         pass
 
 
+def check_inputs(target: Path, inputs: dict, *, replaced: bool, what: str) -> None:
+    """Before anything is written: every input (``{flag: path or None}``) exists, and none lies
+    inside ``target`` when ``replaced`` (``--force`` would delete it with the old folder).
+
+    Inputs are read before outputs are replaced, and an input is never deleted: one inside the
+    folder being replaced is refused, with nothing changed.
+    """
+    t = _real(target) if replaced and (target.exists() or target.is_symlink()) else None
+    for flag, p in inputs.items():
+        if p is None:
+            continue
+        path = Path(p).expanduser()
+        if not path.exists():
+            raise ConfigError(f"{flag} {p} not found; check the path (nothing was changed)")
+        rp = _real(path)
+        if t is not None and rp is not None and (rp == t or t in rp.parents):
+            raise ConfigError(
+                f"{flag} {p} lies inside {target}, which would be replaced by the new {what}, so it would "
+                f"be lost; move it out of {target} or choose another --out (nothing was changed)"
+            )
+
+
+def _real(path: Path) -> Path | None:
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return None
+
+
 # --------------------------------------------------------------------------- files
 
 
-def check_new_files(paths: Iterable[str | os.PathLike], force: bool) -> None:
-    """Refuse (before any work) output files that exist without ``force``, or cannot be written."""
+def check_not_inside(paths: Iterable[str | os.PathLike], folder, what: str = "bundle") -> None:
+    """Refuse an output that lies inside ``folder`` (the bundle being read): never write into it."""
+    root = _real(Path(folder)) if folder is not None else None
+    if root is None:
+        return
     for p in map(Path, paths):
+        rp = _real(p.absolute())
+        if rp is not None and (rp == root or root in rp.parents):
+            raise ConfigError(
+                f"{p} lies inside the {what} {folder} that this command reads; edgeport never writes into "
+                "it: choose an output path outside it"
+            )
+
+
+def check_new_files(paths: Iterable[str | os.PathLike], force: bool, *, protect=None) -> None:
+    """Refuse (before any work) output files that exist without ``force``, cannot be written, or lie
+    inside ``protect`` (the bundle the command reads)."""
+    paths = [Path(p) for p in paths]
+    check_not_inside(paths, protect)
+    for p in paths:
         if p.is_dir():
             raise ConfigError(f"{p} is a folder; give a file name")
         if (p.exists() or p.is_symlink()) and not force:
@@ -284,11 +330,11 @@ def clean_leftovers(target: Path) -> list[Path]:
     removed: list[Path] = []
     if not parent.is_dir():
         return removed
-    olds = sorted(parent.glob(f".{target.name}.old-*"))
+    olds = _named(parent, target.name, r"old-[A-Za-z0-9_-]+")
     if not target.exists() and len(olds) == 1 and folder_kind(olds[0]) is not None:
         os.rename(olds[0], target)  # killed between the two renames of atomic_commit
         olds = []
-    for d in [*parent.glob(f".{target.name}.tmp-*"), *olds]:
+    for d in [*_named(parent, target.name, r"tmp-[A-Za-z0-9_-]+"), *olds]:
         try:
             pid = int((d / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
@@ -298,6 +344,18 @@ def clean_leftovers(target: Path) -> list[Path]:
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)
     return removed
+
+
+def _named(parent: Path, name: str, tail: str) -> list[Path]:
+    """Entries of ``parent`` named ``.NAME.TAIL`` (``tail`` a regex of what :mod:`tempfile` adds), with
+    ``name`` taken literally: ``[`` or ``*`` in it is no pattern, and another target's leftovers
+    (``.NAME.tmp-1.tmp-...``) do not match."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.{tail}")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return []
+    return sorted(parent / n for n in names if pattern.fullmatch(n) and not os.path.islink(parent / n))
 
 
 @contextmanager

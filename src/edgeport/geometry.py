@@ -20,6 +20,10 @@ import numpy as np
 from .errors import ConfigError, InputError
 
 IGNORE = 255
+# The most pixels a resize step builds in full before its centre crop.  Beyond this (a 1x100000
+# strip resized to a shorter side of 256 would be 6.5 G pixels), only the window the crop keeps is
+# resized: Pillow resamples that source box (equal to resizing then cropping within one grey level).
+FULL_RESIZE_LIMIT = 1 << 24
 
 
 def resized_hw(h: int, w: int, resize: dict | None) -> tuple[int, int]:
@@ -31,6 +35,54 @@ def resized_hw(h: int, w: int, resize: dict | None) -> tuple[int, int]:
         new_short, new_long = resize["size"], int(resize["size"] * long_ / short)
         return (new_short, new_long) if h <= w else (new_long, new_short)
     return tuple(resize["size"])
+
+
+def large_resize(h: int, w: int, resize: dict | None) -> bool:
+    """Whether ``resize`` turns an ``h`` x ``w`` image into more than :data:`FULL_RESIZE_LIMIT` pixels."""
+    nh, nw = resized_hw(h, w, resize)
+    return nh * nw > FULL_RESIZE_LIMIT
+
+
+def resize_crop(
+    img: np.ndarray, resize: dict | None, crop: dict | None, resample, fill: int = 0
+) -> np.ndarray:
+    """``img`` ``[H,W,C]`` uint8 through the ``resize`` and ``center_crop`` steps, in memory bounded by
+    the larger of the image and the output: the full resized image is built only up to
+    :data:`FULL_RESIZE_LIMIT` pixels; beyond, only the window the crop keeps is resized.  Where the
+    crop is larger than the image it pads with ``fill`` (torchvision pads with zeros).  Without a crop,
+    a resize beyond the limit is an :class:`InputError`."""
+    from PIL import Image
+
+    h, w, c = img.shape
+    nh, nw = resized_hw(h, w, resize)
+
+    def resized(size, box=None) -> np.ndarray:
+        pil = Image.fromarray(img[..., 0] if c == 1 else img)
+        out = np.asarray(pil.resize(size, resample, box=box), dtype=np.uint8)
+        return out[..., None] if out.ndim == 2 else out
+
+    if not crop:
+        if nh * nw > FULL_RESIZE_LIMIT:
+            raise InputError(
+                f"a {w}x{h} image would be resized to {nw}x{nh} = {nh * nw:,} pixels, above the limit of "
+                f"{FULL_RESIZE_LIMIT:,}; crop the image, or add a center_crop step to the preprocessing"
+            )
+        return img if (nh, nw) == (h, w) else resized((nw, nh))
+    ch, cw = crop["size"]
+    pad_t, pad_l, top, left = crop_window(nh, nw, crop)
+    oy, ox = top - pad_t, left - pad_l  # the crop's corner in resized coordinates (negative: padding)
+    r0, r1, c0, c1 = max(0, oy), min(nh, oy + ch), max(0, ox), min(nw, ox + cw)
+    if (nh, nw) == (h, w):
+        region = img[r0:r1, c0:c1]
+    elif nh * nw <= FULL_RESIZE_LIMIT:
+        region = resized((nw, nh))[r0:r1, c0:c1]
+    else:
+        region = resized((c1 - c0, r1 - r0), box=(c0 * w / nw, r0 * h / nh, c1 * w / nw, r1 * h / nh))
+    if (r0, r1, c0, c1) == (oy, oy + ch, ox, ox + cw):
+        return np.ascontiguousarray(region)
+    out = np.full((ch, cw, c), fill, np.uint8)
+    out[r0 - oy : r1 - oy, c0 - ox : c1 - ox] = region
+    return out
 
 
 def crop_window(h: int, w: int, crop: dict | None) -> tuple[int, int, int, int]:
@@ -91,19 +143,20 @@ def apply_mask(pre, mask: np.ndarray, ignore: int = IGNORE) -> np.ndarray:
         raise InputError(f"a label map must be uint8 [H,W], got {m.dtype} {list(m.shape)}")
     if pre.fit_digit:
         geometry_of(pre, *m.shape)  # raises the explanation
-    h, w = m.shape
-    nh, nw = resized_hw(h, w, pre.step("resize"))
-    if (nh, nw) != (h, w):
-        m = np.asarray(Image.fromarray(m).resize((nw, nh), Image.Resampling.NEAREST), dtype=np.uint8)
-    crop = pre.step("center_crop")
-    if crop:
-        ch, cw = crop["size"]
-        pad_t, pad_l, top, left = crop_window(nh, nw, crop)
-        ph, pw = max(0, ch - nh), max(0, cw - nw)
-        if ph or pw:
-            m = np.pad(m, ((pad_t, ph - pad_t), (pad_l, pw - pad_l)), constant_values=ignore)
-        m = m[top : top + ch, left : left + cw]
-    return np.ascontiguousarray(m)
+    out = resize_crop(
+        m[..., None], pre.step("resize"), pre.step("center_crop"), Image.Resampling.NEAREST, ignore
+    )
+    return np.ascontiguousarray(out[..., 0])
 
 
-__all__ = ["Geometry", "IGNORE", "apply_mask", "crop_window", "geometry_of", "resized_hw"]
+__all__ = [
+    "FULL_RESIZE_LIMIT",
+    "Geometry",
+    "IGNORE",
+    "apply_mask",
+    "crop_window",
+    "geometry_of",
+    "large_resize",
+    "resize_crop",
+    "resized_hw",
+]

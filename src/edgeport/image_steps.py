@@ -7,13 +7,12 @@ for an input spec from a preset, a JSON file and the command-line overrides (std
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, safe_text
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -86,7 +85,11 @@ def _side(v) -> bool:
 
 
 def _finite(v, lo=-1e6, hi=1e6) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if isinstance(v, int):  # a huge int (10**400) cannot become a float: compare it as it is
+        return lo <= v <= hi
+    return math.isfinite(v) and lo <= v <= hi
 
 
 def _check_step(s: dict, where: str, fail) -> None:
@@ -148,23 +151,26 @@ def from_preset(name: str, input_name: str = "input"):
 
 def from_json_file(path: str | os.PathLike, input_name: str):
     """Steps from a small JSON file: a list of steps, or {"preset": ..., "steps": [...]}."""
+    from .jsonsafe import read_preprocess_file
     from .preprocessing import Preprocessing
 
     p = Path(path)
-    try:
-        if p.stat().st_size > 1 << 20:
-            raise ConfigError(f"--preprocess {p}: file is larger than 1 MiB; it should hold a few steps")
-        data = json.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"--preprocess {p} cannot be read ({exc.strerror}); check the path") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--preprocess {p} is not valid JSON ({str(exc)[:100]})") from None
+    data = read_preprocess_file(p)
+    if not isinstance(data, (dict, list)):
+        raise ConfigError(
+            f"--preprocess {p} holds a {type(data).__name__}; expected a list of steps or "
+            '{"preset": NAME} / {"steps": [...]}'
+        )
     steps = data.get("steps") if isinstance(data, dict) else data
     preset = data.get("preset") if isinstance(data, dict) else None
+    if preset is not None and (not isinstance(preset, str) or len(preset) > 64):
+        raise ConfigError(
+            f"--preprocess {p}: preset must be a name ({', '.join(PRESETS)}), got {type(preset).__name__}"
+        )
     if steps is None and preset:
         return from_preset(preset, input_name)
     _check_steps(steps, _config_fail)
-    return Preprocessing(input_name, tuple(steps), preset if isinstance(preset, str) else None)
+    return Preprocessing(input_name, tuple(steps), preset)
 
 
 def build(
@@ -244,6 +250,16 @@ def build(
         old = base.step("normalize") or {"mean": [0.0] * channels, "std": [1.0] * channels}
         step = {"op": "normalize", "mean": list(mean or old["mean"]), "std": list(std or old["std"])}
         base, custom = _override(base, "normalize", step), True
+    if preset and (
+        preset.endswith(".json") or os.path.sep in preset
+    ):  # steps the user wrote: no silent change
+        for op, want in (("layout", input_spec.layout), ("dtype", input_spec.dtype)):
+            have = (base.step(op) or {}).get(op)
+            if have is not None and have != want:
+                raise ConfigError(
+                    f"--preprocess {safe_text(preset, 200)} sets {op} {safe_text(str(have), 40)}, but input "
+                    f"{input_spec.name!r} takes {want}; make the step match, or leave it out (edgeport adds it)"
+                )
     base = _override(base, "layout", {"op": "layout", "layout": input_spec.layout})
     base = _override(base, "dtype", {"op": "dtype", "dtype": input_spec.dtype})
     if custom:

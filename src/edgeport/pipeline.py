@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import fsutil
+from . import fsutil, trust
 from .config import BenchConfig, CalibrationConfig, ExportConfig, TrainConfig
 from .errors import ConfigError, EdgeportError, ParityError
 
@@ -124,12 +124,20 @@ def run_pipeline(
     calibration_data: str | None = None,
     eval_data: str | None = None,
     max_pixels: int | None = None,
+    trust_model_code: bool = False,
 ) -> PipelineResult:
+    """Run the stages into the run folder ``out``.
+
+    ``trust_model_code``: the opt-in of :mod:`edgeport.trust`.  A run folder being resumed was
+    not written by this process: its bundle is reused only if nothing in it runs code, or with
+    the opt-in; otherwise it is exported again.
+    """
     config = config or PipelineConfig()
     _validate(config)
     run = Path(out)
     result = PipelineResult(run_dir=run)
     t_all = time.perf_counter()
+    _check_inputs(run, force, resume, model, data, calibration_data, eval_data, data_dir)
     resuming = _open_run(run, force, resume)
     mnist = None
     if model is None:  # the seed workload: train a registry model on MNIST
@@ -148,6 +156,7 @@ def run_pipeline(
         resume,
         result,
         progress,
+        trust_model_code,
     )
     if bundle is None:
         _summary(run, result, config, t_all)
@@ -161,6 +170,25 @@ def run_pipeline(
     _bench_stage(run, bundle, config, result, progress)
     _report_stage(run, result, config, t_all, progress)
     return result
+
+
+def _check_inputs(run: Path, force, resume, model, data, calibration_data, eval_data, data_dir) -> None:
+    """Every input exists, before the run folder is touched; none lies where it would be deleted: the
+    bundle folder (exported again), or the whole run folder when --force starts it afresh."""
+    from .export.api import input_files
+
+    inputs = input_files(
+        model_ref=model.model_ref if model else None,
+        weights=model.weights if model else None,
+        preprocessing=model.preprocessing if model else None,
+        data=data,
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        data_dir=data_dir,
+    )
+    fsutil.check_inputs(run / BUNDLE_DIR, inputs, replaced=True, what="bundle")
+    resuming = resume and run.is_dir() and fsutil.folder_kind(run) in ("pipeline", "run")
+    fsutil.check_inputs(run, inputs, replaced=force and not resuming, what="run folder")
 
 
 def _open_run(run: Path, force: bool, resume: bool) -> bool:
@@ -225,19 +253,28 @@ def _export_stage(
     resume,
     result,
     progress,
+    trust_model_code=False,
 ):
     from .bundle import load_bundle
     from .export.api import export
 
     t0 = time.perf_counter()
     bundle_dir = run / BUNDLE_DIR
+    trusted = trust_model_code or trust.code_is_trusted()
     if resume and (bundle_dir / "manifest.json").is_file():
         try:
             bundle = load_bundle(bundle_dir)
+            code = runs_code_in(bundle)
             if config.int8 and not any(a.precision == "int8" for a in bundle.artifacts):
                 _log("export: the bundle in the run folder has no int8 artifacts; exporting again", progress)
+            elif code and not trusted:
+                _log(
+                    f"export: the bundle in the run folder holds {', '.join(code)}, which run code, and this "
+                    f"process did not write it; exporting again (pass {trust.OPT_IN} to reuse it)",
+                    progress,
+                )
             else:
-                bundle.trusted = True  # this pipeline's own run folder
+                bundle.trusted = trusted  # a folder on disk, like any other bundle: not "written here"
                 result.skipped.append("export")
                 _log(f"export: reusing {bundle_dir}", progress)
                 result.stages["export"] = time.perf_counter() - t0
@@ -273,6 +310,7 @@ def _export_stage(
         max_pixels=max_pixels,
         mnist=mnist,
         formats_explicit=config.formats is not None,
+        trust_model_code=trust_model_code,
     )
     if model is None:
         kwargs["run"] = run
@@ -299,6 +337,14 @@ def _export_stage(
         result.gates.append(f"export: {f['format']}/{f['precision']} failed at {f['stage']}: {f['reason']}")
     result.stages["export"] = time.perf_counter() - t0
     return bundle
+
+
+def runs_code_in(bundle) -> list[str]:
+    """What in ``bundle`` runs code when loaded: its model reference, TorchScript artifacts."""
+    from .formats import registry as formats
+
+    out = [f"the model {bundle.manifest.model[:80]!r}"] if trust.runs_code(bundle.manifest.model) else []
+    return out + [a.key for a in bundle.artifacts if formats.info(a.format).runs_code]
 
 
 def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config):

@@ -22,11 +22,11 @@ from .errors import ConfigError, safe_text
 CHUNK = 8  # files decoded and run together
 
 
-def _load_bundle(path: str | os.PathLike):
-    """The bundle loader (one place, so tests and embedders can swap it)."""
-    from .bundle import load_bundle
+def _load_bundle(path):
+    """The bundle loader (one place, so tests and embedders can swap it); a loaded Bundle passes through."""
+    from .bundle import Bundle, load_bundle
 
-    return load_bundle(path)
+    return path if isinstance(path, Bundle) else load_bundle(path)
 
 
 def _check_args(files, top_k) -> list:
@@ -39,10 +39,11 @@ def _check_args(files, top_k) -> list:
     return list(files)
 
 
-def _picture_paths(files, out_dir, force: bool) -> list[Path]:
-    from .fsutil import check_new_files
+def _picture_paths(files, out_dir, force: bool, bundle=None) -> list[Path]:
+    from .fsutil import check_new_files, check_not_inside
 
     out = Path(out_dir)
+    check_not_inside([out], bundle)  # before the folder is made
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -57,7 +58,7 @@ def _picture_paths(files, out_dir, force: bool) -> list[Path]:
 
 
 def predict_files(
-    bundle_path: str | os.PathLike,
+    bundle_path,
     files: Sequence[str | os.PathLike],
     *,
     backend: str = "onnxruntime",
@@ -69,7 +70,7 @@ def predict_files(
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
 ):
-    """Run the bundle on ``files``; one result dict per file, in order (see the task's ``predict_rows``).
+    """Run the bundle (a folder, or a loaded :class:`~edgeport.bundle.Bundle`) on ``files``; one result dict per file, in order (see the task's ``predict_rows``).
 
     Classifiers give ``{"file", "label", "top": [{"label", "prob"}, ...]}``; detectors
     ``{"file", "detections": [{"box", "score", "label"}]}``; segmenters ``{"file", "classes"}``;
@@ -82,11 +83,11 @@ def predict_files(
     pre = bundle.preprocessing
     if pre is None or len(bundle.signature.inputs) != 1:
         raise ConfigError(
-            f"bundle {safe_text(bundle_path)} does not take one image input; predict reads image files "
+            f"bundle {safe_text(bundle.path)} does not take one image input; predict reads image files "
             "(use runner.run() from Python for other inputs)"
         )
     task = bundle.task
-    pictures = _picture_paths(files, out_dir, force) if out_dir is not None else None
+    pictures = _picture_paths(files, out_dir, force, bundle.path) if out_dir is not None else None
     for f in files:  # bad files fail before any session is made, and before anything is written
         pre.check_file(f, limit=max_pixels)
     spec = bundle.signature.input(pre.input)

@@ -283,25 +283,13 @@ class Preprocessing:
 
     @staticmethod
     def _geometry(img: np.ndarray, resize: dict | None, crop: dict | None) -> np.ndarray:
+        """Resize then centre-crop (zero padding, as torchvision), never building a resized image much
+        larger than the input or the output (:func:`edgeport.geometry.resize_crop`)."""
         from PIL import Image
 
-        from .geometry import crop_window, resized_hw
+        from .geometry import resize_crop
 
-        h, w = img.shape[:2]
-        nh, nw = resized_hw(h, w, resize)
-        if (nh, nw) != (h, w):
-            pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
-            img = np.asarray(pil.resize((nw, nh), Image.Resampling.BILINEAR), dtype=np.uint8)
-            if img.ndim == 2:
-                img = img[..., None]
-        if crop:
-            ch, cw = crop["size"]
-            pad_t, pad_l, top, left = crop_window(nh, nw, crop)
-            ph, pw = max(0, ch - nh), max(0, cw - nw)
-            if ph or pw:  # torchvision pads with zeros first
-                img = np.pad(img, ((pad_t, ph - pad_t), (pad_l, pw - pad_l), (0, 0)))
-            img = img[top : top + ch, left : left + cw]
-        return np.ascontiguousarray(img)
+        return np.ascontiguousarray(resize_crop(img, resize, crop, Image.Resampling.BILINEAR))
 
     # -- boxes and label maps ------------------------------------------------------
     def geometry(self, h: int, w: int):

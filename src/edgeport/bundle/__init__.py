@@ -15,7 +15,9 @@ import os
 from pathlib import Path, PurePosixPath
 
 from ..errors import BundleError
-from .files import open_dir, read_entry, read_small, sha256_bytes
+from ..trust import TRUST_ENV, code_is_trusted
+from ..trust import runs_code as model_runs_code
+from .files import open_dir, open_entry, read_entry, read_fd, read_small, sha256_bytes
 from .manifest import (
     PRECISIONS,
     RANDOM_WEIGHTS_WARNING,
@@ -31,7 +33,6 @@ from .paths import HINT, MANIFEST_FILE, check_relpath
 MAX_MANIFEST_BYTES = 16 << 20
 # Golden inputs and outputs are read whole: at most this many bytes once decompressed.
 GOLDEN_MAX_BYTES = 2 << 30
-TRUST_ENV = "EDGEPORT_TRUST_MODEL_CODE"
 
 __all__ = [
     "Artifact",
@@ -53,30 +54,49 @@ __all__ = [
 ]
 
 
-def model_runs_code(ref: str) -> bool:
-    """Whether rebuilding the model ``ref`` imports code that is not an installed library.
-
-    ``pkg.mod:factory`` imports ``pkg.mod``; a saved ExportedProgram is unpickled.
-    Registry names and ``torchvision:``/``timm:`` names only call installed libraries; so do ``hf:``
-    checkpoints (config + safetensors, read with ``trust_remote_code=False``).
-    """
-    if ref == "exported_program" or ref.endswith(".pt2"):
-        return True
-    return ":" in ref and not ref.startswith(("torchvision:", "timm:", "hf:"))
-
-
-def code_is_trusted(bundle=None) -> bool:
-    """Whether code named or carried by ``bundle`` may run: this process wrote it, or the user said so."""
-    return os.environ.get(TRUST_ENV) == "1" or bool(getattr(bundle, "trusted", False))
-
-
 class Bundle:
-    """A loaded, verified bundle.  ``trusted`` is True only for a bundle this process just wrote."""
+    """A loaded, verified bundle.  ``trusted`` is True only for a bundle this process just wrote.
 
-    def __init__(self, path: Path, manifest: Manifest, *, trusted: bool = False) -> None:
+    A bundle from :func:`load_bundle` keeps a read handle on every file its manifest lists, opened
+    when it was loaded, and reads them through those handles only: a concurrent ``export --force``
+    that swaps a new bundle in (and deletes the old folder) cannot mix the new folder's files into
+    this one.  :meth:`close` (or ``with``, or dropping the object) lets them go.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        *,
+        trusted: bool = False,
+        handles: dict[str, int] | None = None,
+        manifest_bytes: bytes | None = None,
+    ) -> None:
         self.path = Path(path)
         self.manifest = manifest
         self.trusted = trusted
+        self._handles = dict(handles or {})
+        self.manifest_bytes = manifest_bytes  # the manifest as read, for copying the bundle elsewhere
+
+    def close(self) -> None:
+        handles, self._handles = self._handles, {}
+        for fd in handles.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_handles"} | {"_handles": {}}
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, artifacts=[{', '.join(a.key for a in self.artifacts)}])"
@@ -162,11 +182,15 @@ class Bundle:
         return self.read_file(e.path, e.bytes, e.sha256)
 
     def read_file(self, rel: str, size: int, sha256: str | None) -> bytes:
-        fd = open_dir(self.path)
+        """The verified bytes of ``rel``: through the handle opened at load time when there is one."""
+        fd = self._handles.get(rel)
+        if fd is not None:
+            return read_fd(fd, self.path, rel, size, sha256)
+        dfd = open_dir(self.path)
         try:
-            return read_entry(fd, self.path, rel, size, sha256)
+            return read_entry(dfd, self.path, rel, size, sha256)
         finally:
-            os.close(fd)
+            os.close(dfd)
 
     # -- golden I/O --------------------------------------------------------------
     def golden(self) -> tuple[dict, dict] | None:
@@ -234,6 +258,7 @@ def _golden_entry(manifest: Manifest, rel: str) -> FileEntry:
 def _load_once(root: Path, verify: bool) -> tuple[Bundle | None, int, BundleError | None]:
     """(bundle or None, inode of the folder read, the error if it failed)."""
     fd = open_dir(root)
+    handles: dict[str, int] = {}
     try:
         ino = os.fstat(fd).st_ino
         try:
@@ -245,10 +270,14 @@ def _load_once(root: Path, verify: bool) -> tuple[Bundle | None, int, BundleErro
             if manifest.text:
                 entries.append(manifest.text_entry())
             for e in entries:
-                read_entry(fd, root, e.path, e.bytes, e.sha256 if verify else None)
+                if e.path not in handles:
+                    handles[e.path] = open_entry(fd, root, e.path, e.bytes)
+                read_fd(handles[e.path], root, e.path, e.bytes, e.sha256 if verify else None)
         except BundleError as exc:
+            for h in handles.values():
+                os.close(h)
             return None, ino, exc
-        return Bundle(root, manifest), ino, None
+        return Bundle(root, manifest, handles=handles, manifest_bytes=text), ino, None
     finally:
         os.close(fd)
 
@@ -263,14 +292,18 @@ def _inode(root: Path) -> int | None:
 def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
     """Read ``manifest.json`` and verify every listed file's size and sha256 before anything parses it.
 
-    Everything is read through one handle on the folder.  If the folder is
-    replaced meanwhile (a concurrent ``export --force`` swaps it in with one
-    rename), the read is done once more on the new folder.
+    Everything is read through one handle on the folder, and the bundle keeps a handle on each
+    file it verified, so later reads see these very files.  If the folder is replaced meanwhile
+    (a concurrent ``export --force`` swaps it in with one rename), the read is done again on the
+    new folder.
     """
     root = Path(path)
-    bundle, ino, err = _load_once(root, verify)
-    if _inode(root) != ino:  # swapped while we read: read the new one
+    for attempt in range(3):
         bundle, ino, err = _load_once(root, verify)
+        if _inode(root) == ino or attempt == 2:
+            break
+        if bundle is not None:  # swapped while we read: read the new one
+            bundle.close()
     if err is not None:
         raise err
     return bundle

@@ -75,8 +75,8 @@ def _open_rel(root_fd: int, rel: str, root: Path) -> int:
         raise
 
 
-def read_entry(root_fd: int, root: Path, rel: str, size: int, sha256: str | None) -> bytes:
-    """The bytes of ``rel``; :class:`BundleError` unless it is a regular file of ``size`` bytes with ``sha256``."""
+def open_entry(root_fd: int, root: Path, rel: str, size: int) -> int:
+    """A read handle on ``rel``; :class:`BundleError` unless it is a regular file of ``size`` bytes."""
     check_relpath("file", rel)
     fd = _open_rel(root_fd, rel, root)
     try:
@@ -91,28 +91,49 @@ def read_entry(root_fd: int, root: Path, rel: str, size: int, sha256: str | None
                 f"or was modified; {HINT}"
             )
         os.set_blocking(fd, True)
-        h = hashlib.sha256()
+        return fd
+    except OSError as exc:
+        os.close(fd)
+        raise BundleError(f"{rel} in bundle {root} cannot be read ({exc.strerror}); {HINT}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_fd(fd: int, root: Path, rel: str, size: int, sha256: str | None) -> bytes:
+    """All ``size`` bytes of the open file ``fd`` from offset 0 (``pread``: handles may be shared
+    between threads), checked against ``sha256``."""
+    try:
+        if os.fstat(fd).st_size != size:
+            raise BundleError(
+                f"{rel} in bundle {root} changed size since it was opened (manifest: {size} bytes); {HINT}"
+            )
         buf = bytearray()
         while len(buf) <= size:
-            block = os.read(fd, min(CHUNK, size + 1 - len(buf)))
+            block = os.pread(fd, min(CHUNK, size + 1 - len(buf)), len(buf))
             if not block:
                 break
             buf += block
-        if len(buf) != size:
-            raise BundleError(
-                f"{rel} in bundle {root} changed size while it was read ({len(buf)} bytes, expected {size}); {HINT}"
-            )
-        data = bytes(buf)
-        if sha256 is not None:
-            h.update(data)
-            if h.hexdigest() != sha256:
-                raise BundleError(
-                    f"{rel} in bundle {root} does not match its manifest hash (expected sha256 "
-                    f"{sha256[:16]}..., {size} bytes): it is corrupt or was modified; {HINT}"
-                )
-        return data
     except OSError as exc:
         raise BundleError(f"{rel} in bundle {root} cannot be read ({exc.strerror}); {HINT}") from None
+    if len(buf) != size:
+        raise BundleError(
+            f"{rel} in bundle {root} changed size while it was read ({len(buf)} bytes, expected {size}); {HINT}"
+        )
+    data = bytes(buf)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise BundleError(
+            f"{rel} in bundle {root} does not match its manifest hash (expected sha256 "
+            f"{sha256[:16]}..., {size} bytes): it is corrupt or was modified; {HINT}"
+        )
+    return data
+
+
+def read_entry(root_fd: int, root: Path, rel: str, size: int, sha256: str | None) -> bytes:
+    """The bytes of ``rel``; :class:`BundleError` unless it is a regular file of ``size`` bytes with ``sha256``."""
+    fd = open_entry(root_fd, root, rel, size)
+    try:
+        return read_fd(fd, root, rel, size, sha256)
     finally:
         os.close(fd)
 

@@ -581,21 +581,12 @@ def _check_failures(f) -> tuple[dict, ...]:
     return tuple(rows)
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 parses as inf
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
 def parse_manifest(text: str | bytes) -> Manifest:
+    from ..jsonsafe import JSONValueError, loads
+
     try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        data = loads(text)
+    except JSONValueError as exc:
         raise BundleError(f"{MANIFEST_FILE} is not valid JSON ({str(exc)[:120]}); {HINT}") from None
     return Manifest.from_dict(data)
 

@@ -46,7 +46,10 @@ def write_bytes(root: Path, rel: str, data: bytes) -> Path:
     return path
 
 
-def write_manifest(root: Path, manifest: Manifest) -> None:
+def write_manifest(root: Path, manifest: Manifest) -> bytes:
+    """Write ``manifest.json``; returns its bytes (a reader can tell this very bundle by them)."""
     text = manifest.to_json()
     Manifest.from_dict(json.loads(text))  # the manifest we write must read back
-    (root / MANIFEST_FILE).write_text(text)
+    data = text.encode("utf-8")
+    (root / MANIFEST_FILE).write_bytes(data)
+    return data

@@ -94,8 +94,30 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
+# Arguments whose value is free text: only "" is refused (a prompt of spaces is text).
+_FREE_TEXT = frozenset({"prompt"})
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors: ``edgeport CMD: error: ...; see edgeport CMD --help``."""
+    """argparse with one-line usage errors: ``edgeport CMD: error: ...; see edgeport CMD --help``.
+
+    An empty (or blank) value is refused for every option and argument: ``--host ""`` is not
+    "no host", it is a mistake (an unset shell variable), and running locally instead would
+    report on the wrong machine.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            if action.dest in (argparse.SUPPRESS, "help"):
+                continue
+            value = getattr(ns, action.dest, None)
+            items = value if isinstance(value, list) else [value]
+            blank = (lambda v: v == "") if action.dest in _FREE_TEXT else (lambda v: not v.strip())
+            if any(isinstance(v, str) and blank(v) for v in items):
+                name = "/".join(action.option_strings) or action.dest
+                self.error(f"{name}: an empty value; give a value, or leave the option out")
+        return ns, extras
 
     def error(self, message: str):
         from ..errors import safe_text
@@ -235,10 +257,11 @@ def selection_args(p: argparse.ArgumentParser, *, bundle: bool = True) -> None:
     trust_arg(p)
 
 
-def check_outputs(paths: list[str], force: bool) -> None:
+def check_outputs(paths: list[str], force: bool, bundle=None) -> None:
+    """Output files: refused if they exist (without ``force``) or lie inside ``bundle``, the one being read."""
     from ..fsutil import check_new_files
 
-    check_new_files(paths, force)
+    check_new_files(paths, force, protect=bundle)
 
 
 def _value(text: str):

@@ -23,8 +23,8 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
     apply_trust(args)
     if args.out:
-        check_outputs([args.out], args.force)
-    if args.host:
+        check_outputs([args.out], args.force, args.bundle)
+    if args.host is not None:
         from ..device.remote import remote_report
 
         report = remote_report(args, "selfcheck")

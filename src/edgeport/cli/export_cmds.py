@@ -55,8 +55,15 @@ def _labels(args):
         return None
     from pathlib import Path
 
+    from ..fsutil import check_inputs
+
     p = Path(args.labels)
     if p.is_file():
+        out = Path(args.out)  # a labels file inside the folder --force replaces would be lost
+        resume = getattr(args, "resume", False)
+        check_inputs(out, {"--labels": p}, replaced=args.force and not resume, what="output folder")
+        if hasattr(args, "resume"):  # pipeline: the run folder's bundle is exported again
+            check_inputs(out / "bundle", {"--labels": p}, replaced=True, what="bundle")
         lines = [ln.strip() for ln in p.read_text(errors="replace").splitlines() if ln.strip()]
         return lines
     return [t.strip() for t in args.labels.split(",")]
@@ -122,6 +129,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         formats_explicit=args.formats is not None,
         max_pixels=args.max_pixels,
         tokenizer=args.tokenizer,
+        trust_model_code=args.trust_model_code,
     )
     print_bundle(bundle)
     if args.verbose:
@@ -536,6 +544,9 @@ def add_parsers(sub) -> None:
         "--force", action="store_true", help="replace --out if it is an edgeport bundle (atomically)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    from .args import trust_arg
+
+    trust_arg(p)
     p.add_argument(
         "--verbose", action="store_true", help="print the seconds each export stage took (also in `inspect`)"
     )

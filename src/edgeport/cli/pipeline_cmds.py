@@ -77,6 +77,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         calibration_data=args.calibration_data,
         eval_data=args.eval_data,
         max_pixels=args.max_pixels,
+        trust_model_code=args.trust_model_code,
     )
     total = sum(result.stages.values())
     if result.passed:
@@ -195,6 +196,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace --out if it is a run folder edgeport made")
     p.add_argument("--resume", action="store_true", help="reuse stages whose outputs already exist in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    from .args import trust_arg
+
+    trust_arg(p)
     p.set_defaults(func=cmd_pipeline)
 
 

@@ -57,8 +57,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     apply_trust(args)
     if args.out:
-        check_outputs([args.out], args.force)
-    if args.host:
+        check_outputs([args.out], args.force, args.bundle)
+    if args.host is not None:
         from ..device.remote import remote_report
 
         report = remote_report(args, "verify")
@@ -93,11 +93,11 @@ def bench_files(out: str) -> list[str]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..config import BenchConfig
     from ..fsutil import write_json
-    from ..runtime.benchmark import bench, markdown_table, write_csv, write_markdown
+    from ..runtime.benchmark import bench, markdown_table, raise_if_failed, write_csv, write_markdown
 
     apply_trust(args)
     if args.out:
-        check_outputs(bench_files(args.out), args.force)
+        check_outputs(bench_files(args.out), args.force, args.bundle)
     config = BenchConfig(
         batch_sizes=tuple(args.batch_sizes),
         threads=args.threads,
@@ -105,7 +105,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         min_iters=args.min_iters,
         min_seconds=args.min_seconds,
     )
-    if args.host:
+    if args.host is not None:
         from ..device.remote import remote_report
 
         report = remote_report(args, "bench")
@@ -130,15 +130,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_csv(report, csv_path)
         write_markdown(report, md)
         print(f"-> {safe_text(js)}, {safe_text(csv_path)}, {safe_text(md)}")
+    raise_if_failed(report)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..predict import format_json, format_predictions, predict_files
+    from ..predict import _load_bundle, format_json, format_predictions, predict_files
 
     apply_trust(args)
+    bundle = _load_bundle(args.bundle)  # loaded once: the answers and their rendering come from one bundle
     results, warnings = predict_files(
-        args.bundle,
+        bundle,
         args.images,
         backend=args.backend,
         precision=args.precision,
@@ -154,9 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(format_json(results))
     else:
-        from ..predict import _load_bundle
-
-        print(format_predictions(results, _load_bundle(args.bundle).task))
+        print(format_predictions(results, bundle.task))
     return 0
 
 

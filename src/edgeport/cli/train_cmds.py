@@ -34,7 +34,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         return 0
 
     spec = get_spec(args.model)
-    print(summary_text(build_model(args.model), tuple(spec.input_shape)), end="")
+    print(summary_text(build_model(args.model, trust_code=False), tuple(spec.input_shape)), end="")
     return 0
 
 

@@ -78,16 +78,11 @@ def _result(report=None, error=None, fetched=None) -> dict:
 
 def pack_bundle(path) -> tuple[str, bytes, str | None]:
     """(key, tar of manifest.json and every file it lists, model); each file is read back verified."""
-    from ..bundle import MANIFEST_FILE, MAX_MANIFEST_BYTES, FileEntry, load_bundle, parse_manifest
-    from ..bundle.files import open_dir, read_small
+    from ..bundle import MANIFEST_FILE, FileEntry, load_bundle
 
     bundle = load_bundle(path)
-    fd = open_dir(bundle.path)
-    try:
-        raw = read_small(fd, bundle.path, MANIFEST_FILE, MAX_MANIFEST_BYTES)
-    finally:
-        os.close(fd)
-    manifest = parse_manifest(raw)
+    raw = bundle.manifest_bytes  # the manifest these files were verified against, not a second read
+    manifest = bundle.manifest
     entries = [e for a in manifest.artifacts for e in a.files()]
     entries += [FileEntry.from_dict(f, "golden.files") for f in (manifest.golden or {}).get("files", [])]
     files = {MANIFEST_FILE: raw} | {e.path: bundle.read_file(e.path, e.bytes, e.sha256) for e in entries}
@@ -448,7 +443,7 @@ def run_fleet(args) -> int:
     from ..report.writer import to_html
 
     outs = output_paths(args.out) if args.out else []
-    check_new_files(outs, args.force)
+    check_new_files(outs, args.force, protect=args.bundle)
     sel = {"address": args.ray, "action": args.action, "selector": args.devices, "backends": args.backends}
     sel |= {"precisions": args.precisions, "batch_sizes": args.batch_sizes, "min_seconds": args.min_seconds}
     merged = fleet(args.bundle, **sel, timeout=args.timeout, progress=not args.quiet)

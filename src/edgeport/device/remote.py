@@ -33,6 +33,7 @@ import secrets
 import shlex
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -85,8 +86,7 @@ def _mb(n: int) -> str:
 
 def remote_report(args: argparse.Namespace, command: str) -> dict:
     """Run ``edgeport COMMAND`` for ``args.bundle`` on ``args.host`` and return its report dict."""
-    from ..bundle import MANIFEST_FILE, load_bundle, parse_manifest
-    from ..errors import BundleError
+    from ..bundle import load_bundle
 
     if command not in COMMANDS:
         raise ValueError(f"remote_report: unknown command {command!r}")
@@ -96,9 +96,7 @@ def remote_report(args: argparse.Namespace, command: str) -> dict:
     options = _connect_options(args, target)
     exe = _exe(args)
     bundle = load_bundle(args.bundle)
-    raw = (bundle.path / MANIFEST_FILE).read_bytes()
-    if parse_manifest(raw.decode("utf-8", "replace")) != bundle.manifest:
-        raise BundleError(f"bundle {bundle.path} changed while it was read; run the command again")
+    raw = bundle.manifest_bytes  # the manifest these files were verified against, not a second read
     log = (lambda _m: None) if args.quiet else (lambda m: print(f"remote: {m}", file=sys.stderr, flush=True))
     try:
         report = asyncio.run(_session(args, command, target, options, exe, bundle, raw, log))
@@ -195,8 +193,30 @@ def _bundle_files(bundle) -> list:
     return list({e.path: e for e in [*(e for a in bundle.artifacts for e in a.files()), *golden]}.values())
 
 
+# A staging folder is left behind when the connection drops mid-upload (nothing can remove it then).
+# Later uploads remove those older than this; a younger one may belong to an upload in progress.
+STALE_STAGING_S = 6 * 3600
+_STAGING = re.compile(r"\.[0-9a-f]{64}\.tmp-[0-9a-f]{12}")
+
+
+async def _sweep_staging(sftp, root: str, now: float | None = None) -> list[str]:
+    """Remove staging folders under ``root`` that dropped connections left (older than
+    :data:`STALE_STAGING_S`); the names removed.  Errors are ignored: this is housekeeping."""
+    now = time.time() if now is None else now
+    removed = []
+    with contextlib.suppress(asyncssh.Error, OSError):
+        for entry in await sftp.readdir(root):
+            name, mtime = entry.filename, getattr(entry.attrs, "mtime", None)
+            if _STAGING.fullmatch(name) and mtime is not None and now - mtime > STALE_STAGING_S:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await sftp.rmtree(f"{root}/{name}", ignore_errors=True)
+                    removed.append(name)
+    return removed
+
+
 async def _upload(sftp, root: str, bundle, raw: bytes, target: Target, version: str, log):
     """(cache folder, bytes sent, whether the upload was skipped)."""
+    await _sweep_staging(sftp, root)
     key = hashlib.sha256(raw).hexdigest()
     folder = f"{root}/{key}"
     if await sftp.exists(f"{folder}/{COMPLETE}"):

@@ -24,11 +24,12 @@ from ..bundle import RANDOM_WEIGHTS_WARNING, SCHEMA_VERSION, Bundle, Manifest, l
 from ..bundle.writer import write_manifest
 from ..config import CalibrationConfig, ExportConfig
 from ..device.info import device_info
-from ..errors import ConfigError
+from ..errors import ConfigError, safe_text
 from ..formats import checkpoint, registry
 from ..sources import models as msrc
 from ..sources.data import plan_data
 from ..specs import TensorSpec
+from ..trust import OPT_IN, code_is_trusted
 from .context import ExportContext
 from .signature import build_signature
 
@@ -116,6 +117,33 @@ def _with_ranges(signature, pre, calibration=None):
 
 
 def _labels(signature, source, plan, labels) -> list[str]:
+    """The class names the bundle records, checked as the user's input (a class folder named with a
+    newline is the data's fault, not the bundle's)."""
+    found = _find_labels(signature, source, plan, labels)
+    where = "--labels" if labels else "the data's class names (e.g. image folder names)"
+    from ..bundle.manifest import _CONTROL
+
+    if len(found) > 100_000:
+        raise ConfigError(f"{where}: {len(found):,} classes, at most 100,000; check the data")
+    for name in found:
+        try:
+            name.encode("utf-8")
+            bad = ""
+        except UnicodeEncodeError:
+            bad = "is not valid text (a lone surrogate)"
+        if len(name) > 200:
+            bad = "is longer than 200 characters"
+        elif _CONTROL.search(name):
+            bad = "holds control characters (a newline, a tab...)"
+        if bad:
+            raise ConfigError(
+                f"{where}: the class name '{safe_text(name, 60)}' {bad}; rename it, or pass --labels with "
+                "one clean name per class"
+            )
+    return found
+
+
+def _find_labels(signature, source, plan, labels) -> list[str]:
     primary = signature.primary_output
     if not primary.is_classifier:  # detection, segmentation...: the data's class names, where it has them
         return [str(x) for x in (labels or source.labels or plan.eval.classes or [])]
@@ -131,6 +159,39 @@ def _labels(signature, source, plan, labels) -> list[str]:
             "pass --labels with one name per class"
         )
     return [str(x) for x in found]
+
+
+def input_files(
+    *,
+    run=None,
+    model_ref=None,
+    weights=None,
+    preprocessing=None,
+    data=None,
+    calibration_data=None,
+    eval_data=None,
+    tokenizer=None,
+    data_dir=None,
+) -> dict:
+    """``{flag: path}`` of every file or folder an export reads (for :func:`edgeport.fsutil.check_inputs`)."""
+    from ..sources.open import spec_path
+
+    pre = preprocessing if isinstance(preprocessing, (str, Path)) else None
+    out = {
+        "--run": run,
+        "--model": model_ref
+        if isinstance(model_ref, (str, Path)) and str(model_ref).endswith(".pt2")
+        else None,
+        "--weights": weights,
+        "--preprocess": pre if pre is not None and (str(pre).endswith(".json") or "/" in str(pre)) else None,
+        "--data": spec_path(data) if data else None,
+        "--calibration-data": spec_path(calibration_data) if calibration_data else None,
+        "--eval-data": spec_path(eval_data) if eval_data else None,
+        "--tokenizer": tokenizer if isinstance(tokenizer, (str, Path)) else None,
+    }
+    if data_dir is not None and Path(data_dir).exists():  # MNIST is downloaded there when missing
+        out["--data-dir"] = data_dir
+    return out
 
 
 def _default_data(pre, random_init: bool, data, calibration_data, eval_data) -> str | None:
@@ -216,9 +277,13 @@ def export(
     max_pixels: int | None = None,
     mnist=None,
     tokenizer=None,
+    trust_model_code: bool = False,
     lm=None,
 ) -> Bundle:
     """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
+
+    ``trust_model_code``: the opt-in of :mod:`edgeport.trust` (a ``.pt2`` is unpickled, a run folder's
+    ``pkg.mod:factory`` imported, only with it; ``EDGEPORT_TRUST_MODEL_CODE=1`` says the same).
 
     ``tokenizer``: a tokenizer.json kept in the bundle so raw text can be fed (:mod:`edgeport.text`).
 
@@ -243,14 +308,31 @@ def export(
     if out is None:
         raise ConfigError("--out is required: the folder to write the bundle to")
     target = Path(out)
+    read = input_files(
+        run=run,
+        model_ref=model_ref,
+        weights=weights,
+        preprocessing=preprocessing,
+        data=data,
+        calibration_data=calibration_data,
+        eval_data=eval_data,
+        tokenizer=tokenizer,
+        data_dir=data_dir,
+    )
     fsutil.clean_leftovers(target)
-    fsutil.prepare_target(target, force, "bundle")
+    fsutil.prepare_target(target, force, "bundle")  # what --out is, first: then what lies inside it
+    fsutil.check_inputs(target, read, replaced=force, what="bundle")
     formats, notes = _formats(config, formats_explicit)
     int8 = _int8_formats(config, formats, int8_formats)
     timings = {}
     t_stage = time.perf_counter()
     source = msrc.resolve(
-        run=run, model_ref=model_ref, weights=weights, random_init=random_init, model_args=model_args
+        run=run,
+        model_ref=model_ref,
+        weights=weights,
+        random_init=random_init,
+        model_args=model_args,
+        trust_code=trust_model_code,
     )
     model = source.module
     timings["load model"] = round(time.perf_counter() - t_stage, 3)
@@ -332,9 +414,12 @@ def export(
             ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats, text
         )
         with ctx.stage("manifest"):
-            write_manifest(staging, manifest.replace(timings=dict(ctx.timings)))
+            written = write_manifest(staging, manifest.replace(timings=dict(ctx.timings)))
     bundle = load_bundle(target)
-    bundle.trusted = True  # this process wrote it: its TorchScript may load without the opt-in
+    # This process wrote it (its TorchScript may load without the opt-in), unless another writer
+    # swapped its own bundle in since: every file is hashed in the manifest, so the same manifest
+    # bytes mean the same bundle.
+    bundle.trusted = bundle.manifest_bytes == written
     failed = (
         f"; FAILED: {', '.join(f['format'] + '/' + f['precision'] for f in bundle.failures)}"
         if bundle.failures
@@ -563,6 +648,14 @@ def quantize(
         raise ConfigError(
             f"bundle {target} has no fp32 {', '.join(missing)} artifact to quantize; re-export with them"
         )
+    if not code_is_trusted(old):
+        code = [f for f in formats if registry.info(f).runs_code]
+        if code:
+            raise ConfigError(
+                f"quantize loads the {', '.join(code)} fp32 artifact of bundle {target}, which runs code, and "
+                f"this process did not write that bundle; pass {OPT_IN} if you trust where it came from, "
+                "or --formats without it"
+            )
     existing = [a for a in old.artifacts if a.precision == "int8"]
     if existing and not force:
         raise ConfigError(
@@ -643,9 +736,10 @@ def quantize(
             task=task,
             failures=tuple(failures),
         )
-        write_manifest(staging, manifest)
+        written = write_manifest(staging, manifest)
     bundle = load_bundle(target)
-    bundle.trusted = True
+    # Trusted as far as the bundle it started from was: the kept artifacts were copied, not made here.
+    bundle.trusted = old.trusted and bundle.manifest_bytes == written
     return bundle
 
 

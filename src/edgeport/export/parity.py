@@ -88,7 +88,7 @@ def _slice(feeds: dict, a: int, b: int) -> dict:
 def reference(bundle, feeds: dict, batch: int = 64) -> dict:
     """The torch reference outputs of the staged bundle on ``feeds``."""
     with bundle.runner("torch", "fp32", "cpu") as r:
-        return r.run_all(feeds, batch)
+        return r.run_all(feeds, min(batch, r.max_batch))  # --max-batch below 64 bounds this too
 
 
 def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, int]:
@@ -100,6 +100,7 @@ def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, 
     n = len(next(iter(feeds.values())))
     keep, outs = [], []
     with bundle.runner("torch", "fp32", "cpu") as r:
+        batch = min(batch, r.max_batch)  # --max-batch below 64 bounds this too
         for a in range(0, n, batch):
             b = min(n, a + batch)
             try:

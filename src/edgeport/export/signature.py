@@ -18,6 +18,7 @@ classifier rule) assigns each output its role.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -255,7 +256,19 @@ def _is_distribution(t: torch.Tensor) -> bool:
     )
 
 
+# The most elements one example input may hold (1 GiB of float32): a larger --input is a typo,
+# and allocating it would fail deep inside torch.
+MAX_EXAMPLE_ELEMENTS = 1 << 28
+
+
 def _run(model, decls, values) -> list[torch.Tensor]:
+    for name, shape, _dtype, *_ in decls:
+        sizes = [values.get(s, s) if isinstance(s, str) else s for s in shape]
+        if math.prod(int(x) for x in sizes) > MAX_EXAMPLE_ELEMENTS:
+            raise ConfigError(
+                f"input {name} of shape {sizes} holds more than {MAX_EXAMPLE_ELEMENTS:,} elements at the "
+                "example size; fix --input (or lower the dims' example sizes)"
+            )
     example = example_inputs(decls, values)
     try:
         with torch.no_grad():
@@ -266,7 +279,8 @@ def _run(model, decls, values) -> list[torch.Tensor]:
         )
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ConfigError(
-            f"the model fails on inputs {shapes} ({type(exc).__name__}: {first}); fix --input"
+            f"the model fails on inputs {shapes} ({type(exc).__name__}: {first}); fix --input, or the "
+            "--model-arg values it was built with"
         ) from None
 
 
@@ -324,6 +338,8 @@ def build_signature(
         dims = [*spec.dims, *(dims or ())]
         outputs = outputs or list(spec.outputs) or None
         task = task or spec.task
+    if getattr(source, "max_batch", None) is not None:  # a .pt2 traced at a fixed batch of 1
+        max_batch = min(max_batch, source.max_batch)
     all_dims = resolve_dims(decls, inline, dims, max_batch)
     fixed = {n: d.min for n, d in all_dims.items() if n != BATCH and d.min == d.max}
     if fixed:  # a dim with one size is no dim
@@ -354,6 +370,11 @@ def build_signature(
         for i, (n, t) in enumerate(zip(names, tensors, strict=True))
     ]
     for n, t in zip(names, tensors, strict=True):
+        if 0 in tuple(t.shape)[1:]:
+            raise ConfigError(
+                f"output {n!r} has shape {list(t.shape)}: a dimension of size 0 holds nothing to export; "
+                "check the --model-arg values (e.g. num_classes=0) and --input"
+            )
         if t.ndim < 1 or t.shape[0] != values[BATCH]:
             raise ExportError(
                 f"output {n!r} has shape {list(t.shape)} for a batch of {values[BATCH]}; every output "

@@ -7,8 +7,6 @@ unpickles it, so loading it from a bundle needs explicit trust).
 
 from __future__ import annotations
 
-import shutil
-
 from ..bundle.writer import write_bytes
 
 CHECKPOINT_FILE = "checkpoint/model.safetensors"
@@ -17,9 +15,8 @@ PT2_FILE = "checkpoint/model.pt2"
 
 def export(ctx, source) -> list:
     """Write the reference artifact for ``source`` (a :class:`~edgeport.sources.models.ModelSource`)."""
-    if source.exported_program is not None:
-        dst = ctx.path(PT2_FILE)
-        shutil.copyfile(source.exported_program, dst)
+    if source.exported_program_data is not None:  # the bytes that were loaded, not the path again
+        write_bytes(ctx.staging, PT2_FILE, source.exported_program_data)
         return [
             ctx.artifact("torch", "fp32", PT2_FILE, details={"format": "pt2", "model": "exported_program"})
         ]

@@ -124,7 +124,7 @@ def _training(data: RunData, train: dict | None) -> list:
     seconds = train.get("train_seconds")
     blocks = [
         ("p", f"Model **{train.get('model', DASH)}**" + (f", {params:,} trainable parameters." if isinstance(params, int) else ".")),
-        ("pre", _model_summary(train)),
+        ("pre", _model_summary(train, data)),
         (
             "table",
             ["epochs", "seed", "train time", "val accuracy", "test accuracy"],
@@ -313,12 +313,19 @@ def _summary(data: RunData, train: dict | None) -> list:
     return [("p", " ".join(parts)), ("p", f"Run folder: `{data.run_dir.resolve()}`")]
 
 
-def _model_summary(train: dict) -> str:
-    try:  # the torchsummary table, when torch is installed
+def _model_summary(train: dict, data=None) -> str:
+    try:  # the torchsummary table, when torch is installed and the model runs no untrusted code
         from ..sources.models import build_model, summary_text
+        from ..trust import code_is_trusted
 
         shape = tuple(train.get("input_shape", [1, 1, 28, 28])[-3:])
-        return summary_text(build_model(train["model"]), shape).strip()
+        model = build_model(
+            str(train["model"]),
+            train.get("model_args") or {},
+            trust_code=code_is_trusted(),  # train.json is a file like any other: no import without the opt-in
+            origin=f"run folder {data.run_dir} (train.json)" if data is not None else "train.json",
+        )
+        return summary_text(model, shape).strip()
     except Exception:  # noqa: BLE001  light install, or a model not importable here
         shape = "x".join(map(str, train.get("input_shape", [])[1:])) or DASH
         return (

@@ -261,6 +261,29 @@ def bench(
     }
 
 
+def raise_if_failed(report: dict) -> None:
+    """:class:`CheckError` (exit 1) when nothing was measured, or a selected artifact could not run."""
+    from ..errors import CheckError
+
+    failed = [s for s in report.get("skipped", []) if s.get("failed")]
+    if not report.get("rows"):
+        why = "; ".join(
+            f"{s['backend']}:{s['device']} {s.get('precision') or ''}: {s['reason']}"
+            for s in report.get("skipped", [])
+        )
+        raise CheckError(
+            "bench measured nothing: no selected artifact ran"
+            + (f" ({why[:600]})" if why else " (the selection matched no artifact)")
+            + "; fix or re-export the artifact, or select others with --backends/--precisions"
+        )
+    if failed:
+        names = sorted({f"{s['backend']}:{s['device']} {s['precision']}" for s in failed})
+        raise CheckError(
+            f"bench: {len(names)} selected artifact(s) could not run ({', '.join(names)}); the others were "
+            "measured: see the skipped lines above, fix or re-export those artifacts"
+        )
+
+
 def _bench_run(bundle, backend, precision, device, config: BenchConfig, bar, skipped: list) -> list[dict]:
     """Rows for one backend x precision x device: one runner per thread count, reused across batch sizes."""
     from ..errors import EdgeportError
@@ -302,6 +325,7 @@ def _bench_run(bundle, backend, precision, device, config: BenchConfig, bar, ski
                         "device": device,
                         "precision": precision,
                         "reason": f"batch {bs}: could not run: {exc}",
+                        "failed": True,  # selected and present, but it did not run: a failure, not a skip
                     }
                 )
                 bar.update(1)

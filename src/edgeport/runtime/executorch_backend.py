@@ -81,12 +81,24 @@ class ExecuTorchRunner(Runner):
             self._verification = Verification.InternalConsistency
             _unsafe_reset_threadpool(self.threads)  # before any method loads
         self._data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
+        self._check_program()
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         first = self._instance()
         self._check_io(first[1])
         self._pool.put(first)
         self._in_names = self.signature.input_names
         self._out_names = self.signature.output_names
+
+    def _check_program(self) -> None:
+        """The header in Python, then (for a bundle this process did not write) one load and run in a
+        child process: ExecuTorch aborts the process on some malformed programs (:mod:`.pte_check`)."""
+        from . import pte_check
+
+        pte_check.check_header(self._data, self.artifact.key)
+        if not self.bundle.trusted:
+            values = self.signature.example_values(1)
+            feeds = [(s.concrete_shape(values), s.dtype) for s in self.signature.inputs]
+            pte_check.probe(self._data, self.artifact.sha256, self.artifact.key, feeds)
 
     def _instance(self):
         try:

@@ -82,7 +82,10 @@ def select_runs(
             unique.append(s)
     if not runs:
         why = "; ".join(f"{s['backend']}:{s['device']}: {s['reason']}" for s in unique) or "nothing selected"
-        raise BackendUnavailableError(f"no backend x precision x device can run here: {why}")
+        raise BackendUnavailableError(
+            f"no backend x precision x device can run here: {why}; choose others with --backends/--precisions/"
+            "--devices, or export the artifacts you need"
+        )
     return runs, unique
 
 

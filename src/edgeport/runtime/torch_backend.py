@@ -7,8 +7,6 @@ explicit trust), or a saved ExportedProgram (unpickled: needs explicit trust).
 
 from __future__ import annotations
 
-import io
-
 from ..errors import BundleError
 from ._torch_common import TorchRunnerBase, first_line
 
@@ -25,7 +23,11 @@ class TorchRunner(TorchRunnerBase):
         if self.artifact.details.get("format") == "pt2":
             from ..sources.models import ExportedModule, load_exported_program
 
-            ep = load_exported_program(io.BytesIO(data), trust_code=code_is_trusted(self.bundle))
+            ep = load_exported_program(
+                data,
+                trust_code=code_is_trusted(self.bundle),
+                name=f"{self.artifact.file} in bundle {self.bundle.path}",
+            )
             return ExportedModule(ep.module()).to(self._dev)
         from safetensors.torch import load as load_safetensors
 
@@ -37,7 +39,12 @@ class TorchRunner(TorchRunnerBase):
             raise BundleError(
                 f"{self.artifact.key} is not a readable safetensors file ({first_line(exc)}); re-export"
             ) from None
-        model = build_model(m.model, m.model_args, trust_code=code_is_trusted(self.bundle))
+        model = build_model(
+            m.model,
+            m.model_args,
+            trust_code=code_is_trusted(self.bundle),
+            origin=f"bundle {self.bundle.path} (manifest.json)",
+        )
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:

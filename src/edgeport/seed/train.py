@@ -122,7 +122,7 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    model = build_model(config.model)
+    model = build_model(config.model, trust_code=False)  # training takes registry models only
     y_tr = torch.from_numpy(data.train_labels)
     x_va, y_va = _to_tensor(data.val_images, data), torch.from_numpy(data.val_labels)
     x_te, y_te = _to_tensor(data.test_images, data), torch.from_numpy(data.test_labels)

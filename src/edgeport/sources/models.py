@@ -12,6 +12,7 @@ bundle then says "random weights: not for accuracy" everywhere.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 from collections.abc import Callable
@@ -21,10 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..bundle import TRUST_ENV, code_is_trusted, model_runs_code
+from .. import trust
 from ..errors import BundleError, ConfigError
 
 PREFIXES = ("torchvision:", "timm:")
+TRUST_ENV = trust.TRUST_ENV
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def kind_of(ref: str) -> str:
 
 def needs_trust(ref: str) -> bool:
     """Rebuilding ``ref`` runs code the user did not install as a library (a factory or a pickle)."""
-    return model_runs_code(ref)
+    return trust.runs_code(ref)
 
 
 def load_factory(ref: str) -> Callable[..., nn.Module]:
@@ -144,19 +146,23 @@ def _library_factory(ref: str) -> Callable[..., nn.Module]:
     return lambda **kw: timm.create_model(name, pretrained=False, **kw)
 
 
-def build_model(ref: str, args: dict | None = None, *, trust_code: bool = True) -> nn.Module:
+def build_model(
+    ref: str, args: dict | None = None, *, trust_code: bool | None = None, origin: str | None = None
+) -> nn.Module:
     """A fresh (randomly initialised) model from a reference.
 
-    ``trust_code=False`` (a reference read from a file: a bundle, a run folder)
-    refuses references whose rebuilding imports arbitrary code.
+    ``origin`` None: the reference and ``args`` come from the command line (``--model``,
+    ``--model-arg``).  Otherwise they were read from a file (``origin`` names it: a bundle's
+    manifest, a run folder's train.json): its arguments may not name files, and a failing
+    factory is that file's fault.  ``trust_code`` says whether code may run (:mod:`edgeport.trust`);
+    by default a reference the caller names runs (like ``--model``) and one read from a file does not.
     """
-    args = dict(args or {})
+    if trust_code is None:
+        trust_code = origin is None
+    where = origin or "--model"
+    args = trust.check_model_args(args or {}, where=where, from_file=origin is not None)
     kind = kind_of(ref)
-    if needs_trust(ref) and not trust_code:
-        raise ConfigError(
-            f"the model is named as code to import ({ref[:120]!r}), and importing it runs that code; "
-            f"if you trust where this file came from, set {TRUST_ENV}=1 and run again"
-        )
+    trust.require(ref, trusted=trust_code, where=where)
     if kind == "exported_program":
         raise ConfigError(
             "an ExportedProgram (.pt2) carries its own weights: load it with load_exported_program"
@@ -169,8 +175,18 @@ def build_model(ref: str, args: dict | None = None, *, trust_code: bool = True) 
         factory = _library_factory(ref)
     try:
         model = factory(**args)
-    except TypeError as exc:
-        raise ConfigError(f"{ref}: bad --model-arg ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001 - a factory raises anything on arguments it cannot take
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items())[:160] or "no arguments"
+        if origin is not None:
+            raise BundleError(
+                f"{origin}: the model {ref[:80]!r} cannot be built with its recorded arguments ({shown}): "
+                f"{type(exc).__name__}: {first}; re-export or retrain it"
+            ) from None
+        raise ConfigError(
+            f"--model {ref[:80]} cannot be built with {shown} ({type(exc).__name__}: {first}); "
+            "fix --model-arg"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{ref!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model
@@ -217,20 +233,28 @@ def load_state_dict(weights: Path) -> dict:
     return state
 
 
-def load_exported_program(path: Path, *, trust_code: bool = True):
-    """``torch.export.load``: it unpickles, so a .pt2 named by a bundle needs explicit trust."""
-    if not trust_code:
-        raise ConfigError(
-            f"the bundle's reference model is a saved ExportedProgram, which torch.export.load unpickles "
-            f"(it can run code); if you trust this bundle, set {TRUST_ENV}=1 and run again"
-        )
+def load_exported_program(data, *, trust_code: bool, name: str):
+    """``torch.export.load`` of ``data`` (a path or bytes) named ``name`` in messages.
+
+    It unpickles, so it needs the opt-in wherever the ``.pt2`` comes from (:mod:`edgeport.trust`).
+    A damaged archive is one :class:`ConfigError` line; torch's own logged traceback is kept quiet.
+    """
+    import logging
+
+    trust.require("exported_program", trusted=trust_code, where=name)
+    src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else str(data)
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # torch logs a traceback at WARNING before it raises its own error
     try:
-        return torch.export.load(path if isinstance(path, io.BytesIO) else str(path))
+        return torch.export.load(src)
     except Exception as exc:  # noqa: BLE001 - torch raises many types on a bad archive
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ConfigError(
-            f"cannot load the ExportedProgram {path}: {first}; save it with torch.export.save"
+            f"cannot load the ExportedProgram {name}: {first}; it is damaged or not from torch.export.save"
         ) from None
+    finally:
+        log.setLevel(level)
 
 
 class ExportedModule(nn.Module):
@@ -268,8 +292,10 @@ class ModelSource:
     random_init: bool = False
     provenance: dict = field(default_factory=dict)
     checkpoint: Path | None = None  # a safetensors file to copy as the bundle's checkpoint
-    exported_program: Path | None = None  # a .pt2 source (the bundle's reference artifact)
+    exported_program: Path | None = None  # a .pt2 source
+    exported_program_data: bytes | None = None  # its bytes as loaded (the bundle's reference artifact)
     example_shapes: list | None = None  # [(shape, dtype)] per input, when the source knows them
+    max_batch: int | None = None  # a bound the source itself sets (a .pt2 saved with a fixed batch of 1)
     spec: ModelSpec | None = None  # registry models
     preprocessing: dict | None = None  # from a run folder
     labels: list | None = None
@@ -302,12 +328,18 @@ def resolve(
     weights=None,
     random_init: bool = False,
     model_args: dict | None = None,
+    trust_code: bool = False,
 ) -> ModelSource:
-    """The model to export, from a run folder or a reference plus weights."""
+    """The model to export, from a run folder or a reference plus weights.
+
+    ``trust_code``: the user's opt-in (:mod:`edgeport.trust`).  A ``pkg.mod:factory`` typed as
+    ``model_ref`` runs without it (the user named that code); a ``.pt2`` and a run folder that names
+    code need it.
+    """
     if run is not None and (model_ref or weights or random_init):
         raise ConfigError("pass either --run or --model (with --weights or --random-init), not both")
     if run is not None:
-        return _from_run(Path(run))
+        return _from_run(Path(run), trust_code)
     if not model_ref:
         raise ConfigError("nothing to export: pass --run RUN, or --model MODEL with --weights FILE")
     args = dict(model_args or {})
@@ -316,7 +348,7 @@ def resolve(
             raise ConfigError(
                 "a .pt2 ExportedProgram carries its weights: drop --weights/--random-init/--model-arg"
             )
-        return _from_pt2(Path(model_ref))
+        return _from_pt2(Path(model_ref), trust_code)
     if weights is None and not random_init:
         raise ConfigError(
             f"--model {model_ref} needs --weights FILE (.safetensors or a state_dict .pt); "
@@ -324,14 +356,16 @@ def resolve(
         )
     if weights is not None and random_init:
         raise ConfigError("pass --weights or --random-init, not both")
+    if weights is not None and not Path(weights).is_file():
+        raise ConfigError(f"--weights {weights} not found; pass a .safetensors or state_dict .pt file")
     if random_init:
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_INIT_SEED)  # the same random weights on every run
-            module = build_model(model_ref, args)
+            module = build_model(model_ref, args, trust_code=True)  # the user typed it
     else:
-        module = build_model(model_ref, args)
+        module = build_model(model_ref, args, trust_code=True)
     spec = get_spec(model_ref) if kind_of(model_ref) == "registry" else None
     prov: dict = {"source": kind_of(model_ref), "model": model_ref}
     src = None
@@ -353,12 +387,17 @@ def resolve(
     return ModelSource(module.eval(), model_ref, args, random_init, prov, checkpoint=src, spec=spec)
 
 
-def _from_run(run: Path) -> ModelSource:
+def _from_run(run: Path, trust_code: bool) -> ModelSource:
     from .. import checkpoint as ckpt
 
     info = ckpt.read_train_json(run)
     ref = info["model"]
-    module = build_model(ref, info.get("model_args") or {}, trust_code=code_is_trusted())
+    module = build_model(
+        ref,
+        info.get("model_args") or {},
+        trust_code=trust_code or trust.code_is_trusted(),
+        origin=f"run folder {run} (train.json)",
+    )
     tensors, _meta = ckpt.load_weights(run / ckpt.WEIGHTS_FILE)
     try:
         module.load_state_dict(tensors, strict=True)
@@ -386,14 +425,15 @@ def _from_run(run: Path) -> ModelSource:
     )
 
 
-def _from_pt2(path: Path) -> ModelSource:
-    from .. import checkpoint as ckpt
-
+def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
     if not path.is_file():
         raise ConfigError(
             f"ExportedProgram {path} not found; save one with torch.export.save(ep, '{path.name}')"
         )
-    ep = load_exported_program(path)
+    trusted = trust_code or trust.code_is_trusted()
+    trust.require(str(path), trusted=trusted, where=f"--model {path}")  # before a byte is read
+    data = path.read_bytes()  # read once: what is loaded is what the bundle keeps
+    ep = load_exported_program(data, trust_code=trusted, name=str(path))
     module = ExportedModule(ep.module())
     shapes = None
     try:
@@ -402,7 +442,39 @@ def _from_pt2(path: Path) -> ModelSource:
             shapes = [(tuple(int(s) for s in a.shape), str(a.dtype).removeprefix("torch.")) for a in args]
     except Exception:  # noqa: BLE001,S110 - older archives carry no example inputs
         pass
-    prov = {"source": "exported_program", "file": path.name, "sha256": ckpt.sha256_file(path)}
+    fixed = _fixed_batch(ep)
+    if fixed is not None and fixed != 1:
+        raise ConfigError(
+            f"--model {path}: the ExportedProgram was saved with a fixed batch of {fixed}, and edgeport exports "
+            "a batch from 1 up; save it with a dynamic batch (torch.export.export(..., dynamic_shapes=...)) "
+            "or with batch 1"
+        )
+    prov = {"source": "exported_program", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     return ModelSource(
-        module, "exported_program", {}, False, prov, exported_program=path, example_shapes=shapes
+        module,
+        "exported_program",
+        {},
+        False,
+        prov,
+        exported_program=path,
+        exported_program_data=data,
+        example_shapes=shapes,
+        max_batch=fixed,
     )
+
+
+def _fixed_batch(ep) -> int | None:
+    """The batch size every user input of ``ep`` was traced with, when it is a constant (no dynamic
+    batch dim); None when it is dynamic or unknown."""
+    try:
+        names = set(ep.graph_signature.user_inputs)
+        sizes = {
+            n.meta["val"].shape[0]
+            for n in ep.graph.nodes
+            if n.op == "placeholder" and n.name in names and len(n.meta["val"].shape)
+        }
+    except Exception:  # noqa: BLE001 - an archive without shape metadata: let the export find out
+        return None
+    if len(sizes) == 1 and all(isinstance(s, int) for s in sizes):
+        return int(next(iter(sizes)))
+    return None

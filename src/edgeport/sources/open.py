@@ -108,6 +108,12 @@ _OPENERS = {
 }
 
 
+def spec_path(text) -> Path | None:
+    """The file or folder a spec string names (``npz:FILE`` -> FILE), None for mnist and synthetic."""
+    kind, _, arg = str(text).partition(":")
+    return Path(arg).expanduser() if kind in _EXAMPLE and arg else None
+
+
 def open_source(
     text: str,
     *,

@@ -40,9 +40,13 @@ def to_torchvision(pre) -> Callable[[np.ndarray], np.ndarray]:
     nhwc = pre.layout == "NHWC"
 
     def run(img: np.ndarray) -> np.ndarray:
+        from ..geometry import large_resize
+
         a = np.asarray(img)
         if a.ndim == 2:
             a = a[..., None]
+        if resize and large_resize(a.shape[0], a.shape[1], resize):  # the bounded numpy path instead
+            return pre.apply([a])[0]
         a = np.ascontiguousarray(a)
         if not a.flags.writeable:  # a memory-mapped or decoded read-only image: torch wants its own copy
             a = a.copy()
