@@ -112,6 +112,8 @@ def test_bench_rejects_bad_options(runtime_bundle):  # noqa: F811
     with pytest.raises(ConfigError, match="unknown backend"):
         bench(runtime_bundle, backends=["nope"], config=TINY, progress=False)
     with pytest.raises(ConfigError, match="unknown precision"):
+        bench(runtime_bundle, precisions=["int3"], config=TINY, progress=False)
+    with pytest.raises(BackendUnavailableError, match="bundle has no onnx/int4 artifact"):  # decoders only
         bench(runtime_bundle, precisions=["int4"], config=TINY, progress=False)
     with pytest.raises(ConfigError, match="unknown device"):
         bench(runtime_bundle, devices=["tpu"], config=TINY, progress=False)
