@@ -12,6 +12,7 @@ from .args import (
     bounded_int,
     check_outputs,
     data_dir_arg,
+    raise_config,
     seed_int,
     threads_int,
     trust_arg,
@@ -47,6 +48,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return cmd_train_lm(args)
     if args.model not in TRAIN_DEFAULTS:  # the task models: their recipe makes their data (edgeport.zoo)
+        from ..zoo.train import trainable
+
+        names = trainable()
+        if args.model not in names:
+            raise_config(
+                f"edgeport train trains registry models ({', '.join([*TRAIN_DEFAULTS, 'tiny-lm', *names])}); "
+                "export your own trained model with edgeport export --model ... --weights ..."
+            )
         return cmd_train_zoo(args)
     base = TRAIN_DEFAULTS.get(args.model, TRAIN_DEFAULTS["mnist-mlp"])
     config = TrainConfig(
