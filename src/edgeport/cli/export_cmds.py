@@ -150,7 +150,7 @@ def run_data_defaults(args) -> None:
         with open(run / "train.json", "rb") as f:
             info = json.loads(f.read(1 << 20))
         data = info.get("data") if isinstance(info, dict) else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return  # the run loader reports a missing or bad train.json in its own words
     if not isinstance(data, dict) or not {"train", "val"} <= data.keys():
         return
