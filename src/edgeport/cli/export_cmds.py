@@ -142,15 +142,15 @@ def run_data_defaults(args) -> None:
     given, export calibrates on its train set and judges on its val set."""
     if not args.run or args.data or args.calibration_data or args.eval_data:
         return
-    import json
     from pathlib import Path
+
+    from ..checkpoint import read_train_json
+    from ..errors import BundleError
 
     run = Path(args.run)
     try:
-        with open(run / "train.json", "rb") as f:
-            info = json.loads(f.read(1 << 20))
-        data = info.get("data") if isinstance(info, dict) else None
-    except (OSError, ValueError, RecursionError):
+        data = read_train_json(run).get("data")
+    except (BundleError, OSError):
         return  # the run loader reports a missing or bad train.json in its own words
     if not isinstance(data, dict) or not {"train", "val"} <= data.keys():
         return
