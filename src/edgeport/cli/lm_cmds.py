@@ -91,21 +91,9 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 
 def cmd_pipeline_lm(args: argparse.Namespace) -> int:
     from ..lm.pipeline import run_lm_pipeline
-    from .args import PROG
+    from .pipeline_cmds import print_result
 
-    result = run_lm_pipeline(args)
-    if result.passed:
-        print(
-            f"pipeline passed in {sum(result.stages.values()):.0f} s: {safe_text(result.run_dir)}/report.html"
-        )
-        return 0
-    for line in result.gates:
-        print(f"{PROG}: gate failed: {safe_text(line)}", file=sys.stderr)
-    print(
-        f"pipeline FAILED ({len(result.gates)} gate(s)); outputs kept in {safe_text(result.run_dir)}",
-        file=sys.stderr,
-    )
-    return 1
+    return print_result(run_lm_pipeline(args))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -79,6 +79,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         trust_model_code=args.trust_model_code,
     )
+    return print_result(result)
+
+
+def print_result(result) -> int:
+    """The pipeline's last lines (passed, or each failed gate on stderr) and its exit code."""
     total = sum(result.stages.values())
     if result.passed:
         print(f"pipeline passed in {total:.0f} s: {safe_text(result.run_dir)}/report.html")
