@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
+from edgeport import format_registry as registry
 from edgeport.bundle import load_bundle
 from edgeport.config import CalibrationConfig, ExportConfig, TrainConfig
 from edgeport.errors import ConfigError, ExportError
-from edgeport.formats import registry
 from edgeport.formats.proof import MIN_COVERAGE, prove_layers
 from edgeport.runtime.layer_table import format_layer_report
 from edgeport.sources.mnist import load_mnist

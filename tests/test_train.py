@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgeport.checkpoint import load_run
 from edgeport.cli import main
 from edgeport.config import TrainConfig
 from edgeport.errors import BundleError, ConfigError
 from edgeport.seed.train import fast_dropout, fit, shifted_epoch, train
 from edgeport.sources.mnist import load_mnist
+from edgeport.sources.models import load_run
 
 
 def test_loss_falls_on_synthetic_idx(synthetic_mnist):

@@ -27,11 +27,11 @@ __version__ = "0.2.0"
 _LAZY = {
     "train": "edgeport.seed.train:train",
     "TrainConfig": "edgeport.config:TrainConfig",
-    "load_run": "edgeport.checkpoint:load_run",
+    "load_run": "edgeport.sources.models:load_run",
     "export": "edgeport.export.api:export",
     "quantize": "edgeport.export.api:quantize",
     "load_bundle": "edgeport.bundle:load_bundle",
-    "verify": "edgeport.runtime.verify:verify",
+    "verify": "edgeport.verification:verify",
     "bench": "edgeport.runtime.benchmark:bench",
     "selfcheck": "edgeport.device.selfcheck:selfcheck",
 }

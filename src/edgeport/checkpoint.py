@@ -105,26 +105,3 @@ def _check_preprocessing(path: Path, pre: dict) -> None:
     if not isinstance(pre.get("input", "input"), str) or not isinstance(pre.get("preset"), (str, type(None))):
         raise fail("preprocessing", "needs a string input name and preset")
     _check_steps(pre.get("steps"), fail)
-
-
-def load_run(run_dir: str | os.PathLike):
-    """``(model in eval mode, train.json dict)`` from a run folder (model code needs explicit trust)."""
-    from .bundle import code_is_trusted
-    from .sources.models import build_model
-
-    run_dir = Path(run_dir)
-    info = read_train_json(run_dir)
-    tensors, _meta = load_weights(run_dir / WEIGHTS_FILE)
-    model = build_model(
-        info["model"],
-        info.get("model_args") or {},
-        trust_code=code_is_trusted(),
-        origin=f"run folder {run_dir} (train.json)",
-    )
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise BundleError(f"{run_dir / WEIGHTS_FILE} does not fit model {info['model']!r}: {first}") from None
-    model.eval()
-    return model, info

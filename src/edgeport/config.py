@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .formats.registry import DEFAULT_EXPORT_FORMATS, EXPORTABLE
+from .format_registry import DEFAULT_EXPORT_FORMATS, EXPORTABLE
 
 MAX_SEED = 2**32 - 1
 CALIBRATION_METHODS = ("auto", "minmax", "percentile", "entropy")

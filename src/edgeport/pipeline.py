@@ -205,13 +205,14 @@ def _open_run(run: Path, force: bool, resume: bool) -> bool:
 def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
     from . import checkpoint as ckpt
     from .sources.mnist import load_mnist
+    from .sources.models import load_run
 
     t0 = time.perf_counter()
     mnist = load_mnist(data_dir)
     result.stages["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if resuming and (run / ckpt.TRAIN_FILE).is_file() and (run / ckpt.WEIGHTS_FILE).is_file():
-        module, info = ckpt.load_run(run)
+        module, info = load_run(run)
         result.skipped.append("train")
         _log(f"train: reusing {run} (test accuracy {info['test_accuracy'] * 100:.2f}%)", progress)
     else:
@@ -341,7 +342,7 @@ def _export_stage(
 
 def runs_code_in(bundle) -> list[str]:
     """What in ``bundle`` runs code when loaded: its model reference, TorchScript artifacts."""
-    from .formats import registry as formats
+    from . import format_registry as formats
 
     out = [f"the model {bundle.manifest.model[:80]!r}"] if trust.runs_code(bundle.manifest.model) else []
     return out + [a.key for a in bundle.artifacts if formats.info(a.format).runs_code]
@@ -369,7 +370,7 @@ def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels
 
 def _verify_stage(run, bundle, source, config, result, progress) -> None:
     from .runtime.registry import list_devices
-    from .runtime.verify import verify
+    from .verification import verify
 
     fsutil.write_json(run / "devices.json", list_devices())
     t0 = time.perf_counter()

@@ -119,7 +119,7 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Artifact:
-    format: str  # a format of edgeport.formats.registry
+    format: str  # a format of edgeport.format_registry
     precision: str  # "fp32" | "fp16" | "int8"
     file: str  # primary file (openvino: the .xml)
     sha256: str
@@ -151,7 +151,7 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, d, where: str = "artifact") -> Artifact:
-        from ..formats.registry import FORMATS
+        from ..format_registry import FORMATS
 
         _keys(where, d, {"format", "precision", "file", "sha256", "bytes"}, {"extra_files", "details"})
         fmt = _text(f"{where}.format", d["format"], limit=32)

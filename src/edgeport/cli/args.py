@@ -188,7 +188,7 @@ def apply_trust(args) -> None:
     import os
 
     if getattr(args, "trust_model_code", False):
-        from ..bundle import TRUST_ENV
+        from ..trust import TRUST_ENV
 
         os.environ[TRUST_ENV] = "1"
 

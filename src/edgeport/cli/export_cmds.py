@@ -21,6 +21,7 @@ from .args import (
     shape_list,
     task_args,
 )
+from .output import print_bundle, print_timings
 
 
 def _calibration(args):
@@ -167,16 +168,6 @@ def run_data_defaults(args) -> None:
               f"eval {safe_text(specs['val'])}")  # fmt: skip
 
 
-def print_timings(timings) -> None:
-    """Seconds per export stage, slowest first (what `--verbose` and `inspect` show)."""
-    if not isinstance(timings, dict) or not timings:
-        return
-    total = sum(v for v in timings.values() if isinstance(v, (int, float)))
-    print(f"export stages ({total:.1f} s in all):")
-    for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
-        print(f"  {safe_text(name)[:60]:<42} {sec:8.2f} s")
-
-
 # `export` wrote the bundle, but without a format that failed: the exit code says so.
 PARTIAL_EXIT = 3
 
@@ -211,21 +202,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     )
     print_bundle(bundle)
     return PARTIAL_EXIT if any(f["precision"] == "int8" for f in bundle.failures) else 0
-
-
-def print_bundle(bundle) -> None:
-    task = bundle.task
-    print(f"bundle {safe_text(bundle.path)} ({task.name}):")
-    for w in bundle.warnings:
-        print(f"  WARNING: {safe_text(w)}")
-    for a in bundle.artifacts:
-        size = a.total_bytes
-        print(f"  {a.key:<18} {a.file:<34} {size / 1024:9.1f} KiB  sha256 {a.sha256[:12]}")
-    for f in bundle.failures:
-        print(
-            f"  {f['format'] + '/' + f['precision']:<18} FAILED at {safe_text(f['stage'])}, not in the bundle: "
-            f"{safe_text(f['reason'])}"
-        )
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

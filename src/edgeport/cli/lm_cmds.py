@@ -25,7 +25,7 @@ from .lm_args import (  # noqa: F401  (the other commands reach the option group
 
 def cmd_export_lm(args: argparse.Namespace) -> int:
     from ..lm.export import export_lm
-    from .export_cmds import print_bundle
+    from .output import print_bundle
 
     ref = args.model_ref or args.run
     if not ref:
@@ -90,10 +90,25 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_lm(args: argparse.Namespace) -> int:
-    from ..lm.pipeline import run_lm_pipeline
-    from .pipeline_cmds import print_result
+    from ..lm_pipeline import LMPipelineConfig, run_lm_pipeline
+    from .output import print_result
 
-    return print_result(run_lm_pipeline(args))
+    config = LMPipelineConfig(
+        model_ref=args.model_ref,
+        run=getattr(args, "run", None),
+        random_init=args.random_init,
+        tokenizer=args.tokenizer,
+        seed=args.seed,
+        steps=args.steps,
+        export=export_config(args),
+        gates=gate_overrides(args),
+        bench=lm_bench_config(args),
+        backends=tuple(args.backends) if args.backends else None,
+        data=args.data,
+    )
+    return print_result(
+        run_lm_pipeline(args.out, config, force=args.force, resume=args.resume, progress=not args.quiet)
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

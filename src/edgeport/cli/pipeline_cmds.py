@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import safe_text
 from .args import (
-    PROG,
     _Formatter,
     atol_float,
     batch_list,
@@ -22,6 +20,7 @@ from .args import (
     shape_list,
     task_args,
 )
+from .output import print_result
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -36,7 +35,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         raise_config(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     from .lm_cmds import cmd_pipeline_lm, lm_requested
 
-    if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm.pipeline
+    if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm_pipeline
         return cmd_pipeline_lm(args)
     model = None
     if args.model_ref and args.model_ref in TRAIN_DEFAULTS and not args.weights and not args.random_init:
@@ -80,21 +79,6 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         trust_model_code=args.trust_model_code,
     )
     return print_result(result)
-
-
-def print_result(result) -> int:
-    """The pipeline's last lines (passed, or each failed gate on stderr) and its exit code."""
-    total = sum(result.stages.values())
-    if result.passed:
-        print(f"pipeline passed in {total:.0f} s: {safe_text(result.run_dir)}/report.html")
-        return 0
-    for line in result.gates:
-        print(f"{PROG}: gate failed: {safe_text(line)}", file=sys.stderr)
-    print(
-        f"pipeline FAILED ({len(result.gates)} gate(s)); outputs kept in {safe_text(result.run_dir)}",
-        file=sys.stderr,
-    )
-    return 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -53,7 +53,8 @@ def _selection(args) -> dict:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..fsutil import write_json
-    from ..runtime.verify import print_table, raise_if_failed, verify
+    from ..runtime.verify import print_table, raise_if_failed
+    from ..verification import verify
 
     apply_trust(args)
     if args.out:

@@ -107,9 +107,9 @@ def cmd_predict_grid(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..checkpoint import load_run
     from ..seed.grid import prediction_grid
     from ..sources.mnist import load_mnist
+    from ..sources.models import load_run
 
     apply_trust(args)
     check_outputs([args.out], args.force)

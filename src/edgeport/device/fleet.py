@@ -140,7 +140,7 @@ def _cached_bundle(key: str, blob_refs: list):
 
 
 def _run_action(bundle, action: str, opts: dict, trusted: bool) -> dict:
-    from ..bundle import TRUST_ENV
+    from ..trust import TRUST_ENV
 
     before = os.environ.get(TRUST_ENV)
     if trusted:
@@ -239,7 +239,7 @@ def _outcome(ray, ref) -> dict:
 
 def _run_tasks(ray, nodes: dict, key: str, blob: bytes, action: str, opts: dict, timeout: float, say) -> dict:
     """NAME -> result: one task per node, each given at most ``timeout`` seconds."""
-    from ..bundle import code_is_trusted
+    from ..trust import code_is_trusted
 
     try:
         refs = [ray.put(blob)]
@@ -440,7 +440,7 @@ def output_paths(out: str) -> list[Path]:
 def run_fleet(args) -> int:
     """``edgeport fleet``: 0 only if every selected device produced a (passing) result."""
     from ..fsutil import atomic_write, check_new_files, write_json
-    from ..report.writer import to_html
+    from ..report.render import to_html
 
     outs = output_paths(args.out) if args.out else []
     check_new_files(outs, args.force, protect=args.bundle)

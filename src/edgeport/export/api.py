@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import format_registry as registry
 from .. import fsutil
 from ..bundle import RANDOM_WEIGHTS_WARNING, SCHEMA_VERSION, Bundle, Manifest, load_bundle
 from ..bundle.writer import write_manifest
 from ..config import CalibrationConfig, ExportConfig
-from ..device.info import device_info
 from ..errors import ConfigError, safe_text
-from ..formats import checkpoint, registry
+from ..formats import checkpoint
+from ..host import device_info
 from ..sources import models as msrc
 from ..sources.data import plan_data
 from ..specs import TensorSpec
@@ -453,19 +454,6 @@ def _say(progress: bool, msg: str) -> None:
         print(f"export: {msg}", file=sys.stderr, flush=True)
 
 
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
-
-
-def _fail(ctx, failures: list, fmt: str, precision: str, stage: str, exc, explicit: bool) -> None:
-    """Record a format that failed (or re-raise when the user asked for it by name)."""
-    if explicit:
-        raise exc
-    reason = _first(exc)
-    failures.append({"format": fmt, "precision": precision, "stage": stage, "reason": reason})
-    ctx.say(f"{fmt}/{precision} FAILED at {stage}: {reason}; the bundle is written without it")
-
-
 def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> None:
     from ..errors import BackendUnavailableError, ExportError
 
@@ -475,7 +463,7 @@ def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> 
             with ctx.stage(f"export {fmt}"):
                 ctx.artifacts += registry.module(fmt).export(ctx)
         except (ExportError, BackendUnavailableError) as exc:
-            _fail(ctx, failures, fmt, "fp32", "export", exc, explicit)
+            ctx.record_failure(failures, fmt, "fp32", "export", exc, explicit)
 
 
 def _drop(ctx, art) -> None:
@@ -516,7 +504,7 @@ def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
             failed_all += failed
             listing = " | ".join(r.describe() for r in failed[:3])
             _drop(ctx, art)
-            _fail(ctx, failures, art.format, art.precision, "parity", ParityError(
+            ctx.record_failure(failures, art.format, art.precision, "parity", ParityError(
                 f"export parity against PyTorch failed for {key}: {listing}", failed), explicit)  # fmt: skip
     return parity_block(
         summary, groups, ctx.config.parity_batch_sizes, note, time.perf_counter() - t0, failed_all

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import format_registry as registry
 from ..errors import BackendUnavailableError, EdgeportError, ExportError
-from ..formats import registry
 from ..formats.proof import prove_layers, size_ratio
 from ..runtime.benchmark import measure
 from ..runtime.parity import Criteria, ParityAccumulator
@@ -198,7 +198,6 @@ def int8_stage(
     A format whose quantization fails, or that no fallback brings within the gate, is recorded in
     ``failures`` and left out, unless ``explicit`` (then its error is the export's).
     """
-    from .api import _fail
 
     failures = failures if failures is not None else []
     cfg = ctx.calibration
@@ -212,7 +211,7 @@ def int8_stage(
             with ctx.stage(f"int8 {fmt}"):
                 searches[fmt] = _search(ctx, fmt, plan.calibration, sel, gate, speed_feeds)
         except (ExportError, BackendUnavailableError) as exc:
-            _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
+            ctx.record_failure(failures, fmt, "int8", "int8", exc, explicit)
     with ctx.stage("int8 fallback"):
         kept, history = _fallback(ctx, plan, sel, gate, speed_feeds, searches)
     with ctx.stage("int8 acceptance"):
@@ -221,8 +220,7 @@ def int8_stage(
     for fmt, s in searches.items():
         why = _refusal(ctx, s, accepted.get(fmt), kept, history)
         if why:
-            _fail(
-                ctx,
+            ctx.record_failure(
                 failures,
                 fmt,
                 "int8",
@@ -235,7 +233,7 @@ def int8_stage(
             with ctx.stage(f"int8 {fmt}"):
                 art = _finish(ctx, s, speed_feeds, kept, history, accepted.get(fmt))
         except (ExportError, BackendUnavailableError) as exc:  # e.g. the proof: not the int8 it was asked for
-            _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
+            ctx.record_failure(failures, fmt, "int8", "int8", exc, explicit)
             continue
         artifacts.append(art)
         speed[fmt] = {"speedup_vs_fp32": art.details["speedup_vs_fp32"], "selected": s.pick["name"]}

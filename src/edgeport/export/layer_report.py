@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..formats import registry
+from .. import format_registry as registry
 from ..specs import BATCH  # noqa: F401
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError, ExportError
+from ..errors import BackendUnavailableError, ConfigError, ExportError, first_line
 
 FILE = "openvino/model.xml"
 FP16_FILE = "openvino/model.fp16.xml"
@@ -32,10 +32,6 @@ RANGE_ESTIMATORS = {
 }
 PRESETS = ("mixed", "performance")
 _INT8_TYPES = {"i8", "u8"}
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _ov():
@@ -60,7 +56,7 @@ def _save(ov, model, ctx, rel: str, fp16: bool) -> None:
     except Exception as exc:  # noqa: BLE001
         for p in (path, ctx.staging / _bin(rel)):
             p.unlink(missing_ok=True)
-        raise OSError(28, f"OpenVINO could not write {rel} ({_first(exc)})") from None
+        raise OSError(28, f"OpenVINO could not write {rel} ({first_line(exc)})") from None
 
 
 def bounded_shapes(ov, sig) -> list:
@@ -102,7 +98,7 @@ def export(ctx) -> list:
         # bounded partial shapes: every dynamic dim keeps the manifest's min..max
         model.reshape({name: shape for name, shape in zip(sig.input_names, bounded_shapes(ov, sig))})
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"OpenVINO conversion failed: {_first(exc)}") from None
+        raise ExportError(f"OpenVINO conversion failed: {first_line(exc)}") from None
     arts = []
     variants = [("fp32", FILE, False)] + ([("fp16", FP16_FILE, True)] if ctx.config.fp16 else [])
     for precision, rel, fp16 in variants:
@@ -218,7 +214,7 @@ def quantize(
     except (ConfigError, ExportError):
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"OpenVINO int8 quantization failed: {_first(exc)}") from None
+        raise ExportError(f"OpenVINO int8 quantization failed: {first_line(exc)}") from None
     _save(ov, quantized, ctx, out_rel, False)
     return [out_rel, _bin(out_rel)], {
         "quantizer": "nncf.quantize",

@@ -191,7 +191,7 @@ def export_lm(
             generation=gen | {"golden": golden | {"artifacts": {}}, "evidence": ident["evidence"]},
         )
         rows = _check_artifacts(Bundle(staging, manifest, trusted=True), golden, config, progress)
-        from ..device.info import device_info
+        from ..host import device_info
 
         manifest = manifest.replace(
             environment=device_info(),
@@ -210,7 +210,7 @@ def export_lm(
 
 def _check_artifacts(bundle: Bundle, golden: dict, config: LMExportConfig, progress: bool) -> dict:
     """Every artifact on the golden text and prompts; ParityError when an fp32 one leaves PyTorch."""
-    from ..formats.registry import info
+    from ..format_registry import info
     from ..runtime.decoders import decoder_class
     from ..runtime.lm_check import gate_reasons
 

@@ -43,7 +43,7 @@ def verify_lm(
     progress: bool = True,
 ) -> dict:
     """The report dict (schema ``edgeport.verify-lm/1``); ``report["passed"]`` is False when a gate failed."""
-    from ..runtime.benchmark import progress_bar
+    from ..progress import progress_bar
 
     g = bundle.manifest.generation
     gates = parse_gates({**(g.get("gates") or {}), **(gates or {})})

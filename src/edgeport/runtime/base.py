@@ -14,7 +14,6 @@ numpy only; never imports torch.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,16 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..host import cpu_count
 from ..specs import DEFAULT_MAX_BATCH
 
 MAX_THREADS = 256
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def default_threads(batch_size: int | None = None) -> int:

@@ -17,7 +17,6 @@ import io
 import math
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from ..config import BenchConfig
 from ..errors import ConfigError
 from ..fsutil import atomic_write, write_json  # noqa: F401  (write_json re-exported for the CLI)
+from ..progress import progress_bar
 from ..specs import DEFAULT_MAX_BATCH, random_feeds
 from .base import check_threads
 from .plan import environment, open_bundle, select_runs
@@ -151,30 +151,6 @@ def bench_runner(runner, batch_size: int, config: BenchConfig, *, load_seconds: 
             f"{COV_WARNING * 100:.0f}%); the machine may be busy, rerun on a quiet machine"
         )
     return row
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_description(self, text):
-        pass
-
-    def write(self, text):
-        print(text, file=sys.stderr)
-
-    def close(self):
-        pass
-
-
-def progress_bar(total: int, enabled: bool, desc: str, unit: str = "run"):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
 
 # The largest batch bench will allocate (64 Ki MNIST images are ~200 MB of float32 input).

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BundleError
+from ..errors import BundleError, first_line
 from .decoders import DecoderMixin
-from .executorch_backend import ExecuTorchRunner, _first
+from .executorch_backend import ExecuTorchRunner
 from .onnxruntime_backend import OnnxRuntimeRunner
 from .openvino_backend import OpenVinoRunner
 
@@ -24,7 +24,7 @@ def _fail(runner, exc: Exception, feeds: dict) -> BundleError:
     shapes = {k: list(v.shape) for k, v in feeds.items()}
     return BundleError(
         f"{runner.artifact.key} failed at cache position {runner.position} on inputs {shapes} that match the "
-        f"manifest ({_first(exc)}); the artifact does not fit its manifest: re-export the bundle"
+        f"manifest ({first_line(exc)}); the artifact does not fit its manifest: re-export the bundle"
     )
 
 

@@ -19,16 +19,12 @@ import threading
 
 import numpy as np
 
-from ..errors import BundleError
+from ..errors import BundleError, first_line
 from .base import Prepared, Runner
 
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h)
 _TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 11: "bool"}
 _STDERR_LOCK = threading.RLock()  # re-entrant: quiet blocks nest (export inside quantize)
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 @contextlib.contextmanager
@@ -107,7 +103,7 @@ class ExecuTorchRunner(Runner):
                 method = program.load_method("forward")
         except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError on a bad program
             raise BundleError(
-                f"ExecuTorch cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle"
+                f"ExecuTorch cannot load {self.artifact.key} ({first_line(exc)}); re-export the bundle"
             ) from None
         if method is None:
             raise BundleError(f"{self.artifact.key} has no 'forward' method; re-export the bundle")
@@ -150,7 +146,7 @@ class ExecuTorchRunner(Runner):
         except Exception as exc:  # noqa: BLE001 - the feeds already passed the manifest's checks
             shapes = {k: list(v.shape) for k, v in feeds.items()}
             raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
+                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({first_line(exc)}); "
                 "the artifact does not fit its manifest: re-export the bundle"
             ) from None
         finally:

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from ..bundle import check_relpath
 from ..bundle.onnx_graph import check_bounded, external_data_locations
-from ..errors import BackendUnavailableError, BundleError
+from ..errors import BackendUnavailableError, BundleError, first_line
 from .base import Prepared, Runner
 
 # ORT's own log (colour-coded kernel errors) stays off stderr: failures reach the caller as one-line errors.
@@ -44,10 +44,6 @@ ORT_TYPES = {
     "tensor(int8)": "int8",
     "tensor(bool)": "bool",
 }
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -88,7 +84,7 @@ class OnnxRuntimeRunner(Runner):
             sess = ort.InferenceSession(model, so, providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             raise BundleError(
-                f"onnxruntime cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle"
+                f"onnxruntime cannot load {self.artifact.key} ({first_line(exc)}); re-export the bundle"
             ) from None
         if sess.get_providers()[0] != provider:
             raise BackendUnavailableError(
@@ -169,7 +165,7 @@ class OnnxRuntimeRunner(Runner):
         except Exception as exc:  # ORT's own error types; the feeds already passed the manifest's checks
             shapes = {k: list(v.shape) for k, v in feeds.items()}
             raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
+                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({first_line(exc)}); "
                 "the artifact does not fit its manifest: re-export the bundle"
             ) from None
         finally:

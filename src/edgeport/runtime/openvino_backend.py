@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import openvino as ov
 
-from ..errors import BackendUnavailableError, BundleError
+from ..errors import BackendUnavailableError, BundleError, first_line
 from .base import Prepared, Runner
 
 _CORE: ov.Core | None = None
@@ -44,10 +44,6 @@ def core() -> ov.Core:
 
 def _available() -> list[str]:
     return [d.lower() for d in core().available_devices]
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class OpenVinoRunner(Runner):
@@ -95,7 +91,7 @@ class OpenVinoRunner(Runner):
             model = c.read_model(xml, ov.Tensor(np.frombuffer(weights, dtype=np.uint8).copy()))
         except Exception as exc:
             raise BundleError(
-                f"OpenVINO cannot read {self.artifact.key} ({_first(exc)}); re-export the bundle"
+                f"OpenVINO cannot read {self.artifact.key} ({first_line(exc)}); re-export the bundle"
             ) from None
         self._check_io(model)
         if self.taps:
@@ -103,13 +99,13 @@ class OpenVinoRunner(Runner):
                 model.add_outputs([_port_ref(t) for t in self.taps.values()])
             except Exception as exc:  # noqa: BLE001
                 raise BundleError(
-                    f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({_first(exc)})"
+                    f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({first_line(exc)})"
                 ) from None
         try:
             self._compiled = c.compile_model(model, self.device.upper(), self._config())
         except Exception as exc:
             raise BackendUnavailableError(
-                f"OpenVINO cannot compile {self.artifact.key} for {self.device.upper()}: {_first(exc)}"
+                f"OpenVINO cannot compile {self.artifact.key} for {self.device.upper()}: {first_line(exc)}"
             ) from None
         outs = self._compiled.outputs
         by_name = {}
@@ -173,7 +169,7 @@ class OpenVinoRunner(Runner):
         except RuntimeError as exc:  # the feeds already passed the manifest's checks
             shapes = {k: list(v.shape) for k, v in feeds.items()}
             raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
+                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({first_line(exc)}); "
                 "the artifact does not fit its manifest: re-export the bundle"
             ) from None
         finally:

@@ -5,8 +5,8 @@ torch-free: version numbers come from package metadata, not imports.
 
 from __future__ import annotations
 
-from ..device.info import device_info
 from ..errors import BackendUnavailableError, ConfigError
+from ..host import device_info
 from .registry import BACKEND_FORMAT, BACKENDS, list_devices, trust_reason
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")

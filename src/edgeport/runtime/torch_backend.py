@@ -7,8 +7,8 @@ explicit trust), or a saved ExportedProgram (unpickled: needs explicit trust).
 
 from __future__ import annotations
 
-from ..errors import BundleError
-from ._torch_common import TorchRunnerBase, first_line
+from ..errors import BundleError, first_line
+from ._torch_common import TorchRunnerBase
 
 
 class TorchRunner(TorchRunnerBase):
@@ -16,7 +16,7 @@ class TorchRunner(TorchRunnerBase):
     format = "torch"
 
     def _build(self):
-        from ..bundle import code_is_trusted
+        from ..trust import code_is_trusted
 
         data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
         m = self.bundle.manifest

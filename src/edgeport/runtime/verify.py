@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, DataError, EdgeportError, ParityError, safe_text
-from .benchmark import progress_bar
+from ..progress import progress_bar
 from .parity import ParityAccumulator, criteria_for
 from .plan import environment, open_bundle, select_runs
 from .registry import BACKEND_FORMAT
@@ -127,12 +127,11 @@ def verify(
     row failed (see :func:`raise_if_failed`).
     """
     bundle = open_bundle(bundle_or_path)
-    if getattr(bundle.manifest, "generation", None):  # text-generation bundle: agreement, perplexity, greedy
-        from ..lm.verify import verify_lm
-
-        sel = {"backends": backends, "precisions": precisions, "devices": devices}
-        named = {k: v for k, v in (gates or {}).items() if v is not None}
-        return verify_lm(bundle, data=data, **sel, gates=named, tokens=limit, progress=progress)
+    if getattr(bundle.manifest, "generation", None):
+        raise ConfigError(
+            "a text-generation bundle is verified by edgeport.verify (edgeport.verification.verify), "
+            "which runs the decoder checks"
+        )
     runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
     source = eval_source(bundle, data, data_dir=data_dir, max_pixels=max_pixels)
     if limit is not None:
@@ -233,7 +232,7 @@ class _Row:
 
 
 def _stream(bundle, runs, source, mapping, batch_size, atol, overrides, progress):
-    from ..export.parity import N_DIM_SAMPLES, dim_groups
+    from .parity import N_DIM_SAMPLES, dim_groups
 
     task = bundle.task
     bar = progress_bar(len(source), progress, "verify", unit="sample")

@@ -67,9 +67,40 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+ENTRY_POINT_GROUP = "edgeport.models"
+_loaded_plugins = False
+
+
 def _builtins() -> None:
-    from .. import zoo as _zoo  # noqa: F401  (registers the task models)
-    from ..seed import models as _seed  # noqa: F401  (registers mnist-mlp, mnist-cnn)
+    """Load the model plugins once: every ``edgeport.models`` entry point registers its models.
+
+    edgeport's own (the seed's ``mnist-mlp``/``mnist-cnn`` and the task zoo) are entry points in its
+    ``pyproject.toml`` like any third-party package's, so this generic registry imports none of them.
+    A third-party plugin that fails to import is skipped with a warning; edgeport's own fail loudly.
+    """
+    global _loaded_plugins
+    if _loaded_plugins:
+        return
+    _loaded_plugins = True
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(ep.value.startswith("edgeport.") for ep in found):
+        raise ConfigError(
+            "edgeport's model registry found none of its own models (no 'edgeport.models' entry points); "
+            "reinstall edgeport (pip install -e . or make venv)"
+        )
+    for ep in found:
+        try:
+            ep.load()
+        except Exception as exc:
+            if ep.value.startswith("edgeport."):
+                raise
+            import warnings
+
+            warnings.warn(
+                f"model plugin {ep.name} ({ep.value}) failed to load: {str(exc)[:200]}", stacklevel=2
+            )
 
 
 def available_models() -> list[str]:
@@ -385,6 +416,16 @@ def resolve(
     else:
         prov["weights"] = f"random (--random-init, torch seed {RANDOM_INIT_SEED})"
     return ModelSource(module.eval(), model_ref, args, random_init, prov, checkpoint=src, spec=spec)
+
+
+def load_run(run_dir, *, trust_code: bool = False) -> tuple[nn.Module, dict]:
+    """``(model in eval mode, train.json dict)`` from a run folder written by ``edgeport train``.
+
+    A ``train.json`` that names model code runs it only with ``trust_code`` or the environment's
+    opt-in (:mod:`edgeport.trust`).
+    """
+    src = _from_run(Path(run_dir), trust_code)
+    return src.module, src.train_info
 
 
 def _from_run(run: Path, trust_code: bool) -> ModelSource:

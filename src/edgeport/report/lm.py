@@ -31,7 +31,7 @@ def _read(path: Path):
 
 
 def _plots(bench: dict, folder: Path) -> list[tuple]:
-    from ..report.plots import _plt, _save
+    from .plots import _plt, _save
 
     rows = bench["rows"]
     if not rows:
@@ -187,7 +187,7 @@ SAMPLE_NOTE = "one generation per artifact after the same prompt"
 
 def write_lm_report(run: Path, *, force: bool = False) -> tuple[Path, Path]:
     from ..fsutil import atomic_write, check_new_files
-    from ..report.writer import to_html, to_markdown
+    from .render import to_html, to_markdown
 
     md, page = run / "report.md", run / "report.html"
     check_new_files([md, page], force)
