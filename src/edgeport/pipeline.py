@@ -216,9 +216,9 @@ def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
         result.skipped.append("train")
         _log(f"train: reusing {run} (test accuracy {info['test_accuracy'] * 100:.2f}%)", progress)
     else:
-        from .seed.train import fit
+        from .seed.train import fit, resolve
 
-        _log(f"train: {config.train.model}, {config.train.epochs} epochs", progress)
+        _log(f"train: {config.train.model}, {resolve(config.train).epochs} epochs", progress)
         module, info = fit(config.train, mnist, progress=progress)
         _write_run(run, module, info)
         _log(

@@ -28,7 +28,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from ..pipeline import ModelInput, PipelineConfig, run_pipeline
     from ..runtime.registry import BACKENDS
     from .export_cmds import _overrides, model_source_args, task_config
-    from .train_cmds import TRAIN_DEFAULTS
+    from .train_cmds import SEED_MODELS
 
     unknown = [b for b in args.backends or [] if b not in BACKENDS]
     if unknown:  # before training, not after it
@@ -38,7 +38,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm_pipeline
         return cmd_pipeline_lm(args)
     model = None
-    if args.model_ref and args.model_ref in TRAIN_DEFAULTS and not args.weights and not args.random_init:
+    if args.model_ref and args.model_ref in SEED_MODELS and not args.weights and not args.random_init:
         train_model = args.model_ref  # a registry model without weights: train it first
     else:
         train_model = "mnist-mlp"
@@ -46,15 +46,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             if not args.model_ref:
                 raise_config("--weights needs --model")
             model = ModelInput(**model_source_args(args), overrides=_overrides(args))
-    base = TRAIN_DEFAULTS[train_model]
     config = PipelineConfig(
-        train=TrainConfig(
-            model=train_model,
-            epochs=args.epochs or base["epochs"],
-            batch_size=base["batch_size"],
-            lr=base["lr"],
-            seed=args.seed,
-        ),
+        train=TrainConfig(model=train_model, epochs=args.epochs or None, seed=args.seed),
         int8=args.int8,
         backends=tuple(args.backends) if args.backends else None,
         formats=tuple(args.formats) if args.formats else None,

@@ -109,6 +109,17 @@ def evaluate(
     return loss_sum / len(x), correct / len(x)
 
 
+def resolve(config: TrainConfig) -> TrainConfig:
+    """``config`` with its unset epochs, batch size and lr taken from the model's registry entry."""
+    spec = get_spec(config.model)
+    if not spec.train or spec.train.get("recipe"):
+        raise ConfigError(
+            f"model {config.model!r} is not trained on MNIST here; edgeport train --model {config.model} "
+            "runs its own recipe, or export it with --weights"
+        )
+    return config.with_defaults(spec.train)
+
+
 def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``config.model`` on ``data``; returns the model (eval mode) and the train.json dict."""
     config.validate()
@@ -117,7 +128,7 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
             f"edgeport train trains registry models ({', '.join(_registry())}); export your own trained model "
             "with edgeport export --model ... --weights ..."
         )
-    get_spec(config.model)
+    config = resolve(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
