@@ -10,7 +10,6 @@ outputs are already there (and says why when one has to be redone).  Gates
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -220,25 +219,13 @@ def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
 
         _log(f"train: {config.train.model}, {resolve(config.train).epochs} epochs", progress)
         module, info = fit(config.train, mnist, progress=progress)
-        _write_run(run, module, info)
+        info = ckpt.write_run_files(run, module.state_dict(), info)
         _log(
             f"train: test accuracy {info['test_accuracy'] * 100:.2f}% in {info['train_seconds']:.1f} s",
             progress,
         )
     result.stages["train"] = time.perf_counter() - t0
     return mnist, info, module
-
-
-def _write_run(run: Path, module, info: dict) -> None:
-    from safetensors.torch import save
-
-    from . import checkpoint as ckpt
-
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    data = save(state, metadata={"model": info["model"], "format": "edgeport-checkpoint/1"})
-    fsutil.atomic_write(run / ckpt.WEIGHTS_FILE, data)
-    info = dict(info, checkpoint_sha256=ckpt.sha256_file(run / ckpt.WEIGHTS_FILE))
-    fsutil.atomic_write(run / ckpt.TRAIN_FILE, json.dumps(info, indent=2) + "\n")
 
 
 def _export_stage(

@@ -31,7 +31,7 @@ class TorchRunner(TorchRunnerBase):
             return ExportedModule(ep.module()).to(self._dev)
         from safetensors.torch import load as load_safetensors
 
-        from ..sources.models import build_model
+        from ..sources.models import build_model, load_into
 
         try:
             state = load_safetensors(data)
@@ -45,12 +45,7 @@ class TorchRunner(TorchRunnerBase):
             trust_code=code_is_trusted(self.bundle),
             origin=f"bundle {self.bundle.path} (manifest.json)",
         )
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise BundleError(
-                f"{self.artifact.key} does not fit model {m.model!r}: {first_line(exc)}"
-            ) from None
+        load_into(model, state, what=self.artifact.key, model=m.model)
         model.eval().to(self._dev)
         if self.taps:
             self._hooks = _tap_modules(model, self.taps)

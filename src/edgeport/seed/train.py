@@ -8,7 +8,6 @@ split; the test split is only reported.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -232,12 +231,7 @@ def save_run(run_dir: str | os.PathLike, model: nn.Module, info: dict, *, force:
     run_dir = Path(run_dir)
     fsutil.prepare_target(run_dir, force, "run")
     with fsutil.staging_dir(run_dir, "run") as tmp:
-        weights = tmp / ckpt.WEIGHTS_FILE
-        ckpt.save_weights(
-            weights, model.state_dict(), {"model": info["model"], "format": "edgeport-checkpoint/1"}
-        )
-        info = dict(info, checkpoint_sha256=ckpt.sha256_file(weights))
-        (tmp / ckpt.TRAIN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        ckpt.write_run_files(tmp, model.state_dict(), info)
     return run_dir
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import trust
-from ..errors import BundleError, ConfigError
+from ..errors import BundleError, ConfigError, first_line
 
 PREFIXES = ("torchvision:", "timm:")
 TRUST_ENV = trust.TRUST_ENV
@@ -264,6 +264,15 @@ def load_state_dict(weights: Path) -> dict:
     return state
 
 
+def load_into(module: nn.Module, state: dict, *, what: str, model: str, error=BundleError) -> nn.Module:
+    """``module`` with ``state`` loaded strictly; a mismatch is one ``error`` line naming ``what``."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise error(f"{what} does not fit model {model!r}: {first_line(exc)}") from None
+    return module
+
+
 def load_exported_program(data, *, trust_code: bool, name: str):
     """``torch.export.load`` of ``data`` (a path or bytes) named ``name`` in messages.
 
@@ -404,13 +413,9 @@ def resolve(
         from .. import checkpoint as ckpt
 
         weights = Path(weights)
-        state = load_state_dict(weights)
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(
-                f"--weights {weights} does not fit {model_ref}: {str(exc).splitlines()[0]}"
-            ) from None
+        load_into(
+            module, load_state_dict(weights), what=f"--weights {weights}", model=model_ref, error=ConfigError
+        )
         prov |= {"weights_file": weights.name, "weights_sha256": ckpt.sha256_file(weights)}
         src = weights if weights.suffix == ".safetensors" else None
     else:
@@ -439,13 +444,9 @@ def _from_run(run: Path, trust_code: bool) -> ModelSource:
         trust_code=trust_code or trust.code_is_trusted(),
         origin=f"run folder {run} (train.json)",
     )
-    tensors, _meta = ckpt.load_weights(run / ckpt.WEIGHTS_FILE)
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(
-            f"{run / ckpt.WEIGHTS_FILE} does not fit model {ref!r}: {str(exc).splitlines()[0]}"
-        ) from None
+    load_into(
+        module, ckpt.load_weights(run / ckpt.WEIGHTS_FILE)[0], what=str(run / ckpt.WEIGHTS_FILE), model=ref
+    )
     prov = {
         "source": "run",
         "run": run.name,
