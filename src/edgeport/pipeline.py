@@ -162,7 +162,9 @@ def run_pipeline(
         return result
     source = _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config)
     if model is None:
-        _mnist_grid(module, mnist, info, run / "grid.png")
+        from .seed.grid import mnist_grid
+
+        mnist_grid(module, mnist, run / "grid.png", labels=info.get("labels"))
     else:
         _sample_grid(bundle, source, run / "samples.png")
     _verify_stage(run, bundle, source, config, result, progress)
@@ -424,18 +426,6 @@ def _summary(run: Path, result: PipelineResult, config: PipelineConfig, t_all: f
             "config": asdict(config),
         },
     )
-
-
-def _mnist_grid(model, data, info: dict, out: Path) -> None:
-    import numpy as np
-    import torch
-
-    from .seed.grid import prediction_grid
-
-    idx = np.random.default_rng(0).choice(len(data.test_images), 16, replace=False)
-    with torch.inference_mode():
-        pred = model(torch.from_numpy(data.preprocessing.apply(data.test_images[idx]))).argmax(1).numpy()
-    prediction_grid(data.test_images[idx], data.test_labels[idx], pred, out, labels=info.get("labels"))
 
 
 def _sample_grid(bundle, source, out: Path) -> None:

@@ -99,24 +99,17 @@ def cmd_train_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_predict_grid(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from ..seed.grid import prediction_grid
+    from ..seed.grid import mnist_grid
     from ..sources.mnist import load_mnist
     from ..sources.models import load_run
 
     apply_trust(args)
     check_outputs([args.out], args.force)
     model, info = load_run(args.run)
-    data = load_mnist(args.data_dir)
-    rng = np.random.default_rng(args.seed)
-    idx = rng.choice(len(data.test_images), 16, replace=False)
-    with torch.inference_mode():
-        scores = model(torch.from_numpy(data.preprocessing.apply(data.test_images[idx])))
-    pred = scores.argmax(1).numpy()
-    prediction_grid(data.test_images[idx], data.test_labels[idx], pred, args.out, labels=info.get("labels"))
-    print(f"{int((pred == data.test_labels[idx]).sum())}/16 correct -> {args.out}")
+    _path, correct = mnist_grid(
+        model, load_mnist(args.data_dir), args.out, labels=info.get("labels"), seed=args.seed
+    )
+    print(f"{correct}/16 correct -> {args.out}")
     return 0
 
 
