@@ -10,14 +10,13 @@ a timed call is one synchronous ``infer``.  Never imports torch.
 
 from __future__ import annotations
 
-import queue
 import threading
 
 import numpy as np
 import openvino as ov
 
 from ..errors import BackendUnavailableError, BundleError, first_line
-from .base import Prepared, Runner
+from .base import HandlePool, Prepared, Runner, backend_failure
 
 _CORE: ov.Core | None = None
 _CORE_LOCK = threading.Lock()
@@ -114,7 +113,7 @@ class OpenVinoRunner(Runner):
                 by_name.setdefault(n, i)
         self._out_index = {n: by_name[n] for n in self.signature.output_names}
         self._n_model_outputs = len(model.outputs) - len(self.taps)
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._requests = HandlePool(self._compiled.create_infer_request)
 
     def _check_io(self, model) -> None:
         """The model's inputs and outputs must be the ones the manifest describes."""
@@ -158,22 +157,13 @@ class OpenVinoRunner(Runner):
         return {n: req.get_output_tensor(i).data.copy() for n, i in self._out_index.items()}
 
     def _run(self, feeds: dict) -> dict:
-        try:
-            req = self._requests.get_nowait()
-        except queue.Empty:
-            req = self._compiled.create_infer_request()
-        try:
-            self._set_inputs(req, feeds)
-            req.infer()
-            return self._outputs(req)
-        except RuntimeError as exc:  # the feeds already passed the manifest's checks
-            shapes = {k: list(v.shape) for k, v in feeds.items()}
-            raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({first_line(exc)}); "
-                "the artifact does not fit its manifest: re-export the bundle"
-            ) from None
-        finally:
-            self._requests.put(req)
+        with self._requests.handle() as req:
+            try:
+                self._set_inputs(req, feeds)
+                req.infer()
+                return self._outputs(req)
+            except RuntimeError as exc:  # the feeds already passed the manifest's checks
+                raise backend_failure(self.artifact.key, feeds, exc) from None
 
     def _run_taps(self, feeds: dict) -> tuple[dict, dict]:
         req = self._compiled.create_infer_request()
@@ -195,11 +185,7 @@ class OpenVinoRunner(Runner):
         return Prepared(call=req.infer, fetch=lambda: self._outputs(req), release=release)
 
     def _close(self) -> None:
-        while True:
-            try:
-                self._requests.get_nowait()
-            except queue.Empty:
-                break
+        self._requests.clear()
         self._compiled = None
 
     def describe(self) -> dict:
