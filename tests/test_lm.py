@@ -444,8 +444,8 @@ def test_pipeline_writes_a_text_generation_report(tmp_path, llama_dir):
 def test_fleet_and_remote_know_text_generation_rows():
     import argparse
 
+    from edgeport.cli.args import forwarded_options
     from edgeport.device.fleet import _table
-    from edgeport.device.remote import forwarded_options
 
     row = {
         "backend": "openvino",

@@ -60,9 +60,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.out:
         check_outputs([args.out], args.force, args.bundle)
     if args.host is not None:
-        from ..device.remote import remote_report
+        from .args import remote_report_for
 
-        report = remote_report(args, "verify")
+        report = remote_report_for(args, "verify")
     else:
         report = verify(
             args.bundle,
@@ -107,9 +107,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
     )
     if args.host is not None:
-        from ..device.remote import remote_report
+        from .args import remote_report_for
 
-        report = remote_report(args, "bench")
+        report = remote_report_for(args, "bench")
     else:
         lm = lm_cmds.lm_bench_config(args, args.threads)  # used by text-generation bundles only
         report = bench(args.bundle, config=config, progress=not args.quiet, lm=lm, **_selection(args))
