@@ -11,10 +11,10 @@ import pytest
 import export_fixtures as fx
 from edgeport import format_registry as registry
 from edgeport.bundle import load_bundle
+from edgeport.bundle.describe import format_layer_report
 from edgeport.config import CalibrationConfig, ExportConfig, TrainConfig
 from edgeport.errors import ConfigError, ExportError
 from edgeport.formats.proof import MIN_COVERAGE, prove_layers
-from edgeport.runtime.layer_table import format_layer_report
 from edgeport.sources.mnist import load_mnist
 
 LAYERS = ["linear_stack.0", "linear_stack.3", "linear_stack.6"]

@@ -12,28 +12,18 @@ from .args import PROG
 
 
 def print_bundle(bundle) -> None:
-    task = bundle.task
-    print(f"bundle {safe_text(bundle.path)} ({task.name}):")
-    for w in bundle.warnings:
-        print(f"  WARNING: {safe_text(w)}")
-    for a in bundle.artifacts:
-        size = a.total_bytes
-        print(f"  {a.key:<18} {a.file:<34} {size / 1024:9.1f} KiB  sha256 {a.sha256[:12]}")
-    for f in bundle.failures:
-        print(
-            f"  {f['format'] + '/' + f['precision']:<18} FAILED at {safe_text(f['stage'])}, not in the bundle: "
-            f"{safe_text(f['reason'])}"
-        )
+    from ..bundle.describe import artifact_lines
+
+    print("\n".join(artifact_lines(bundle)))
 
 
 def print_timings(timings) -> None:
     """Seconds per export stage, slowest first (what `--verbose` and `inspect` show)."""
-    if not isinstance(timings, dict) or not timings:
-        return
-    total = sum(v for v in timings.values() if isinstance(v, (int, float)))
-    print(f"export stages ({total:.1f} s in all):")
-    for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
-        print(f"  {safe_text(name)[:60]:<42} {sec:8.2f} s")
+    from ..bundle.describe import timing_lines
+
+    lines = timing_lines(timings)
+    if lines:
+        print("\n".join(lines))
 
 
 def print_result(result) -> int:

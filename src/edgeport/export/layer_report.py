@@ -113,6 +113,6 @@ def _int8_taps(ctx, bundle, art, mod, names: list[str], feeds: dict) -> tuple[di
 
 def format_layer_report(obj) -> str:
     """A text table of the layer report in a Bundle, Manifest or report dict (torch-free)."""
-    from ..runtime.layer_table import format_layer_report as fmt
+    from ..bundle.describe import format_layer_report as fmt
 
     return fmt(obj)
