@@ -94,7 +94,14 @@ def bench_files(out: str) -> list[str]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..config import BenchConfig
     from ..fsutil import write_json
-    from ..runtime.benchmark import bench, markdown_table, raise_if_failed, write_csv, write_markdown
+    from ..runtime.benchmark import (
+        bench,
+        markdown_table,
+        noise_warning,
+        raise_if_failed,
+        write_csv,
+        write_markdown,
+    )
 
     apply_trust(args)
     if args.out:
@@ -116,13 +123,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(markdown_table(report))
     for w in report.get("warnings_bundle", []):
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
-    noisy = [r for r in report.get("rows", []) if r.get("cov", 0) > 0.10]
+    noisy = noise_warning(report)
     if noisy:
-        print(
-            f"warning: {len(noisy)} of {len(report['rows'])} rows vary a lot (CoV > 10%); the machine may be "
-            "busy: rerun on a quiet machine, or with --min-seconds higher",
-            file=sys.stderr,
-        )
+        print(f"warning: {noisy}", file=sys.stderr)
     for s in report.get("skipped", []):
         print(f"skipped {s['backend']}:{s['device']}: {safe_text(s['reason'])}", file=sys.stderr)
     if args.out:

@@ -237,6 +237,18 @@ def bench(
     }
 
 
+def noise_warning(report: dict, threshold: float = COV_WARNING) -> str | None:
+    """One line when rows of ``report`` vary too much to trust (latency CoV above ``threshold``)."""
+    rows = report.get("rows", [])
+    noisy = [r for r in rows if (r.get("cov") or 0) > threshold]
+    if not noisy:
+        return None
+    return (
+        f"{len(noisy)} of {len(rows)} rows vary a lot (CoV > {threshold * 100:.0f}%); the machine may be "
+        "busy: rerun on a quiet machine, or with --min-seconds higher"
+    )
+
+
 def raise_if_failed(report: dict) -> None:
     """:class:`CheckError` (exit 1) when nothing was measured, or a selected artifact could not run."""
     from ..errors import CheckError
