@@ -77,6 +77,21 @@ class ModelInput:
     labels: list | None = None
 
 
+def trains_first(model_ref: str | None, weights=None, random_init: bool = False) -> bool:
+    """Whether the pipeline trains before it exports: no model given, or a seed model without weights
+    (``--model mnist-cnn``); a model the user brings with weights (or ``--random-init``) is exported as is."""
+    from .sources.models import get_spec, kind_of
+
+    if not model_ref:
+        if weights:
+            raise ConfigError("--weights needs --model")
+        return True
+    if weights or random_init or kind_of(model_ref) != "registry":
+        return False
+    train = get_spec(model_ref).train
+    return bool(train) and not train.get("recipe")  # the seed's MNIST models
+
+
 @dataclass
 class PipelineResult:
     run_dir: Path

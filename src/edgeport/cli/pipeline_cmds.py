@@ -25,10 +25,9 @@ from .output import print_result
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from ..config import CalibrationConfig, TrainConfig
-    from ..pipeline import ModelInput, PipelineConfig, run_pipeline
+    from ..pipeline import ModelInput, PipelineConfig, run_pipeline, trains_first
     from ..runtime.registry import BACKENDS
     from .export_cmds import _overrides, model_source_args, task_config
-    from .train_cmds import SEED_MODELS
 
     unknown = [b for b in args.backends or [] if b not in BACKENDS]
     if unknown:  # before training, not after it
@@ -37,15 +36,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm_pipeline
         return cmd_pipeline_lm(args)
-    model = None
-    if args.model_ref and args.model_ref in SEED_MODELS and not args.weights and not args.random_init:
-        train_model = args.model_ref  # a registry model without weights: train it first
-    else:
-        train_model = "mnist-mlp"
-        if args.model_ref or args.weights:
-            if not args.model_ref:
-                raise_config("--weights needs --model")
-            model = ModelInput(**model_source_args(args), overrides=_overrides(args))
+    model, train_model = None, args.model_ref or "mnist-mlp"
+    if not trains_first(args.model_ref, args.weights, args.random_init):
+        model, train_model = ModelInput(**model_source_args(args), overrides=_overrides(args)), "mnist-mlp"
     config = PipelineConfig(
         train=TrainConfig(model=train_model, epochs=args.epochs or None, seed=args.seed),
         int8=args.int8,
