@@ -185,9 +185,9 @@ def input_files(
         else None,
         "--weights": weights,
         "--preprocess": pre if pre is not None and (str(pre).endswith(".json") or "/" in str(pre)) else None,
-        "--data": spec_path(data) if data else None,
-        "--calibration-data": spec_path(calibration_data) if calibration_data else None,
-        "--eval-data": spec_path(eval_data) if eval_data else None,
+        "--data": spec_path(data) if isinstance(data, str) else None,
+        "--calibration-data": spec_path(calibration_data) if isinstance(calibration_data, str) else None,
+        "--eval-data": spec_path(eval_data) if isinstance(eval_data, str) else None,
         "--tokenizer": tokenizer if isinstance(tokenizer, (str, Path)) else None,
     }
     if data_dir is not None and Path(data_dir).exists():  # MNIST is downloaded there when missing
@@ -195,8 +195,8 @@ def input_files(
     return out
 
 
-def _default_data(pre, random_init: bool, data, calibration_data, eval_data) -> str | None:
-    if data or calibration_data or eval_data:
+def _default_data(pre, random_init: bool, data, calibration_data, eval_data):
+    if any(d is not None for d in (data, calibration_data, eval_data)):
         return data
     if pre is not None and pre.preset == "mnist":
         return "mnist"
@@ -280,8 +280,12 @@ def export(
     tokenizer=None,
     trust_model_code: bool = False,
     lm=None,
+    source=None,
 ) -> Bundle:
     """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
+
+    ``source``: a model already resolved (:func:`edgeport.sources.models.from_memory`); the Python API
+    (:func:`edgeport.export.public.export`) passes in-memory modules this way.
 
     ``trust_model_code``: the opt-in of :mod:`edgeport.trust` (a ``.pt2`` is unpickled, a run folder's
     ``pkg.mod:factory`` imported, only with it; ``EDGEPORT_TRUST_MODEL_CODE=1`` says the same).
@@ -327,7 +331,7 @@ def export(
     int8 = _int8_formats(config, formats, int8_formats)
     timings = {}
     t_stage = time.perf_counter()
-    source = msrc.resolve(
+    source = source or msrc.resolve(
         run=run,
         model_ref=model_ref,
         weights=weights,

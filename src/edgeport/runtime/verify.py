@@ -26,7 +26,8 @@ BATCH_BYTES = 16 << 20  # one batch of inputs at most this large (runners size t
 
 
 def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
-    """The data verify runs on: a DataSource, a spec string, (images, labels) arrays, or the default.
+    """The data verify runs on: a DataSource, a spec string, (images, labels) arrays, an iterable of
+    samples (:class:`edgeport.sources.feeds.Dataset` or a list of feeds), or the default.
 
     Default: MNIST's test split for a bundle with MNIST preprocessing; synthetic
     inputs for a random-weights bundle; otherwise the user must say.
@@ -35,6 +36,10 @@ def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
 
     if isinstance(data, DataSource):
         return data
+    if data is not None and not isinstance(data, (str, tuple)):  # samples from Python (sources.feeds)
+        from ..sources.feeds import FeedSource
+
+        return FeedSource.from_items(data, bundle.signature, role="eval")
     pre = bundle.preprocessing
     if isinstance(data, tuple):
         try:

@@ -476,7 +476,49 @@ def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
     trust.require(str(path), trusted=trusted, where=f"--model {path}")  # before a byte is read
     data = path.read_bytes()  # read once: what is loaded is what the bundle keeps
     ep = load_exported_program(data, trust_code=trusted, name=str(path))
-    module = ExportedModule(ep.module())
+    prov = {"source": "exported_program", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    return _from_exported(ep, data, f"--model {path}", prov, path)
+
+
+def from_memory(model, example=None, *, dynamic: tuple[dict, ...] = ()) -> ModelSource:
+    """An in-memory ``nn.Module`` (traced with ``torch.export`` on ``example``) or ``ExportedProgram``.
+
+    The bundle keeps it as an ExportedProgram (``checkpoint/model.pt2``): the reference every artifact
+    is checked against, and what the torch backend runs.  ``example``: a tuple of input tensors with a
+    batch of 2 or more; ``dynamic``: per input, ``{axis: name}`` of the axes that vary (batch first).
+    """
+    if isinstance(model, torch.export.ExportedProgram):
+        ep = model
+    elif isinstance(model, nn.Module):
+        if not example:
+            raise ConfigError("exporting an nn.Module needs its inputs: pass inputs=[...] or input_shape=...")
+        shapes = tuple(
+            {axis: torch.export.Dim.AUTO for axis in axes} if axes else None
+            for axes in (dynamic or [{0: "batch"}] * len(example))
+        )
+        try:
+            ep = torch.export.export(model.eval(), tuple(example), dynamic_shapes=shapes)
+        except Exception as exc:  # noqa: BLE001 - torch.export raises many types on untraceable code
+            raise ConfigError(
+                f"torch.export cannot trace this module ({first_line(exc, 200)}); make its forward traceable, "
+                "or export it by reference (pkg.mod:factory with weights)"
+            ) from None
+    else:
+        raise ConfigError(
+            f"model: expected an nn.Module, an ExportedProgram or a reference, got {type(model).__name__}"
+        )
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    data = buf.getvalue()
+    prov = {"source": "python", "class": type(model).__name__, "sha256": hashlib.sha256(data).hexdigest()}
+    # an nn.Module stays the export's reference itself: its module names serve the layer report and
+    # the int8 fallback (an ExportedProgram's graph has none); the bundle keeps the traced program
+    eager = model.eval() if isinstance(model, nn.Module) else None
+    return _from_exported(ep, data, f"model {type(model).__name__}", prov, None, eager)
+
+
+def _from_exported(ep, data: bytes, where: str, prov: dict, path, module=None) -> ModelSource:
+    module = module if module is not None else ExportedModule(ep.module())
     shapes = None
     try:
         args, kwargs = ep.example_inputs or ((), {})
@@ -487,11 +529,10 @@ def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
     fixed = _fixed_batch(ep)
     if fixed is not None and fixed != 1:
         raise ConfigError(
-            f"--model {path}: the ExportedProgram was saved with a fixed batch of {fixed}, and edgeport exports "
+            f"{where}: the ExportedProgram was saved with a fixed batch of {fixed}, and edgeport exports "
             "a batch from 1 up; save it with a dynamic batch (torch.export.export(..., dynamic_shapes=...)) "
             "or with batch 1"
         )
-    prov = {"source": "exported_program", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     return ModelSource(
         module,
         "exported_program",
