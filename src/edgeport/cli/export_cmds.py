@@ -234,7 +234,7 @@ def _calibration_args(p: argparse.ArgumentParser) -> None:
         type=points_float,
         default=None,
         help="accuracy points an int8 candidate may lose to be within the gate, 0..100 "
-        "(default: the task's gate, 0.2 points for classify; same as --gate int8.accuracy_drop=0.002)",
+        "(default: the task's gate, 0.5 points for classify; same as --gate int8.accuracy_drop=0.005)",
     )
 
 

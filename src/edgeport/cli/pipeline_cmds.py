@@ -138,7 +138,7 @@ def add_parsers(sub) -> None:
         "--max-accuracy-drop",
         type=points_float,
         default=None,
-        help="accuracy points an int8 artifact may lose, 0..100 (default: the task's gate, 0.2 for classify)",
+        help="accuracy points an int8 artifact may lose, 0..100 (default: the task's gate, 0.5 for classify)",
     )
     task_args(p)
     p.add_argument("--atol", type=atol_float, default=1e-5, help="fp32 elementwise tolerance (rtol the same)")

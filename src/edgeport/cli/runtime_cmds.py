@@ -196,7 +196,7 @@ def add_parsers(sub) -> None:
         type=points_float,
         default=None,
         help="accuracy points an int8/fp16 artifact may lose against PyTorch, 0..100 (default: the gate "
-        "recorded at export, 0.2 points for classify)",
+        "recorded at export, 0.5 points for classify int8)",
     )
     gate_arg(p)
     p.add_argument(

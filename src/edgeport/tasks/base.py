@@ -13,32 +13,42 @@ use the same code on a device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 
+LABELLED = "@labelled"  # a gate name's suffix: the threshold that applies when the eval data has labels
+
 
 @dataclass(frozen=True)
 class Gate:
-    """A threshold on one metric: ``min`` means metric >= threshold, ``max`` metric <= threshold."""
+    """A threshold on one metric: ``min`` means metric >= threshold, ``max`` metric <= threshold.
+
+    ``labelled``: thresholds (per precision) that replace the default when the data has labels, so the
+    task's own metric decides and this one is only a floor (classify: with labels, accuracy within
+    0.5 points decides and top-1 agreement only has to stay >= 98%; without labels agreement is all
+    there is, and its gate stays at 99.5%).  Recorded in the manifest as ``METRIC@labelled``.
+    """
 
     metric: str
     direction: str  # "min" | "max"
     defaults: dict  # precision -> threshold (absent: not gated at that precision)
     text: str = ""
     percent: bool = True  # shown as percent / points
+    labelled: dict = field(default_factory=dict)  # precision -> threshold with labelled data
 
     def passes(self, value: float, threshold: float) -> bool:
         eps = 1e-12
         return value >= threshold - eps if self.direction == "min" else value <= threshold + eps
 
-    def describe(self, value: float, threshold: float) -> str:
+    def describe(self, value: float, threshold: float, labelled: bool = False) -> str:
         op = ">=" if self.direction == "min" else "<="
+        on = " with labels" if labelled else ""
         if self.percent:
-            return f"{self.metric} {value * 100:.2f}% (gate {op} {threshold * 100:.2f}%)"
-        return f"{self.metric} {value:.4g} (gate {op} {threshold:.4g})"
+            return f"{self.metric} {value * 100:.2f}% (gate {op} {threshold * 100:.2f}%{on})"
+        return f"{self.metric} {value:.4g} (gate {op} {threshold:.4g}{on})"
 
 
 @dataclass(frozen=True)
@@ -131,11 +141,25 @@ class Task:
 
     @classmethod
     def gate_table(cls) -> dict[str, Gate]:
-        return {g.metric: g for g in cls.GATES}
+        """Gate name -> gate, the ``METRIC@labelled`` variants included."""
+        out = {g.metric: g for g in cls.GATES}
+        out |= {g.metric + LABELLED: g for g in cls.GATES if g.labelled}
+        return out
 
     def gates_for(self, precision: str, overrides: dict | None = None) -> dict[str, float]:
-        """The thresholds that apply at ``precision``: the documented defaults, then the user's."""
+        """The thresholds that apply at ``precision``: the documented defaults, then the user's.
+
+        A user's ``METRIC`` override applies with and without labels (it drops ``METRIC@labelled``)."""
         out = {g.metric: g.defaults[precision] for g in self.GATES if g.defaults.get(precision) is not None}
+        out |= {g.metric + LABELLED: g.labelled[precision] for g in self.GATES if precision in g.labelled}
+        named = {
+            k.rpartition(".")[2]
+            for k, v in (overrides or {}).items()
+            if k.rpartition(".")[0] in ("", precision)
+        }
+        for metric in named:
+            if LABELLED not in metric and metric + LABELLED not in named:
+                out.pop(metric + LABELLED, None)
         for key, value in (overrides or {}).items():
             prec, _, metric = key.rpartition(".")
             if prec and prec != precision:
@@ -154,17 +178,21 @@ class Task:
     def judge(self, metrics: dict, gates: dict[str, float]) -> tuple[list[str], list[str]]:
         """(reasons it failed, gates that were evaluated).  A gate whose metric is None is skipped."""
         table = self.gate_table()
+        labelled = bool(metrics.get("labelled"))
         reasons, evaluated = [], []
-        for metric, threshold in gates.items():
+        for name, threshold in gates.items():
+            metric, suffix = name.removesuffix(LABELLED), name.endswith(LABELLED)
+            if suffix != labelled and (suffix or metric + LABELLED in gates):
+                continue  # the other variant applies to this data
             value = metrics.get(metric)
             if value is None:
                 continue
-            evaluated.append(metric)
-            gate = table[metric]
+            evaluated.append(name)
+            gate = table[name]
             if not (isinstance(value, (int, float)) and math.isfinite(value)) or not gate.passes(
                 value, threshold
             ):
-                reasons.append(gate.describe(float(value), threshold))
+                reasons.append(gate.describe(float(value), threshold, suffix))
         return reasons, evaluated
 
     def rank_key(self, metrics: dict) -> tuple:

@@ -10,18 +10,22 @@ import numpy as np
 
 from .base import Accumulator, Gate, Task, check_int_labels, safe_div
 
+# int8 with labelled data: accuracy decides (at most 0.5 points lost), agreement is a floor (98%); a
+# quantized MobileNetV3 flips ~1% of its low-margin predictions both ways at no cost in accuracy.
+# Without labels, agreement is the only evidence and keeps its 99.5%.
 GATES = (
     Gate(
         "agreement",
         "min",
         {"fp32": 1.0, "fp16": 0.998, "int8": 0.995},
         "share of samples whose top-1 class matches PyTorch's",
+        labelled={"int8": 0.98},
     ),
     Gate(
         "accuracy_drop",
         "max",
-        {"fp16": 0.002, "int8": 0.002},
-        "accuracy points lost against PyTorch on labelled data (0.002 = 0.2 points)",
+        {"fp16": 0.002, "int8": 0.005},
+        "accuracy points lost against PyTorch on labelled data (0.005 = 0.5 points)",
     ),
 )
 
