@@ -132,7 +132,8 @@ def test_onnx_int8_weight_check(b, tmp_path):
 
 
 def test_quantize_adds_int8_to_an_fp32_bundle(tiny_run, synthetic_mnist, tmp_path_factory, tmp_path):
-    from edgeport.export.api import export, quantize
+    from edgeport.export.api import export
+    from edgeport.export.quantize import quantize
 
     out = tmp_path / "b"
     export(tiny_run, out, config=ExportConfig(formats=("onnx",)), data_dir=synthetic_mnist, progress=False)

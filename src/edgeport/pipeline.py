@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import fsutil, trust
@@ -157,25 +157,12 @@ def run_pipeline(
     if model is None:  # the seed workload: train a registry model on MNIST
         mnist, info, module = _train_stage(run, config, data_dir, resuming, result, progress)
         data = data or "mnist"
-    bundle = _export_stage(
-        run,
-        config,
-        model,
-        data,
-        calibration_data,
-        eval_data,
-        data_dir,
-        max_pixels,
-        mnist,
-        resume,
-        result,
-        progress,
-        trust_model_code,
-    )
+    inputs = DataInput(data, calibration_data, eval_data, data_dir, max_pixels, mnist)
+    bundle = _export_stage(run, config, model, inputs, resume, result, progress, trust_model_code)
     if bundle is None:
         _summary(run, result, config, t_all)
         return result
-    source = _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config)
+    source = _eval_source(bundle, inputs, config)
     if model is None:
         from .seed.grid import mnist_grid
 
@@ -245,49 +232,78 @@ def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
     return mnist, info, module
 
 
-def _export_stage(
-    run,
-    config,
-    model,
-    data,
-    calibration_data,
-    eval_data,
-    data_dir,
-    max_pixels,
-    mnist,
-    resume,
-    result,
-    progress,
-    trust_model_code=False,
-):
-    from .bundle import load_bundle
+@dataclass(frozen=True)
+class DataInput:
+    """The data options of a pipeline run, as export and the eval split take them."""
+
+    data: object = None
+    calibration_data: object = None
+    eval_data: object = None
+    data_dir: object = None
+    max_pixels: int | None = None
+    mnist: object = None  # MNIST already loaded by the train stage
+
+    def kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _export_stage(run, config, model, inputs: DataInput, resume, result, progress, trust_model_code=False):
     from .export.api import export
 
     t0 = time.perf_counter()
-    bundle_dir = run / BUNDLE_DIR
+    bundle = _reusable_bundle(run / BUNDLE_DIR, config, trust_model_code, progress) if resume else None
+    if bundle is not None:
+        result.skipped.append("export")
+        result.stages["export"] = time.perf_counter() - t0
+        return bundle
+    _log("export: every format" + (" + int8 (calibrated)" if config.int8 else ""), progress)
+    try:
+        bundle = export(**_export_kwargs(run, config, model, inputs, progress, trust_model_code))
+    except ParityError as exc:
+        result.gates.append(f"export parity: {exc}")
+        bundle = None
+    for f in bundle.failures if bundle is not None else ():
+        result.gates.append(f"export: {f['format']}/{f['precision']} failed at {f['stage']}: {f['reason']}")
+    result.stages["export"] = time.perf_counter() - t0
+    return bundle
+
+
+def _reusable_bundle(bundle_dir: Path, config, trust_model_code: bool, progress: bool):
+    """The run folder's bundle when --resume may reuse it (it loads, has int8 if asked, runs no untrusted
+    code); None, with the reason logged, when it must be exported again."""
+    from .bundle import load_bundle
+
+    if not (bundle_dir / "manifest.json").is_file():
+        return None
     trusted = trust_model_code or trust.code_is_trusted()
-    if resume and (bundle_dir / "manifest.json").is_file():
-        try:
-            bundle = load_bundle(bundle_dir)
-            code = runs_code_in(bundle)
-            if config.int8 and not any(a.precision == "int8" for a in bundle.artifacts):
-                _log("export: the bundle in the run folder has no int8 artifacts; exporting again", progress)
-            elif code and not trusted:
-                _log(
-                    f"export: the bundle in the run folder holds {', '.join(code)}, which run code, and this "
-                    f"process did not write it; exporting again (pass {trust.OPT_IN} to reuse it)",
-                    progress,
-                )
-            else:
-                bundle.trusted = trusted  # a folder on disk, like any other bundle: not "written here"
-                result.skipped.append("export")
-                _log(f"export: reusing {bundle_dir}", progress)
-                result.stages["export"] = time.perf_counter() - t0
-                return bundle
-        except EdgeportError as exc:
-            _log(f"export: the bundle in the run folder cannot be reused ({exc}); exporting again", progress)
+    try:
+        bundle = load_bundle(bundle_dir)
+    except EdgeportError as exc:
+        _log(f"export: the bundle in the run folder cannot be reused ({exc}); exporting again", progress)
+        return None
+    code = runs_code_in(bundle)
+    if config.int8 and not any(a.precision == "int8" for a in bundle.artifacts):
+        _log("export: the bundle in the run folder has no int8 artifacts; exporting again", progress)
+        return None
+    if code and not trusted:
+        _log(
+            f"export: the bundle in the run folder holds {', '.join(code)}, which run code, and this "
+            f"process did not write it; exporting again (pass {trust.OPT_IN} to reuse it)",
+            progress,
+        )
+        return None
+    bundle.trusted = trusted  # a folder on disk, like any other bundle: not "written here"
+    _log(f"export: reusing {bundle_dir}", progress)
+    return bundle
+
+
+def _export_kwargs(
+    run: Path, config, model, inputs: DataInput, progress: bool, trust_model_code: bool
+) -> dict:
+    """The pipeline's options as :func:`edgeport.export.api.export` takes them."""
+    drop = None if config.max_accuracy_drop is None else config.max_accuracy_drop / 100
     kwargs = dict(
-        out=bundle_dir,
+        out=run / BUNDLE_DIR,
         config=ExportConfig(
             int8=config.int8,
             atol=config.atol,
@@ -297,51 +313,22 @@ def _export_stage(
             dims=config.dims,
             gates=config.gates,
             **({"formats": config.formats} if config.formats else {}),
-        ),
-        calibration=CalibrationConfig(
-            **{
-                **asdict(config.calibration),
-                "max_accuracy_drop": None
-                if config.max_accuracy_drop is None
-                else config.max_accuracy_drop / 100,
-            }
-        ),
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        data_dir=data_dir,
+        ),  # fmt: skip
+        calibration=CalibrationConfig(**{**asdict(config.calibration), "max_accuracy_drop": drop}),
         force=True,
         progress=progress,
-        max_pixels=max_pixels,
-        mnist=mnist,
         formats_explicit=config.formats is not None,
         trust_model_code=trust_model_code,
+        **inputs.kwargs(),
     )
     if model is None:
-        kwargs["run"] = run
-    else:
-        kwargs |= dict(
-            model_ref=model.model_ref,
-            weights=model.weights,
-            random_init=model.random_init,
-            model_args=model.model_args,
-            inputs=model.inputs,
-            input_shape=model.input_shape,
-            outputs=model.outputs,
-            preprocessing=model.preprocessing,
-            preprocessing_overrides=model.overrides,
-            labels=model.labels,
-        )
-    _log("export: every format" + (" + int8 (calibrated)" if config.int8 else ""), progress)
-    try:
-        bundle = export(**kwargs)
-    except ParityError as exc:
-        result.gates.append(f"export parity: {exc}")
-        bundle = None
-    for f in bundle.failures if bundle is not None else ():
-        result.gates.append(f"export: {f['format']}/{f['precision']} failed at {f['stage']}: {f['reason']}")
-    result.stages["export"] = time.perf_counter() - t0
-    return bundle
+        return kwargs | {"run": run}
+    return kwargs | dict(
+        model_ref=model.model_ref, weights=model.weights, random_init=model.random_init,
+        model_args=model.model_args, inputs=model.inputs, input_shape=model.input_shape,
+        outputs=model.outputs, preprocessing=model.preprocessing,
+        preprocessing_overrides=model.overrides, labels=model.labels,
+    )  # fmt: skip
 
 
 def runs_code_in(bundle) -> list[str]:
@@ -352,23 +339,12 @@ def runs_code_in(bundle) -> list[str]:
     return out + [a.key for a in bundle.artifacts if formats.info(a.format).runs_code]
 
 
-def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config):
+def _eval_source(bundle, inputs: DataInput, config):
     """The same eval split export used (the split is deterministic and recorded)."""
     from .export.api import data_plan
 
     m = bundle.manifest
-    plan = data_plan(
-        m.signature,
-        bundle.preprocessing,
-        m.random_init,
-        config.calibration,
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        data_dir=data_dir,
-        max_pixels=max_pixels,
-        mnist=mnist,
-    )
+    plan = data_plan(m.signature, bundle.preprocessing, m.random_init, config.calibration, **inputs.kwargs())
     return plan.eval
 
 

@@ -132,8 +132,8 @@ def bench(bundle_or_path, **kwargs) -> BenchResult:
 
 
 def quantize(bundle_or_path, **kwargs) -> QuantizeResult:
-    """:func:`edgeport.export.api.quantize`, as a :class:`QuantizeResult`."""
-    from .export.api import quantize as run
+    """:func:`edgeport.export.quantize.quantize`, as a :class:`QuantizeResult`."""
+    from .export.quantize import quantize as run
 
     bundle = run(bundle_or_path, **kwargs)
     int8 = tuple(a.key for a in bundle.artifacts if a.precision == "int8")

@@ -185,7 +185,7 @@ def task_config(args) -> dict:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from ..export.api import quantize
+    from ..export.quantize import quantize
 
     apply_trust(args)
     bundle = quantize(

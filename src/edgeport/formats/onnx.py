@@ -319,11 +319,8 @@ def quantize(
     """``float_modules``: PyTorch module names whose nodes stay float (``nodes_to_exclude``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    table = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
+    table = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}  # fmt: skip
     if method not in table:
         raise ConfigError(f"ONNX calibration method must be one of {', '.join(table)}, got {method!r}")
     fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]

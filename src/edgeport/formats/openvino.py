@@ -178,21 +178,7 @@ def quantize(
     """``float_modules``: PyTorch module names kept float through NNCF's ``IgnoredScope``."""
     ov = _ov()
     nncf = import_nncf()
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    if preset not in PRESETS:
-        raise ConfigError(f"NNCF preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if range_estimator not in RANGE_ESTIMATORS:
-        raise ConfigError(
-            f"range estimator must be one of {', '.join(RANGE_ESTIMATORS)}, got {range_estimator!r}"
-        )
-    from nncf.quantization.advanced_parameters import OverflowFix
-
-    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
-    est = RANGE_ESTIMATORS[range_estimator]
-    if est is not None:
-        advanced.activations_range_estimator_params = getattr(RangeEstimatorParametersSet, est)
+    advanced, est = _advanced(preset, range_estimator, overflow_fix)
     try:
         model = ov.Core().read_model(str(ctx.staging / fp32.file))
         nncf.set_log_level(logging.ERROR)  # progress bars and INFO lines would drown the CLI's output
@@ -227,6 +213,24 @@ def quantize(
         "subset_size": len(calibration),
         "float_modules": list(float_modules),
     }
+
+
+def _advanced(preset: str, range_estimator: str, overflow_fix: str):
+    """NNCF's advanced parameters for a candidate (overflow fix, activation range estimator)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if preset not in PRESETS:
+        raise ConfigError(f"NNCF preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if range_estimator not in RANGE_ESTIMATORS:
+        raise ConfigError(
+            f"range estimator must be one of {', '.join(RANGE_ESTIMATORS)}, got {range_estimator!r}"
+        )
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
+    est = RANGE_ESTIMATORS[range_estimator]
+    if est is not None:
+        advanced.activations_range_estimator_params = getattr(RangeEstimatorParametersSet, est)
+    return advanced, est
 
 
 def inspect_int8(path: Path) -> dict:

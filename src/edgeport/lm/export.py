@@ -169,27 +169,13 @@ def export_lm(
         gen["quantization"] = quant
         artifacts = (ckpt, *arts)
         _say(progress, "golden prompts and text: transformers greedy generate and teacher forcing")
-        window, ident = text_ids(
-            source.tokenizer, source.vocab_size, config.data, min(GOLDEN_WINDOW, max_context)
-        )
-        prompts = golden_prompts(source.tokenizer, source.vocab_size)
-        new = min(GOLDEN_TOKENS, max_context - max(len(p["ids"]) for p in prompts))
-        golden = reference_golden(source.model, prompts, window, new) | {"evidence": ident["evidence"]}
+        golden, ident = _golden(source, config, max_context)
         manifest = Manifest(
-            schema_version=SCHEMA_VERSION,
-            model=source.ref,
-            signature=signature,
-            preprocessing=None,
-            labels=(),
-            artifacts=artifacts,
-            provenance=dict(source.provenance),
-            environment={},
-            parity={},
-            random_init=random_init,
-            warnings=tuple(warnings),
-            data={"golden_text": ident},
+            schema_version=SCHEMA_VERSION, model=source.ref, signature=signature, preprocessing=None,
+            labels=(), artifacts=artifacts, provenance=dict(source.provenance), environment={}, parity={},
+            random_init=random_init, warnings=tuple(warnings), data={"golden_text": ident},
             generation=gen | {"golden": golden | {"artifacts": {}}, "evidence": ident["evidence"]},
-        )
+        )  # fmt: skip
         rows = _check_artifacts(Bundle(staging, manifest, trusted=True), golden, config, progress)
         from ..host import device_info
 
@@ -206,6 +192,16 @@ def export_lm(
         f"wrote {target} in {time.perf_counter() - t0:.1f} s ({', '.join(a.key for a in bundle.artifacts)})",
     )
     return bundle
+
+
+def _golden(source, config: LMExportConfig, max_context: int) -> tuple[dict, dict]:
+    """(golden prompts and held-out text with transformers' greedy tokens and stats, the text's identity)."""
+    window, ident = text_ids(
+        source.tokenizer, source.vocab_size, config.data, min(GOLDEN_WINDOW, max_context)
+    )
+    prompts = golden_prompts(source.tokenizer, source.vocab_size)
+    new = min(GOLDEN_TOKENS, max_context - max(len(p["ids"]) for p in prompts))
+    return reference_golden(source.model, prompts, window, new) | {"evidence": ident["evidence"]}, ident
 
 
 def _check_artifacts(bundle: Bundle, golden: dict, config: LMExportConfig, progress: bool) -> dict:

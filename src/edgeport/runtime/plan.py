@@ -74,12 +74,7 @@ def select_runs(
                 skipped.append(_skip(backend, device, None, why))
                 continue
         runs.extend((backend, p, device) for p in precs)
-    seen, unique = set(), []
-    for s in skipped:  # a missing-artifact or trust note repeats per device; keep one of each
-        key = (s["backend"], s["precision"], s["reason"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(s)
+    unique = list({(s["backend"], s["precision"], s["reason"]): s for s in reversed(skipped)}.values())[::-1]
     if not runs:
         why = "; ".join(f"{s['backend']}:{s['device']}: {s['reason']}" for s in unique) or "nothing selected"
         raise BackendUnavailableError(
