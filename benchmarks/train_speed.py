@@ -22,7 +22,7 @@ from torchvision.transforms import ToTensor
 
 from edgeport.config import TrainConfig
 from edgeport.seed.models import NeuralNetwork
-from edgeport.seed.train import fit
+from edgeport.seed.train import fit, resolve
 from edgeport.sources.mnist import load_mnist, resolve_root
 
 FLOP_PER_SAMPLE = 2 * (784 * 96 + 96 * 256 + 256 * 10)  # 204,800 forward
@@ -74,7 +74,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_mnist(root, download=False)
     load_s = time.perf_counter() - t0
-    cfg = TrainConfig()
+    cfg = resolve(TrainConfig())  # the model's own defaults
     _model, info = fit(cfg, data, progress=False)
     total = load_s + info["train_seconds"]
     n = len(data.train_images)

@@ -3,8 +3,8 @@
 - ``synthetic_mnist``: a small MNIST-shaped data set written as real IDX files,
   so the torchvision loader itself is exercised.  Each class is a distinct
   stroke pattern plus noise, so a model can learn it in a few steps.
-- ``mnist_root``: the real MNIST from ``$EDGEPORT_MNIST_ROOT`` (tests marked
-  ``mnist`` skip with a reason when it is unset).
+- ``mnist_root``: the real MNIST from ``$EDGEPORT_MNIST_ROOT``, else ``../shared/data/mnist`` beside
+  the checkout (as ``make`` finds it); tests marked ``mnist`` skip with a reason when neither holds it.
 - ``tiny_run``: a run folder trained briefly on the synthetic data.
 - ``int8_bundle_path``: the real export of ``tiny_run``, every format in fp32
   and calibrated int8 (the runtime contract and thread tests run on it).
@@ -24,6 +24,11 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # user_models.py, export_fixtures.py
 
 from edgeport.sources.mnist import write_idx  # noqa: E402
+
+SHARED_MNIST = TESTS.parent.parent / "shared" / "data" / "mnist"
+if not os.environ.get("EDGEPORT_MNIST_ROOT") and (SHARED_MNIST / "MNIST" / "raw").is_dir():
+    # plain `pytest` finds the shared copy the way `make test` does (and passes it to subprocesses)
+    os.environ["EDGEPORT_MNIST_ROOT"] = str(SHARED_MNIST)
 
 
 def make_synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +57,9 @@ def synthetic_mnist(tmp_path_factory) -> Path:
 def mnist_root() -> Path:
     env = os.environ.get("EDGEPORT_MNIST_ROOT")
     if not env:
-        pytest.skip("EDGEPORT_MNIST_ROOT is not set; point it at a folder holding MNIST/raw/")
+        pytest.skip(
+            f"EDGEPORT_MNIST_ROOT is not set and {SHARED_MNIST} holds no MNIST; point it at a folder holding MNIST/raw/"
+        )
     root = Path(env)
     if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"EDGEPORT_MNIST_ROOT={env} holds no MNIST/raw/train-images-idx3-ubyte")

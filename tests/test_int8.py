@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
+from edgeport import format_registry as registry
 from edgeport.bundle import load_bundle
+from edgeport.bundle.describe import format_layer_report
 from edgeport.config import CalibrationConfig, ExportConfig, TrainConfig
 from edgeport.errors import ConfigError, ExportError
-from edgeport.formats import registry
 from edgeport.formats.proof import MIN_COVERAGE, prove_layers
-from edgeport.runtime.layer_table import format_layer_report
 from edgeport.sources.mnist import load_mnist
 
 LAYERS = ["linear_stack.0", "linear_stack.3", "linear_stack.6"]
@@ -132,7 +132,8 @@ def test_onnx_int8_weight_check(b, tmp_path):
 
 
 def test_quantize_adds_int8_to_an_fp32_bundle(tiny_run, synthetic_mnist, tmp_path_factory, tmp_path):
-    from edgeport.export.api import export, quantize
+    from edgeport.export.api import export
+    from edgeport.export.quantize import quantize
 
     out = tmp_path / "b"
     export(tiny_run, out, config=ExportConfig(formats=("onnx",)), data_dir=synthetic_mnist, progress=False)

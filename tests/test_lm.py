@@ -191,7 +191,7 @@ def test_tampered_generation_block_is_refused(llama_bundle, tmp_path):
 
 
 def test_verify_reports_agreement_and_perplexity(llama_bundle):
-    from edgeport.runtime.verify import verify
+    from edgeport.verification import verify
 
     report = verify(
         llama_bundle, backends=["onnxruntime", "openvino"], devices=["cpu"], limit=256, progress=False
@@ -209,7 +209,7 @@ def test_verify_reports_agreement_and_perplexity(llama_bundle):
 
 
 def test_verify_gate_fails_and_is_overridable(llama_bundle):
-    from edgeport.runtime.verify import verify
+    from edgeport.verification import verify
 
     strict = verify(
         llama_bundle,
@@ -444,8 +444,8 @@ def test_pipeline_writes_a_text_generation_report(tmp_path, llama_dir):
 def test_fleet_and_remote_know_text_generation_rows():
     import argparse
 
+    from edgeport.cli.args import forwarded_options
     from edgeport.device.fleet import _table
-    from edgeport.device.remote import forwarded_options
 
     row = {
         "backend": "openvino",

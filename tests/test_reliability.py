@@ -216,7 +216,7 @@ def test_a_run_folder_naming_code_is_not_imported(
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")  # restored at teardown, even if the CLI sets it
     if command == "api":
-        from edgeport.checkpoint import load_run
+        from edgeport.sources.models import load_run
 
         with pytest.raises(ConfigError, match="EDGEPORT_TRUST_MODEL_CODE"):
             load_run(run)

@@ -24,7 +24,8 @@ import pytest
 
 import edgeport
 from edgeport.cli import main
-from edgeport.device.remote import COMPLETE, forwarded_options, parse_host, remote_report
+from edgeport.cli.args import forwarded_options
+from edgeport.device.remote import COMPLETE, RemoteHost, parse_host, remote_report
 from edgeport.errors import ConfigError, RemoteError
 
 SSHD = Path("/usr/sbin/sshd")
@@ -300,26 +301,22 @@ def _ns(**kw) -> argparse.Namespace:
 
 def test_remote_report_direct_with_cache_attribute(sshd, bundle, tmp_path):
     d = sshd["dir"]
-    args = _ns(
-        bundle=str(bundle),
+    host = RemoteHost(
         host=sshd["host"],
         identity=str(d / "client_key"),
         known_hosts=str(d / "known_hosts"),
         remote_edgeport=EDGEPORT,
-        connect_timeout=10.0,
-        quiet=True,
         remote_cache=str(tmp_path / "c"),
-        backends=["onnxruntime"],
-        devices=["cpu"],
     )
-    report = remote_report(args, "selfcheck")
+    opts = ["--backends=onnxruntime", "--devices=cpu"]
+    report = remote_report(bundle, "selfcheck", host, options=opts, progress=False)
     assert report["passed"] is True and report["remote"]["uploaded_bytes"] > 0
     assert [(r["backend"], r["device"]) for r in report["rows"]] == [("onnxruntime", "cpu")]
     folder = Path(report["remote"]["bundle_cache"])
     assert folder.parent == tmp_path / "c"
     (folder / COMPLETE).unlink()  # as if an older writer died: the folder is replaced, not trusted
     (folder / "onnx" / "model.onnx").write_bytes(b"junk")
-    again = remote_report(args, "selfcheck")
+    again = remote_report(bundle, "selfcheck", host, options=opts, progress=False)
     assert again["remote"]["uploaded_bytes"] == report["remote"]["uploaded_bytes"] and again["passed"] is True
     assert (folder / "onnx" / "model.onnx").read_bytes() == (bundle / "onnx" / "model.onnx").read_bytes()
 
@@ -356,22 +353,19 @@ def test_what_the_device_sends_back(sshd, bundle, tmp_path, report, exit_code, e
     }
     d = sshd["dir"]
     prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    args = _ns(
-        bundle=str(bundle),
+    host = RemoteHost(
         host=sshd["host"],
         identity=str(d / "client_key"),
         known_hosts=str(d / "known_hosts"),
         remote_edgeport=f"env {prefix} {fake}",
-        connect_timeout=10.0,
-        quiet=True,
         remote_cache=str(tmp_path / "c"),
     )
     if expected is None:  # exit 1 with a report: a normal "checks failed" result, text escaped
-        got = remote_report(args, "selfcheck")
+        got = remote_report(bundle, "selfcheck", host, progress=False)
         assert got["note"] == "\\x1b[2Jred" and got["remote"]["remote_edgeport_version"] == version
         return
     with pytest.raises(RemoteError) as info:
-        remote_report(args, "selfcheck")
+        remote_report(bundle, "selfcheck", host, progress=False)
     assert expected in str(info.value) and "\n" not in str(info.value)
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".run-")]
 

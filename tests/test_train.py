@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgeport.checkpoint import load_run
 from edgeport.cli import main
 from edgeport.config import TrainConfig
 from edgeport.errors import BundleError, ConfigError
 from edgeport.seed.train import fast_dropout, fit, shifted_epoch, train
 from edgeport.sources.mnist import load_mnist
+from edgeport.sources.models import load_run
 
 
 def test_loss_falls_on_synthetic_idx(synthetic_mnist):
@@ -183,3 +183,19 @@ def test_mnist_cnn_reaches_99_percent(mnist_root, tmp_path):
     )
     info = json.loads((tmp_path / "cnn" / "train.json").read_text())
     assert info["test_accuracy"] >= 0.99, info["test_accuracy"]
+
+
+def test_training_defaults_come_from_the_model_spec():
+    """edgeport.train(TrainConfig(model="mnist-cnn")) trains with the CNN's defaults, not the MLP's."""
+    from edgeport.errors import ConfigError
+    from edgeport.seed.train import resolve
+    from edgeport.sources.models import get_spec
+
+    cnn, mlp = resolve(TrainConfig(model="mnist-cnn")), resolve(TrainConfig(model="mnist-mlp"))
+    for key in ("epochs", "batch_size", "lr"):
+        assert getattr(cnn, key) == get_spec("mnist-cnn").train[key]
+        assert getattr(mlp, key) == get_spec("mnist-mlp").train[key]
+    assert (cnn.epochs, cnn.batch_size, cnn.lr) != (mlp.epochs, mlp.batch_size, mlp.lr)
+    assert resolve(TrainConfig(model="mnist-cnn", epochs=2)).epochs == 2  # what the user set wins
+    with pytest.raises(ConfigError, match="own recipe"):
+        resolve(TrainConfig(model="text-tagger"))  # a zoo model trains with its recipe, not on MNIST

@@ -26,14 +26,23 @@ __version__ = "0.2.0"
 
 _LAZY = {
     "train": "edgeport.seed.train:train",
-    "TrainConfig": "edgeport.config:TrainConfig",
-    "load_run": "edgeport.checkpoint:load_run",
-    "export": "edgeport.export.api:export",
-    "quantize": "edgeport.export.api:quantize",
+    "load_run": "edgeport.sources.models:load_run",
+    "export": "edgeport.export.public:export",
+    "quantize": "edgeport.results:quantize",
     "load_bundle": "edgeport.bundle:load_bundle",
-    "verify": "edgeport.runtime.verify:verify",
-    "bench": "edgeport.runtime.benchmark:bench",
+    "verify": "edgeport.results:verify",
+    "bench": "edgeport.results:bench",
     "selfcheck": "edgeport.device.selfcheck:selfcheck",
+    # configs and data, for the calls above
+    "TrainConfig": "edgeport.config:TrainConfig",
+    "ExportConfig": "edgeport.config:ExportConfig",
+    "CalibrationConfig": "edgeport.config:CalibrationConfig",
+    "BenchConfig": "edgeport.config:BenchConfig",
+    "Dataset": "edgeport.sources.feeds:Dataset",
+    # typed results
+    "VerifyResult": "edgeport.results:VerifyResult",
+    "BenchResult": "edgeport.results:BenchResult",
+    "QuantizeResult": "edgeport.results:QuantizeResult",
 }
 
 

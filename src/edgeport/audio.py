@@ -211,7 +211,7 @@ def wanted(preset, data_specs) -> bool:
         return True
     if isinstance(preset, str) and json_steps(preset) is not None:
         return True
-    return preset is None and any(str(d or "").startswith("wavfolder:") for d in data_specs)
+    return preset is None and any(isinstance(d, str) and d.startswith("wavfolder:") for d in data_specs)
 
 
 def audio_input(signature):

@@ -9,12 +9,14 @@ the user trusts it (``EDGEPORT_TRUST_MODEL_CODE=1``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 from .errors import BundleError
 
 WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FORMAT = "edgeport-checkpoint/1"
 TRAIN_FILE = "train.json"
 TRAIN_SUMMARY_KEYS = (
     "model",
@@ -40,14 +42,24 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def save_weights(path: Path, state_dict: dict, metadata: dict[str, str]) -> None:
-    """safetensors bytes built in memory and written from Python (a full disk is an OSError)."""
+def write_run_files(folder: str | os.PathLike, state_dict: dict, info: dict) -> dict:
+    """Write a run folder's ``model.safetensors`` and ``train.json`` into ``folder``, each atomically.
+
+    The one run-folder writer (``edgeport train``, the zoo's recipes, the pipeline's train stage);
+    returns ``info`` with the checkpoint's sha256 added, as written.
+    """
     from safetensors.torch import save
 
+    from .fsutil import atomic_write
+
+    folder = Path(folder)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    data = save(tensors, metadata=metadata)
-    with open(path, "wb") as f:
-        f.write(data)
+    atomic_write(
+        folder / WEIGHTS_FILE, save(tensors, metadata={"model": info["model"], "format": CHECKPOINT_FORMAT})
+    )
+    info = dict(info, checkpoint_sha256=sha256_file(folder / WEIGHTS_FILE))
+    atomic_write(folder / TRAIN_FILE, json.dumps(info, indent=2) + "\n")
+    return info
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
@@ -105,26 +117,3 @@ def _check_preprocessing(path: Path, pre: dict) -> None:
     if not isinstance(pre.get("input", "input"), str) or not isinstance(pre.get("preset"), (str, type(None))):
         raise fail("preprocessing", "needs a string input name and preset")
     _check_steps(pre.get("steps"), fail)
-
-
-def load_run(run_dir: str | os.PathLike):
-    """``(model in eval mode, train.json dict)`` from a run folder (model code needs explicit trust)."""
-    from .bundle import code_is_trusted
-    from .sources.models import build_model
-
-    run_dir = Path(run_dir)
-    info = read_train_json(run_dir)
-    tensors, _meta = load_weights(run_dir / WEIGHTS_FILE)
-    model = build_model(
-        info["model"],
-        info.get("model_args") or {},
-        trust_code=code_is_trusted(),
-        origin=f"run folder {run_dir} (train.json)",
-    )
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise BundleError(f"{run_dir / WEIGHTS_FILE} does not fit model {info['model']!r}: {first}") from None
-    model.eval()
-    return model, info

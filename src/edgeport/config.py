@@ -8,10 +8,10 @@ one-line :class:`ConfigError` outside it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import ConfigError
-from .formats.registry import DEFAULT_EXPORT_FORMATS, EXPORTABLE
+from .format_registry import DEFAULT_EXPORT_FORMATS, EXPORTABLE
 
 MAX_SEED = 2**32 - 1
 CALIBRATION_METHODS = ("auto", "minmax", "percentile", "entropy")
@@ -37,11 +37,12 @@ def _float_range(name: str, value, lo: float, hi: float, *, lo_open: bool = Fals
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     model: str = "mnist-mlp"
-    epochs: int = 20  # 1..1000
-    # Large batches keep both cores busy in a few big GEMMs; with one-cycle
-    # Adam at a peak lr of 1e-2 they converge as well as the tutorial's batch 32.
-    batch_size: int = 1024  # 1..65536
-    lr: float = 1e-2  # (0, 10]
+    # None: the model's own training defaults (its ModelSpec.train, chosen on the validation split;
+    # for mnist-mlp 20 epochs of batch 1024 at a peak lr of 1e-2: large batches keep both cores busy
+    # in a few big GEMMs, and one-cycle Adam converges as well as the tutorial's batch 32).
+    epochs: int | None = None  # 1..1000
+    batch_size: int | None = None  # 1..65536
+    lr: float | None = None  # (0, 10]
     # Random translation by up to `shift` pixels per image: the cheap
     # augmentation that lifts this small MLP past 98%.
     shift: int = 1  # 0..8
@@ -50,14 +51,26 @@ class TrainConfig:
     threads: int | None = None  # None: torch's default (one per core); else 1..256
 
     def validate(self) -> None:
-        _int_range("--epochs", self.epochs, 1, 1000)
-        _int_range("--batch-size", self.batch_size, 1, 65536)
-        _float_range("--lr", self.lr, 0.0, 10.0, lo_open=True)
+        if self.epochs is not None:
+            _int_range("--epochs", self.epochs, 1, 1000)
+        if self.batch_size is not None:
+            _int_range("--batch-size", self.batch_size, 1, 65536)
+        if self.lr is not None:
+            _float_range("--lr", self.lr, 0.0, 10.0, lo_open=True)
         _int_range("--shift", self.shift, 0, 8)
         _float_range("weight decay", self.weight_decay, 0.0, 1.0)
         _int_range("--seed", self.seed, 0, MAX_SEED)
         if self.threads is not None:
             _int_range("--threads", self.threads, 1, 256)
+
+    def with_defaults(self, defaults: dict) -> TrainConfig:
+        """This config with every unset field (None) taken from ``defaults`` (a ModelSpec's ``train``)."""
+        fill = {
+            k: defaults[k]
+            for k in ("epochs", "batch_size", "lr")
+            if getattr(self, k) is None and k in defaults
+        }
+        return replace(self, **fill)
 
 
 @dataclass(frozen=True, kw_only=True)

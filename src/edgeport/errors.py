@@ -89,6 +89,7 @@ __all__ = [
     "ParityError",
     "CheckError",
     "RemoteError",
+    "first_line",
     "safe_text",
 ]
 
@@ -110,3 +111,8 @@ def safe_text(text, limit: int = 2000) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when it has none), at most ``limit`` long."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -10,11 +10,10 @@ outputs are already there (and says why when one has to be redone).  Gates
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import fsutil, trust
@@ -76,6 +75,21 @@ class ModelInput:
     preprocessing: str | None = None
     overrides: dict = field(default_factory=dict)
     labels: list | None = None
+
+
+def trains_first(model_ref: str | None, weights=None, random_init: bool = False) -> bool:
+    """Whether the pipeline trains before it exports: no model given, or a seed model without weights
+    (``--model mnist-cnn``); a model the user brings with weights (or ``--random-init``) is exported as is."""
+    from .sources.models import get_spec, kind_of
+
+    if not model_ref:
+        if weights:
+            raise ConfigError("--weights needs --model")
+        return True
+    if weights or random_init or kind_of(model_ref) != "registry":
+        return False
+    train = get_spec(model_ref).train
+    return bool(train) and not train.get("recipe")  # the seed's MNIST models
 
 
 @dataclass
@@ -143,27 +157,16 @@ def run_pipeline(
     if model is None:  # the seed workload: train a registry model on MNIST
         mnist, info, module = _train_stage(run, config, data_dir, resuming, result, progress)
         data = data or "mnist"
-    bundle = _export_stage(
-        run,
-        config,
-        model,
-        data,
-        calibration_data,
-        eval_data,
-        data_dir,
-        max_pixels,
-        mnist,
-        resume,
-        result,
-        progress,
-        trust_model_code,
-    )
+    inputs = DataInput(data, calibration_data, eval_data, data_dir, max_pixels, mnist)
+    bundle = _export_stage(run, config, model, inputs, resume, result, progress, trust_model_code)
     if bundle is None:
         _summary(run, result, config, t_all)
         return result
-    source = _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config)
+    source = _eval_source(bundle, inputs, config)
     if model is None:
-        _mnist_grid(module, mnist, info, run / "grid.png")
+        from .seed.grid import mnist_grid
+
+        mnist_grid(module, mnist, run / "grid.png", labels=info.get("labels"))
     else:
         _sample_grid(bundle, source, run / "samples.png")
     _verify_stage(run, bundle, source, config, result, progress)
@@ -205,21 +208,22 @@ def _open_run(run: Path, force: bool, resume: bool) -> bool:
 def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
     from . import checkpoint as ckpt
     from .sources.mnist import load_mnist
+    from .sources.models import load_run
 
     t0 = time.perf_counter()
     mnist = load_mnist(data_dir)
     result.stages["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if resuming and (run / ckpt.TRAIN_FILE).is_file() and (run / ckpt.WEIGHTS_FILE).is_file():
-        module, info = ckpt.load_run(run)
+        module, info = load_run(run)
         result.skipped.append("train")
         _log(f"train: reusing {run} (test accuracy {info['test_accuracy'] * 100:.2f}%)", progress)
     else:
-        from .seed.train import fit
+        from .seed.train import fit, resolve
 
-        _log(f"train: {config.train.model}, {config.train.epochs} epochs", progress)
+        _log(f"train: {config.train.model}, {resolve(config.train).epochs} epochs", progress)
         module, info = fit(config.train, mnist, progress=progress)
-        _write_run(run, module, info)
+        info = ckpt.write_run_files(run, module.state_dict(), info)
         _log(
             f"train: test accuracy {info['test_accuracy'] * 100:.2f}% in {info['train_seconds']:.1f} s",
             progress,
@@ -228,108 +232,33 @@ def _train_stage(run: Path, config, data_dir, resuming: bool, result, progress):
     return mnist, info, module
 
 
-def _write_run(run: Path, module, info: dict) -> None:
-    from safetensors.torch import save
+@dataclass(frozen=True)
+class DataInput:
+    """The data options of a pipeline run, as export and the eval split take them."""
 
-    from . import checkpoint as ckpt
+    data: object = None
+    calibration_data: object = None
+    eval_data: object = None
+    data_dir: object = None
+    max_pixels: int | None = None
+    mnist: object = None  # MNIST already loaded by the train stage
 
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    data = save(state, metadata={"model": info["model"], "format": "edgeport-checkpoint/1"})
-    fsutil.atomic_write(run / ckpt.WEIGHTS_FILE, data)
-    info = dict(info, checkpoint_sha256=ckpt.sha256_file(run / ckpt.WEIGHTS_FILE))
-    fsutil.atomic_write(run / ckpt.TRAIN_FILE, json.dumps(info, indent=2) + "\n")
+    def kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def _export_stage(
-    run,
-    config,
-    model,
-    data,
-    calibration_data,
-    eval_data,
-    data_dir,
-    max_pixels,
-    mnist,
-    resume,
-    result,
-    progress,
-    trust_model_code=False,
-):
-    from .bundle import load_bundle
+def _export_stage(run, config, model, inputs: DataInput, resume, result, progress, trust_model_code=False):
     from .export.api import export
 
     t0 = time.perf_counter()
-    bundle_dir = run / BUNDLE_DIR
-    trusted = trust_model_code or trust.code_is_trusted()
-    if resume and (bundle_dir / "manifest.json").is_file():
-        try:
-            bundle = load_bundle(bundle_dir)
-            code = runs_code_in(bundle)
-            if config.int8 and not any(a.precision == "int8" for a in bundle.artifacts):
-                _log("export: the bundle in the run folder has no int8 artifacts; exporting again", progress)
-            elif code and not trusted:
-                _log(
-                    f"export: the bundle in the run folder holds {', '.join(code)}, which run code, and this "
-                    f"process did not write it; exporting again (pass {trust.OPT_IN} to reuse it)",
-                    progress,
-                )
-            else:
-                bundle.trusted = trusted  # a folder on disk, like any other bundle: not "written here"
-                result.skipped.append("export")
-                _log(f"export: reusing {bundle_dir}", progress)
-                result.stages["export"] = time.perf_counter() - t0
-                return bundle
-        except EdgeportError as exc:
-            _log(f"export: the bundle in the run folder cannot be reused ({exc}); exporting again", progress)
-    kwargs = dict(
-        out=bundle_dir,
-        config=ExportConfig(
-            int8=config.int8,
-            atol=config.atol,
-            rtol=config.atol,
-            task=config.task,
-            task_params=config.task_params,
-            dims=config.dims,
-            gates=config.gates,
-            **({"formats": config.formats} if config.formats else {}),
-        ),
-        calibration=CalibrationConfig(
-            **{
-                **asdict(config.calibration),
-                "max_accuracy_drop": None
-                if config.max_accuracy_drop is None
-                else config.max_accuracy_drop / 100,
-            }
-        ),
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        data_dir=data_dir,
-        force=True,
-        progress=progress,
-        max_pixels=max_pixels,
-        mnist=mnist,
-        formats_explicit=config.formats is not None,
-        trust_model_code=trust_model_code,
-    )
-    if model is None:
-        kwargs["run"] = run
-    else:
-        kwargs |= dict(
-            model_ref=model.model_ref,
-            weights=model.weights,
-            random_init=model.random_init,
-            model_args=model.model_args,
-            inputs=model.inputs,
-            input_shape=model.input_shape,
-            outputs=model.outputs,
-            preprocessing=model.preprocessing,
-            preprocessing_overrides=model.overrides,
-            labels=model.labels,
-        )
+    bundle = _reusable_bundle(run / BUNDLE_DIR, config, trust_model_code, progress) if resume else None
+    if bundle is not None:
+        result.skipped.append("export")
+        result.stages["export"] = time.perf_counter() - t0
+        return bundle
     _log("export: every format" + (" + int8 (calibrated)" if config.int8 else ""), progress)
     try:
-        bundle = export(**kwargs)
+        bundle = export(**_export_kwargs(run, config, model, inputs, progress, trust_model_code))
     except ParityError as exc:
         result.gates.append(f"export parity: {exc}")
         bundle = None
@@ -339,37 +268,89 @@ def _export_stage(
     return bundle
 
 
+def _reusable_bundle(bundle_dir: Path, config, trust_model_code: bool, progress: bool):
+    """The run folder's bundle when --resume may reuse it (it loads, has int8 if asked, runs no untrusted
+    code); None, with the reason logged, when it must be exported again."""
+    from .bundle import load_bundle
+
+    if not (bundle_dir / "manifest.json").is_file():
+        return None
+    trusted = trust_model_code or trust.code_is_trusted()
+    try:
+        bundle = load_bundle(bundle_dir)
+    except EdgeportError as exc:
+        _log(f"export: the bundle in the run folder cannot be reused ({exc}); exporting again", progress)
+        return None
+    code = runs_code_in(bundle)
+    if config.int8 and not any(a.precision == "int8" for a in bundle.artifacts):
+        _log("export: the bundle in the run folder has no int8 artifacts; exporting again", progress)
+        return None
+    if code and not trusted:
+        _log(
+            f"export: the bundle in the run folder holds {', '.join(code)}, which run code, and this "
+            f"process did not write it; exporting again (pass {trust.OPT_IN} to reuse it)",
+            progress,
+        )
+        return None
+    bundle.trusted = trusted  # a folder on disk, like any other bundle: not "written here"
+    _log(f"export: reusing {bundle_dir}", progress)
+    return bundle
+
+
+def _export_kwargs(
+    run: Path, config, model, inputs: DataInput, progress: bool, trust_model_code: bool
+) -> dict:
+    """The pipeline's options as :func:`edgeport.export.api.export` takes them."""
+    drop = None if config.max_accuracy_drop is None else config.max_accuracy_drop / 100
+    kwargs = dict(
+        out=run / BUNDLE_DIR,
+        config=ExportConfig(
+            int8=config.int8,
+            atol=config.atol,
+            rtol=config.atol,
+            task=config.task,
+            task_params=config.task_params,
+            dims=config.dims,
+            gates=config.gates,
+            **({"formats": config.formats} if config.formats else {}),
+        ),  # fmt: skip
+        calibration=CalibrationConfig(**{**asdict(config.calibration), "max_accuracy_drop": drop}),
+        force=True,
+        progress=progress,
+        formats_explicit=config.formats is not None,
+        trust_model_code=trust_model_code,
+        **inputs.kwargs(),
+    )
+    if model is None:
+        return kwargs | {"run": run}
+    return kwargs | dict(
+        model_ref=model.model_ref, weights=model.weights, random_init=model.random_init,
+        model_args=model.model_args, inputs=model.inputs, input_shape=model.input_shape,
+        outputs=model.outputs, preprocessing=model.preprocessing,
+        preprocessing_overrides=model.overrides, labels=model.labels,
+    )  # fmt: skip
+
+
 def runs_code_in(bundle) -> list[str]:
     """What in ``bundle`` runs code when loaded: its model reference, TorchScript artifacts."""
-    from .formats import registry as formats
+    from . import format_registry as formats
 
     out = [f"the model {bundle.manifest.model[:80]!r}"] if trust.runs_code(bundle.manifest.model) else []
     return out + [a.key for a in bundle.artifacts if formats.info(a.format).runs_code]
 
 
-def _eval_source(bundle, data, calibration_data, eval_data, data_dir, max_pixels, mnist, config):
+def _eval_source(bundle, inputs: DataInput, config):
     """The same eval split export used (the split is deterministic and recorded)."""
     from .export.api import data_plan
 
     m = bundle.manifest
-    plan = data_plan(
-        m.signature,
-        bundle.preprocessing,
-        m.random_init,
-        config.calibration,
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        data_dir=data_dir,
-        max_pixels=max_pixels,
-        mnist=mnist,
-    )
+    plan = data_plan(m.signature, bundle.preprocessing, m.random_init, config.calibration, **inputs.kwargs())
     return plan.eval
 
 
 def _verify_stage(run, bundle, source, config, result, progress) -> None:
     from .runtime.registry import list_devices
-    from .runtime.verify import verify
+    from .verification import verify
 
     fsutil.write_json(run / "devices.json", list_devices())
     t0 = time.perf_counter()
@@ -436,18 +417,6 @@ def _summary(run: Path, result: PipelineResult, config: PipelineConfig, t_all: f
             "config": asdict(config),
         },
     )
-
-
-def _mnist_grid(model, data, info: dict, out: Path) -> None:
-    import numpy as np
-    import torch
-
-    from .seed.grid import prediction_grid
-
-    idx = np.random.default_rng(0).choice(len(data.test_images), 16, replace=False)
-    with torch.inference_mode():
-        pred = model(torch.from_numpy(data.preprocessing.apply(data.test_images[idx]))).argmax(1).numpy()
-    prediction_grid(data.test_images[idx], data.test_labels[idx], pred, out, labels=info.get("labels"))
 
 
 def _sample_grid(bundle, source, out: Path) -> None:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ConfigError, InputError, safe_text
 from .image_steps import (  # noqa: F401 - re-exported: the stable names
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,10 +41,8 @@ from .image_steps import (  # noqa: F401 - re-exported: the stable names
     OPS,
     PRESETS,
     _check_steps,
+    _config_fail,
     _imagenet_steps,
-    build,
-    from_json_file,
-    from_preset,
 )
 
 
@@ -320,3 +319,148 @@ __all__ = [
     "from_preset",
     "validate_manifest_preprocessing",
 ]
+
+
+# --------------------------------------------------------------------------- building the steps
+
+
+def from_preset(name: str, input_name: str = "input") -> Preprocessing:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preprocessing preset {name!r}; choose from {', '.join(PRESETS)}")
+    return Preprocessing(input_name, tuple(PRESETS[name]()), name)
+
+
+def from_json_file(path: str | os.PathLike, input_name: str) -> Preprocessing:
+    """Steps from a small JSON file: a list of steps, or {"preset": ..., "steps": [...]}."""
+    from .jsonsafe import read_preprocess_file
+
+    p = Path(path)
+    data = read_preprocess_file(p)
+    if not isinstance(data, (dict, list)):
+        raise ConfigError(
+            f"--preprocess {p} holds a {type(data).__name__}; expected a list of steps or "
+            '{"preset": NAME} / {"steps": [...]}'
+        )
+    steps = data.get("steps") if isinstance(data, dict) else data
+    preset = data.get("preset") if isinstance(data, dict) else None
+    if preset is not None and (not isinstance(preset, str) or len(preset) > 64):
+        raise ConfigError(
+            f"--preprocess {p}: preset must be a name ({', '.join(PRESETS)}), got {type(preset).__name__}"
+        )
+    if steps is None and preset:
+        return from_preset(preset, input_name)
+    _check_steps(steps, _config_fail)
+    return Preprocessing(input_name, tuple(steps), preset)
+
+
+def _is_file(preset: str | None) -> bool:
+    return bool(preset) and (preset.endswith(".json") or os.path.sep in preset)
+
+
+def _base(input_spec, preset: str | None, channels: int, size: tuple) -> Preprocessing:
+    """The steps before any flag: the preset or file, else a default for the input's shape."""
+    if _is_file(preset):
+        return from_json_file(preset, input_spec.name)
+    if preset:
+        return from_preset(preset, input_spec.name)
+    if channels == 1 and size == (28, 28):
+        return from_preset("mnist", input_spec.name)
+    if channels == 3 and all(isinstance(s, int) for s in size):
+        base = Preprocessing(
+            input_spec.name, tuple(_imagenet_steps(size[0], int(round(min(size) / 0.875)))), "imagenet"
+        )
+        if size[0] != size[1]:
+            base = _override(base, "center_crop", {"op": "center_crop", "size": list(size)})
+        return base
+    steps = (
+        {"op": "decode", "mode": "L" if channels == 1 else "RGB"},
+        {"op": "scale", "factor": 1.0 / 255.0},
+        {"op": "layout", "layout": input_spec.layout},
+        {"op": "dtype", "dtype": input_spec.dtype},
+    )
+    return Preprocessing(input_spec.name, steps, None)
+
+
+def _flag_steps(base: Preprocessing, channels: int, mode, resize, crop, mean, std, scale) -> list[dict]:
+    """The steps the command-line flags replace."""
+    out = []
+    if mode:
+        step = dict(base.step("decode"), mode=mode)
+        if mode == "RGB":
+            step.pop("fit_digit", None)
+        out.append(step)
+    if resize is not None:
+        out.append(
+            {
+                "op": "resize",
+                "size": int(resize),
+                "mode": "shorter",
+                "interpolation": "bilinear",
+                "antialias": True,
+            }
+        )
+    if crop is not None:
+        out.append({"op": "center_crop", "size": [crop, crop] if isinstance(crop, int) else list(crop)})
+    if scale is not None:
+        out.append({"op": "scale", "factor": float(scale)})
+    if mean is not None or std is not None:
+        old = base.step("normalize") or {"mean": [0.0] * channels, "std": [1.0] * channels}
+        out.append({"op": "normalize", "mean": list(mean or old["mean"]), "std": list(std or old["std"])})
+    return out
+
+
+def _check_user_layout(base: Preprocessing, preset: str, input_spec) -> None:
+    """Steps the user wrote in a file are not changed silently: layout and dtype must already fit."""
+    for op, want in (("layout", input_spec.layout), ("dtype", input_spec.dtype)):
+        have = (base.step(op) or {}).get(op)
+        if have is not None and have != want:
+            raise ConfigError(
+                f"--preprocess {safe_text(preset, 200)} sets {op} {safe_text(str(have), 40)}, but input "
+                f"{input_spec.name!r} takes {want}; make the step match, or leave it out (edgeport adds it)"
+            )
+
+
+def build(
+    *,
+    input_spec,
+    preset: str | None = None,
+    mode: str | None = None,
+    resize: int | None = None,
+    crop: int | tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float | None = None,
+) -> Preprocessing:
+    """Preprocessing for ``input_spec`` from a preset or JSON file (``preset``) plus flag overrides.
+
+    With no preset: MNIST's for a 1x28x28 input, ImageNet-style for 3-channel
+    images (resize to crop/0.875, centre crop to the input size), a plain 0..1
+    scaling for other 1-channel images.
+    """
+    if input_spec.layout is None:
+        raise ConfigError(f"input {input_spec.name!r} is not an image input; it takes no preprocessing steps")
+    c_axis, hw = (1, (2, 3)) if input_spec.layout == "NCHW" else (3, (1, 2))
+    channels = input_spec.shape[c_axis]
+    base = _base(input_spec, preset, channels, tuple(input_spec.shape[i] for i in hw))
+    flags = _flag_steps(base, channels, mode, resize, crop, mean, std, scale)
+    for step in flags:
+        base = _override(base, step["op"], step)
+    if _is_file(preset):
+        _check_user_layout(base, preset, input_spec)
+    base = _override(base, "layout", {"op": "layout", "layout": input_spec.layout})
+    base = _override(base, "dtype", {"op": "dtype", "dtype": input_spec.dtype})
+    if flags:
+        base = Preprocessing(base.input, base.steps, f"{base.preset}+custom" if base.preset else "custom")
+    _check_steps([dict(s) for s in base.steps], _config_fail)
+    problem = base.mismatch(input_spec)
+    if problem:
+        raise ConfigError(
+            f"preprocessing does not fit the model: {problem}; adjust --preprocess/--resize/--crop"
+        )
+    return base
+
+
+def _override(p: Preprocessing, op: str, step: dict) -> Preprocessing:
+    steps = [s for s in p.steps if s["op"] != op] + [step]
+    steps.sort(key=lambda s: OPS.index(s["op"]))
+    return Preprocessing(p.input, tuple(steps), p.preset)

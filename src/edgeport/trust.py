@@ -67,8 +67,11 @@ def is_pickle(ref: str) -> bool:
 
 
 def code_is_trusted(bundle=None) -> bool:
-    """Whether code named or carried by ``bundle`` may run: this process wrote it, or the user said so."""
-    return os.environ.get(TRUST_ENV) == "1" or bool(getattr(bundle, "trusted", False))
+    """Whether code named or carried by ``bundle`` may run: this process wrote it, or the user said so
+    (``load_bundle(..., trust_model_code=True)``, or the environment's opt-in)."""
+    if getattr(bundle, "trusted", False) or getattr(bundle, "trust_model_code", False):
+        return True
+    return os.environ.get(TRUST_ENV) == "1"
 
 
 def require(ref: str, *, trusted: bool, where: str) -> None:

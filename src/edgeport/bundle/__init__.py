@@ -55,7 +55,8 @@ __all__ = [
 
 
 class Bundle:
-    """A loaded, verified bundle.  ``trusted`` is True only for a bundle this process just wrote.
+    """A loaded, verified bundle.  ``trusted`` is True only for a bundle this process just wrote;
+    ``trust_model_code`` is the caller's opt-in (:mod:`edgeport.trust`) for this bundle alone.
 
     A bundle from :func:`load_bundle` keeps a read handle on every file its manifest lists, opened
     when it was loaded, and reads them through those handles only: a concurrent ``export --force``
@@ -75,6 +76,7 @@ class Bundle:
         self.path = Path(path)
         self.manifest = manifest
         self.trusted = trusted
+        self.trust_model_code = False
         self._handles = dict(handles or {})
         self.manifest_bytes = manifest_bytes  # the manifest as read, for copying the bundle elsewhere
 
@@ -289,8 +291,12 @@ def _inode(root: Path) -> int | None:
         return None
 
 
-def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
+def load_bundle(path: str | os.PathLike, *, verify: bool = True, trust_model_code: bool = False) -> Bundle:
     """Read ``manifest.json`` and verify every listed file's size and sha256 before anything parses it.
+
+    ``trust_model_code``: let this bundle's model code run (its TorchScript, its ``.pt2``, the
+    ``pkg.mod:factory`` its manifest names): an argument, for this bundle only; the CLI passes
+    ``--trust-model-code`` (default: ``EDGEPORT_TRUST_MODEL_CODE``).
 
     Everything is read through one handle on the folder, and the bundle keeps a handle on each
     file it verified, so later reads see these very files.  If the folder is replaced meanwhile
@@ -306,4 +312,5 @@ def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> Bundle:
             bundle.close()
     if err is not None:
         raise err
+    bundle.trust_model_code = bool(trust_model_code)
     return bundle

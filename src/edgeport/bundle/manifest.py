@@ -119,7 +119,7 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Artifact:
-    format: str  # a format of edgeport.formats.registry
+    format: str  # a format of edgeport.format_registry
     precision: str  # "fp32" | "fp16" | "int8"
     file: str  # primary file (openvino: the .xml)
     sha256: str
@@ -151,7 +151,7 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, d, where: str = "artifact") -> Artifact:
-        from ..formats.registry import FORMATS
+        from ..format_registry import FORMATS
 
         _keys(where, d, {"format", "precision", "file", "sha256", "bytes"}, {"extra_files", "details"})
         fmt = _text(f"{where}.format", d["format"], limit=32)
@@ -363,20 +363,7 @@ class Manifest:
             from .schema1 import upgrade
 
             return cls.from_dict(upgrade(d))._replace_upgraded(1)
-        required = {
-            "schema_version",
-            "model",
-            "dims",
-            "inputs",
-            "outputs",
-            "preprocessing",
-            "labels",
-            "artifacts",
-            "provenance",
-            "environment",
-            "parity",
-        }
-        _keys("manifest", d, required, set(_OPTIONAL) | {"upgraded_from"})
+        _keys("manifest", d, REQUIRED, set(_OPTIONAL) | {"upgraded_from"})
         model = _text("model", d["model"], limit=300)
         signature = signature_from(d)
         pre = d["preprocessing"]
@@ -384,10 +371,7 @@ class Manifest:
             from ..preprocessing import validate_manifest_preprocessing
 
             pre = validate_manifest_preprocessing(pre, signature, _bad)
-        labels = _type("labels", d["labels"], list)
-        if len(labels) > 100_000:
-            raise _bad("labels", "lists more than 100,000 names")
-        labels = tuple(_text(f"labels[{i}]", lab, limit=200) for i, lab in enumerate(labels))
+        labels = _labels_from(d["labels"])
         arts = tuple(
             Artifact.from_dict(a, f"artifacts[{i}]")
             for i, a in enumerate(_type("artifacts", d["artifacts"], list))
@@ -395,11 +379,8 @@ class Manifest:
         _check_unique(arts)
         for k in ("provenance", "environment", "parity"):
             _type(k, d[k], dict)
-        warnings = _type("warnings", d.get("warnings", []), list)
-        warnings = tuple(_text(f"warnings[{i}]", w, limit=300) for i, w in enumerate(warnings))
         random_init = _type("random_init", d.get("random_init", False), bool)
-        if random_init and RANDOM_WEIGHTS_WARNING not in warnings:
-            warnings = (RANDOM_WEIGHTS_WARNING, *warnings)
+        warnings = _warnings_from(d.get("warnings", []), random_init)
         for k in ("calibration", "golden", "data"):
             _type(k, d.get(k), dict, optional=True)
         layer_report = _check_layer_report(d.get("layer_report"))
@@ -410,40 +391,14 @@ class Manifest:
         failures = _check_failures(d.get("failures", []))
         timings = _check_timings(d.get("timings"))
         text = _check_text(d.get("text"), signature)
-        generation = d.get("generation")
-        if generation is not None:
-            from .generation import check_generation
-
-            check_generation(generation, arts, signature, _bad)
-        else:
-            for i, a in enumerate(arts):
-                if a.precision == "int4":
-                    raise _bad(
-                        f"artifacts[{i}].precision", "is int4, which only text-generation bundles hold"
-                    )
+        generation = _check_generation(d.get("generation"), arts, signature)
         return cls(
-            schema_version=version,
-            model=model,
-            signature=signature,
-            preprocessing=pre,
-            labels=labels,
-            artifacts=arts,
-            provenance=d["provenance"],
-            environment=d["environment"],
-            parity=d["parity"],
-            model_args=_type("model_args", d.get("model_args", {}), dict),
-            random_init=random_init,
-            warnings=warnings,
-            calibration=d.get("calibration"),
-            layer_report=layer_report,
-            golden=golden,
-            data=d.get("data"),
-            task=task,
-            failures=failures,
-            text=text,
-            timings=timings,
-            generation=generation,
-        )
+            schema_version=version, model=model, signature=signature, preprocessing=pre, labels=labels,
+            artifacts=arts, provenance=d["provenance"], environment=d["environment"], parity=d["parity"],
+            model_args=_type("model_args", d.get("model_args", {}), dict), random_init=random_init,
+            warnings=warnings, calibration=d.get("calibration"), layer_report=layer_report, golden=golden,
+            data=d.get("data"), task=task, failures=failures, text=text, timings=timings, generation=generation,
+        )  # fmt: skip
 
     def text_entry(self) -> FileEntry | None:
         """The tokenizer file the ``text`` block lists (verified like every file), or None."""
@@ -517,6 +472,38 @@ def _check_golden(g) -> None:
         _text("golden.int8_agreement key", k, limit=64)
         if not 0 <= _float(f"golden.int8_agreement.{k}", v, 1.0) <= 1:
             raise _bad(f"golden.int8_agreement.{k}", "must be between 0 and 1")
+
+
+REQUIRED = {"schema_version", "model", "dims", "inputs", "outputs", "preprocessing", "labels", "artifacts",
+            "provenance", "environment", "parity"}  # fmt: skip
+
+
+def _labels_from(labels) -> tuple[str, ...]:
+    labels = _type("labels", labels, list)
+    if len(labels) > 100_000:
+        raise _bad("labels", "lists more than 100,000 names")
+    return tuple(_text(f"labels[{i}]", lab, limit=200) for i, lab in enumerate(labels))
+
+
+def _warnings_from(warnings, random_init: bool) -> tuple[str, ...]:
+    warnings = _type("warnings", warnings, list)
+    out = tuple(_text(f"warnings[{i}]", w, limit=300) for i, w in enumerate(warnings))
+    if random_init and RANDOM_WEIGHTS_WARNING not in out:
+        out = (RANDOM_WEIGHTS_WARNING, *out)
+    return out
+
+
+def _check_generation(generation, arts, signature):
+    """A text-generation block checked against the artifacts; without one, no artifact is int4."""
+    if generation is not None:
+        from .generation import check_generation
+
+        check_generation(generation, arts, signature, _bad)
+        return generation
+    for i, a in enumerate(arts):
+        if a.precision == "int4":
+            raise _bad(f"artifacts[{i}].precision", "is int4, which only text-generation bundles hold")
+    return None
 
 
 def _check_task(t, signature):

@@ -188,7 +188,7 @@ def apply_trust(args) -> None:
     import os
 
     if getattr(args, "trust_model_code", False):
-        from ..bundle import TRUST_ENV
+        from ..trust import TRUST_ENV
 
         os.environ[TRUST_ENV] = "1"
 
@@ -337,3 +337,42 @@ def task_args(p) -> None:
         "--dim seq=4..512 (EXAMPLE: the size to export at; repeatable)",
     )
     gate_arg(g)
+
+
+# --------------------------------------------------------------------------- --host (edgeport.device.remote)
+
+
+def forwarded_options(args, command: str) -> list[str]:
+    """The command's options as ``--name=value`` words (so a value may start with ``-``), as given here."""
+    names = ["backends", "precisions", "devices"]
+    if command == "bench":
+        names += ["batch_sizes", "threads", "warmup_seconds", "min_iters", "min_seconds"]
+        names += ["prompt_lengths", "new_tokens", "repeats"]  # text-generation bundles
+    elif command == "verify":
+        names += ["data", "data_dir", "atol", "max_accuracy_drop", "limit", "max_pixels"]
+    out = ["--trust-model-code"] if getattr(args, "trust_model_code", False) else []
+    if command == "verify":
+        out += [f"--gate={g}" for g in getattr(args, "gate", None) or ()]  # repeatable: one word each
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+            out.append(f"--{name.replace('_', '-')}={text}")
+    return out
+
+
+def remote_report_for(args, command: str) -> dict:
+    """``edgeport COMMAND --host ...``: the same command run on the device, its report."""
+    from ..device.remote import RemoteHost, remote_report
+
+    host = RemoteHost(
+        host=args.host,
+        identity=args.identity,
+        known_hosts=args.known_hosts,
+        connect_timeout=float(args.connect_timeout),
+        remote_edgeport=args.remote_edgeport,
+        remote_cache=getattr(args, "remote_cache", None),
+    )
+    return remote_report(
+        args.bundle, command, host, options=forwarded_options(args, command), progress=not args.quiet
+    )

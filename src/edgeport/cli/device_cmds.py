@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import safe_text
 from .args import (
@@ -25,9 +26,9 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     if args.out:
         check_outputs([args.out], args.force, args.bundle)
     if args.host is not None:
-        from ..device.remote import remote_report
+        from .args import remote_report_for
 
-        report = remote_report(args, "selfcheck")
+        report = remote_report_for(args, "selfcheck")
     else:
         report = selfcheck(
             args.bundle, backends=args.backends, precisions=args.precisions, devices=args.devices
@@ -41,10 +42,30 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from ..device.fleet import run_fleet
+    """``edgeport fleet``: 0 only if every selected device produced a (passing) result."""
+    from ..device.fleet import fleet, output_paths, sections, to_markdown
+    from ..fsutil import atomic_write, check_new_files, write_json
+    from ..report.render import to_html
 
     apply_trust(args)
-    return run_fleet(args)
+    outs = output_paths(args.out) if args.out else []
+    check_new_files(outs, args.force, protect=args.bundle)
+    sel = {"address": args.ray, "action": args.action, "selector": args.devices, "backends": args.backends}
+    sel |= {"precisions": args.precisions, "batch_sizes": args.batch_sizes, "min_seconds": args.min_seconds}
+    merged = fleet(args.bundle, **sel, timeout=args.timeout, progress=not args.quiet)
+    md = to_markdown(merged)
+    if outs:
+        write_json(outs[0], merged)
+        atomic_write(outs[1], md)
+        atomic_write(outs[2], to_html(sections(merged)))
+        print(f"-> {', '.join(safe_text(p) for p in outs)}")
+    else:
+        sys.stdout.write(md)
+    sys.stdout.flush()
+    for d in merged["devices"]:
+        if not d["ok"]:
+            print(f"edgeport: device {safe_text(d['name'])} failed: {safe_text(d['error'])}", file=sys.stderr)
+    return 1 if merged["failed"] else 0
 
 
 def add_parsers(sub) -> None:

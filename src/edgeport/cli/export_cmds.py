@@ -21,6 +21,7 @@ from .args import (
     shape_list,
     task_args,
 )
+from .output import print_bundle, print_timings
 
 
 def _calibration(args):
@@ -167,16 +168,6 @@ def run_data_defaults(args) -> None:
               f"eval {safe_text(specs['val'])}")  # fmt: skip
 
 
-def print_timings(timings) -> None:
-    """Seconds per export stage, slowest first (what `--verbose` and `inspect` show)."""
-    if not isinstance(timings, dict) or not timings:
-        return
-    total = sum(v for v in timings.values() if isinstance(v, (int, float)))
-    print(f"export stages ({total:.1f} s in all):")
-    for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
-        print(f"  {safe_text(name)[:60]:<42} {sec:8.2f} s")
-
-
 # `export` wrote the bundle, but without a format that failed: the exit code says so.
 PARTIAL_EXIT = 3
 
@@ -194,7 +185,7 @@ def task_config(args) -> dict:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from ..export.api import quantize
+    from ..export.quantize import quantize
 
     apply_trust(args)
     bundle = quantize(
@@ -213,154 +204,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return PARTIAL_EXIT if any(f["precision"] == "int8" for f in bundle.failures) else 0
 
 
-def print_bundle(bundle) -> None:
-    task = bundle.task
-    print(f"bundle {safe_text(bundle.path)} ({task.name}):")
-    for w in bundle.warnings:
-        print(f"  WARNING: {safe_text(w)}")
-    for a in bundle.artifacts:
-        size = a.total_bytes
-        print(f"  {a.key:<18} {a.file:<34} {size / 1024:9.1f} KiB  sha256 {a.sha256[:12]}")
-    for f in bundle.failures:
-        print(
-            f"  {f['format'] + '/' + f['precision']:<18} FAILED at {safe_text(f['stage'])}, not in the bundle: "
-            f"{safe_text(f['reason'])}"
-        )
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ..bundle import load_bundle
-    from ..runtime.layer_table import format_layer_report
+    from ..bundle.describe import describe
 
-    bundle = load_bundle(args.bundle)
-    m = bundle.manifest
-    schema = f"schema {m.schema_version}" + (
-        f", read from schema {m.upgraded_from} (read-only)" if m.read_only else ""
-    )
-    print(f"bundle {safe_text(bundle.path)}  ({schema}, model {safe_text(m.model)})")
-    for w in m.warnings:
-        print(f"WARNING: {safe_text(w)}")
-    for s in m.signature.inputs:
-        vr = f" range {s.value_range[0]:.3g}..{s.value_range[1]:.3g}" if s.value_range else ""
-        print(f"input  {safe_text(s.describe())}{vr}")
-    for s in m.signature.outputs:
-        print(f"output {safe_text(s.describe())}")
-    for name, d in m.signature.dims.items():
-        ex = f" (exported at {d.example})" if d.example is not None else ""
-        print(f"dim    {safe_text(name)}: {d.min}..{d.max}{ex}")
-    task = bundle.task
-    params = ", ".join(f"{k}={v}" for k, v in task.params.items())
-    print(f"task: {task.name} ({task.title}){': ' + safe_text(params) if params else ''}")
-    for prec, gates in ((m.task or {}).get("gates") or {}).items():
-        table = task.gate_table()
-        shown = ", ".join(
-            f"{k} {'>=' if table[k].direction == 'min' else '<='} {v:g}"
-            for k, v in gates.items()
-            if k in table
-        )
-        print(f"  {prec} gates: {shown or 'elementwise tolerance only'}")
-    pre = bundle.preprocessing
-    print(f"preprocessing: {safe_text(pre.describe()) if pre else 'none (no image or audio input)'}")
-    if m.text:
-        t = m.text
-        print(
-            f"text: {safe_text(t['tokenizer']['path'])} ({t['vocab_size']} tokens) feeds {safe_text(t['input'])}, "
-            f"pad id {t['pad_id']}, length {t['min_length']}..{t['max_length']}"
-        )
-    labels = ", ".join(m.labels[:20]) + (f", ... ({len(m.labels)} in all)" if len(m.labels) > 20 else "")
-    print(f"labels: {safe_text(labels) or '-'}")
-    print_bundle(bundle)
-    if m.generation:
-        lm_cmds.print_generation(bundle)
-    for a in m.artifacts:
-        _artifact_notes(a, bundle.task)
-    if m.calibration:
-        cal = m.calibration
-        src = cal.get("source", {}) if isinstance(cal.get("source"), dict) else {}
-        print(
-            f"calibration: {cal.get('size')} samples ({safe_text(src.get('kind', cal.get('split', '?')))}, "
-            f"{safe_text(src.get('evidence', ''))}), method {safe_text(cal.get('method'))}"
-        )
-    if m.golden:
-        print(f"golden I/O: {m.golden['n']} samples ({safe_text(m.golden.get('source', ''))})")
-    _print_parity(m.parity)
-    print_timings(m.timings)
-    if not m.generation:
-        print(format_layer_report(bundle))
+    print(describe(load_bundle(args.bundle)))
     return 0
-
-
-def _num(v, fmt: str) -> str:
-    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
-
-
-def _print_parity(parity) -> None:
-    """Export-time parity against PyTorch: max abs difference per artifact, output and batch size."""
-    if not isinstance(parity, dict) or not isinstance(parity.get("artifacts"), dict):
-        return
-    inputs = parity.get("inputs", {}) if isinstance(parity.get("inputs"), dict) else {}
-    sizes = [str(b) for b in parity.get("batch_sizes", []) if isinstance(b, int)]
-    evidence = safe_text(inputs.get("evidence") or "")
-    print(
-        f"parity vs PyTorch at export: {_num(inputs.get('n'), 'd')} inputs"
-        f"{f' ({evidence})' if evidence else ''}, max abs difference per output at batch "
-        f"{', '.join(sizes)}: {'passed' if parity.get('passed') else 'FAILED'}"
-    )
-    for key, art in parity["artifacts"].items():
-        per = art.get("batch_sizes", {}) if isinstance(art, dict) else {}
-        if not isinstance(per, dict):
-            continue
-        names = []
-        for row in per.values():
-            for n in (row.get("outputs") or {}) if isinstance(row, dict) else {}:
-                if n not in names:
-                    names.append(n)
-        for name in names or [None]:
-            cells = []
-            for b in sizes:
-                row = per.get(b) if isinstance(per.get(b), dict) else {}
-                r = (row.get("outputs") or {}).get(name, {}) if name else row
-                r = r if isinstance(r, dict) else {}
-                agree = r.get("agreement")
-                cells.append(
-                    f"b{b} {_num(r.get('max_abs'), '.1e')}"
-                    + (f" {agree * 100:.1f}%" if isinstance(agree, (int, float)) and agree < 1 else "")
-                    + ("" if r.get("passed", True) else " FAIL")
-                )
-            label = f"{key} {name}" if name else key
-            print(f"  {safe_text(label):<30} {'  '.join(cells)}")
-
-
-def _artifact_notes(a, task) -> None:
-    d = a.details if isinstance(a.details, dict) else {}
-    notes = []
-    if a.precision == "int8" and isinstance(d.get("speedup_vs_fp32"), (int, float)):
-        notes.append(
-            f"selected {safe_text(d.get('selected'))} ({safe_text(d.get('selection_rule', ''))}), "
-            f"{d['speedup_vs_fp32']:.2f}x fp32 throughput at batch {d.get('speed_batch')}"
-        )
-        if d.get("slower_than_fp32"):
-            notes.append("SLOWER than its fp32 twin on the exporting machine")
-    deleg = d.get("delegation")
-    if isinstance(deleg, dict):
-        notes.append(
-            f"XNNPACK delegation: {deleg.get('delegated_ops', '?')} ops inside, {deleg.get('non_delegated_ops', '?')} "
-            f"outside {safe_text(deleg.get('outside', ''))[:200]}"
-        )
-    if isinstance(d.get("max_batch"), int):
-        notes.append(f"batch 1..{d['max_batch']}")
-    if isinstance(d.get("planned_memory_bytes"), int):
-        at = d.get("planned_for") if isinstance(d.get("planned_for"), dict) else {}
-        where = ", ".join(f"{safe_text(k)}={v}" for k, v in at.items())
-        notes.append(f"memory planned: {d['planned_memory_bytes'] / 2**20:.1f} MiB at {where}")
-    if d.get("exporter"):
-        notes.append(f"exporter: {safe_text(d['exporter'])}")
-    if isinstance(d.get("selection_metrics"), dict):
-        shown = task.summary_of(d["selection_metrics"])
-        if shown:
-            notes.append(f"int8 on the selection split: {safe_text(shown)}")
-    for n in notes:
-        print(f"    {a.key}: {n}")
 
 
 def _calibration_args(p: argparse.ArgumentParser) -> None:

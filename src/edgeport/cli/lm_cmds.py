@@ -24,8 +24,9 @@ from .lm_args import (  # noqa: F401  (the other commands reach the option group
 
 
 def cmd_export_lm(args: argparse.Namespace) -> int:
+    from ..bundle.describe import generation_lines
     from ..lm.export import export_lm
-    from .export_cmds import print_bundle
+    from .output import print_bundle
 
     ref = args.model_ref or args.run
     if not ref:
@@ -42,36 +43,8 @@ def cmd_export_lm(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print_bundle(bundle)
-    print_generation(bundle)
+    print("\n".join(generation_lines(bundle)))
     return 0
-
-
-def print_generation(bundle) -> None:
-    """`inspect`'s lines for a text-generation bundle."""
-    g = bundle.manifest.generation
-    a = g["architecture"]
-    tok = g.get("tokenizer")
-    tokenizer = (
-        f"{safe_text(tok['file'])} ({tok['vocab_size']} tokens)" if tok else "none (prompts are token ids)"
-    )
-    print(
-        f"text generation: {a['model_type']} {a['params']:,} params, {a['layers']} layers, {a['heads']} heads "
-        f"({a['kv_heads']} KV), vocab {g['vocab_size']}, context {g['max_context']}, KV cache "
-        f"{g['cache']['bytes_per_token']:,} B/token; tokenizer {tokenizer}"
-    )
-    for key, q in (g.get("quantization") or {}).items():
-        print(
-            f"  {key}: {safe_text(q['method'])}; embedding {safe_text(q.get('embedding', '?'))}; "
-            f"LM head {safe_text(q.get('lm_head', '?'))}"
-        )
-    for key, row in ((g.get("golden") or {}).get("artifacts") or {}).items():
-        art = next((x for x in bundle.artifacts if x.key == key), None)
-        mem = art.details.get("memory_at_max_context_bytes") if art else None
-        print(
-            f"  {key:<18} golden agreement {row['agreement'] * 100:6.2f}%, greedy identical "
-            f"{row.get('greedy_identical', '-')}/{len(g['golden']['prompts'])}"
-            + (f", memory at context {mem / 1e6:.1f} MB" if mem else "")
-        )
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:
@@ -90,10 +63,25 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_lm(args: argparse.Namespace) -> int:
-    from ..lm.pipeline import run_lm_pipeline
-    from .pipeline_cmds import print_result
+    from ..lm_pipeline import LMPipelineConfig, run_lm_pipeline
+    from .output import print_result
 
-    return print_result(run_lm_pipeline(args))
+    config = LMPipelineConfig(
+        model_ref=args.model_ref,
+        run=getattr(args, "run", None),
+        random_init=args.random_init,
+        tokenizer=args.tokenizer,
+        seed=args.seed,
+        steps=args.steps,
+        export=export_config(args),
+        gates=gate_overrides(args),
+        bench=lm_bench_config(args),
+        backends=tuple(args.backends) if args.backends else None,
+        data=args.data,
+    )
+    return print_result(
+        run_lm_pipeline(args.out, config, force=args.force, resume=args.resume, progress=not args.quiet)
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

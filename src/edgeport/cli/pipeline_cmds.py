@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import safe_text
 from .args import (
-    PROG,
     _Formatter,
     atol_float,
     batch_list,
@@ -22,40 +20,27 @@ from .args import (
     shape_list,
     task_args,
 )
+from .output import print_result
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from ..config import CalibrationConfig, TrainConfig
-    from ..pipeline import ModelInput, PipelineConfig, run_pipeline
+    from ..pipeline import ModelInput, PipelineConfig, run_pipeline, trains_first
     from ..runtime.registry import BACKENDS
     from .export_cmds import _overrides, model_source_args, task_config
-    from .train_cmds import TRAIN_DEFAULTS
 
     unknown = [b for b in args.backends or [] if b not in BACKENDS]
     if unknown:  # before training, not after it
         raise_config(f"--backends: unknown {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     from .lm_cmds import cmd_pipeline_lm, lm_requested
 
-    if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm.pipeline
+    if lm_requested(args):  # a decoder-only language model (tiny-lm, hf:DIR): edgeport.lm_pipeline
         return cmd_pipeline_lm(args)
-    model = None
-    if args.model_ref and args.model_ref in TRAIN_DEFAULTS and not args.weights and not args.random_init:
-        train_model = args.model_ref  # a registry model without weights: train it first
-    else:
-        train_model = "mnist-mlp"
-        if args.model_ref or args.weights:
-            if not args.model_ref:
-                raise_config("--weights needs --model")
-            model = ModelInput(**model_source_args(args), overrides=_overrides(args))
-    base = TRAIN_DEFAULTS[train_model]
+    model, train_model = None, args.model_ref or "mnist-mlp"
+    if not trains_first(args.model_ref, args.weights, args.random_init):
+        model, train_model = ModelInput(**model_source_args(args), overrides=_overrides(args)), "mnist-mlp"
     config = PipelineConfig(
-        train=TrainConfig(
-            model=train_model,
-            epochs=args.epochs or base["epochs"],
-            batch_size=base["batch_size"],
-            lr=base["lr"],
-            seed=args.seed,
-        ),
+        train=TrainConfig(model=train_model, epochs=args.epochs or None, seed=args.seed),
         int8=args.int8,
         backends=tuple(args.backends) if args.backends else None,
         formats=tuple(args.formats) if args.formats else None,
@@ -80,21 +65,6 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         trust_model_code=args.trust_model_code,
     )
     return print_result(result)
-
-
-def print_result(result) -> int:
-    """The pipeline's last lines (passed, or each failed gate on stderr) and its exit code."""
-    total = sum(result.stages.values())
-    if result.passed:
-        print(f"pipeline passed in {total:.0f} s: {safe_text(result.run_dir)}/report.html")
-        return 0
-    for line in result.gates:
-        print(f"{PROG}: gate failed: {safe_text(line)}", file=sys.stderr)
-    print(
-        f"pipeline FAILED ({len(result.gates)} gate(s)); outputs kept in {safe_text(result.run_dir)}",
-        file=sys.stderr,
-    )
-    return 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -53,15 +53,16 @@ def _selection(args) -> dict:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..fsutil import write_json
-    from ..runtime.verify import print_table, raise_if_failed, verify
+    from ..runtime.verify import print_table, raise_if_failed
+    from ..verification import verify
 
     apply_trust(args)
     if args.out:
         check_outputs([args.out], args.force, args.bundle)
     if args.host is not None:
-        from ..device.remote import remote_report
+        from .args import remote_report_for
 
-        report = remote_report(args, "verify")
+        report = remote_report_for(args, "verify")
     else:
         report = verify(
             args.bundle,
@@ -93,7 +94,14 @@ def bench_files(out: str) -> list[str]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..config import BenchConfig
     from ..fsutil import write_json
-    from ..runtime.benchmark import bench, markdown_table, raise_if_failed, write_csv, write_markdown
+    from ..runtime.benchmark import (
+        bench,
+        markdown_table,
+        noise_warning,
+        raise_if_failed,
+        write_csv,
+        write_markdown,
+    )
 
     apply_trust(args)
     if args.out:
@@ -106,22 +114,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
     )
     if args.host is not None:
-        from ..device.remote import remote_report
+        from .args import remote_report_for
 
-        report = remote_report(args, "bench")
+        report = remote_report_for(args, "bench")
     else:
         lm = lm_cmds.lm_bench_config(args, args.threads)  # used by text-generation bundles only
         report = bench(args.bundle, config=config, progress=not args.quiet, lm=lm, **_selection(args))
     print(markdown_table(report))
     for w in report.get("warnings_bundle", []):
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
-    noisy = [r for r in report.get("rows", []) if r.get("cov", 0) > 0.10]
+    noisy = noise_warning(report)
     if noisy:
-        print(
-            f"warning: {len(noisy)} of {len(report['rows'])} rows vary a lot (CoV > 10%); the machine may be "
-            "busy: rerun on a quiet machine, or with --min-seconds higher",
-            file=sys.stderr,
-        )
+        print(f"warning: {noisy}", file=sys.stderr)
     for s in report.get("skipped", []):
         print(f"skipped {s['backend']}:{s['device']}: {safe_text(s['reason'])}", file=sys.stderr)
     if args.out:

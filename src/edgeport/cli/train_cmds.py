@@ -18,11 +18,7 @@ from .args import (
     trust_arg,
 )
 
-# Per-model training defaults (chosen on the validation split; see README "Benchmarks").
-TRAIN_DEFAULTS = {
-    "mnist-mlp": {"epochs": 20, "batch_size": 1024, "lr": 1e-2},
-    "mnist-cnn": {"epochs": 8, "batch_size": 256, "lr": 4e-3},
-}
+SEED_MODELS = ("mnist-mlp", "mnist-cnn")  # trained on MNIST by edgeport.seed.train (defaults in their spec)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -47,22 +43,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .lm_cmds import cmd_train_lm
 
         return cmd_train_lm(args)
-    if args.model not in TRAIN_DEFAULTS:  # the task models: their recipe makes their data (edgeport.zoo)
+    if args.model not in SEED_MODELS:  # the task models: their recipe makes their data (edgeport.zoo)
         from ..zoo.train import trainable
 
         names = trainable()
         if args.model not in names:
             raise_config(
-                f"edgeport train trains registry models ({', '.join([*TRAIN_DEFAULTS, 'tiny-lm', *names])}); "
+                f"edgeport train trains registry models ({', '.join([*SEED_MODELS, 'tiny-lm', *names])}); "
                 "export your own trained model with edgeport export --model ... --weights ..."
             )
         return cmd_train_zoo(args)
-    base = TRAIN_DEFAULTS.get(args.model, TRAIN_DEFAULTS["mnist-mlp"])
     config = TrainConfig(
         model=args.model,
-        epochs=args.epochs or base["epochs"],
-        batch_size=args.batch_size or base["batch_size"],
-        lr=args.lr or base["lr"],
+        epochs=args.epochs or None,  # None: the model spec's default
+        batch_size=args.batch_size or None,
+        lr=args.lr or None,
         shift=args.shift,
         seed=args.seed,
         threads=args.threads,
@@ -104,31 +99,24 @@ def cmd_train_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_predict_grid(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
-    from ..checkpoint import load_run
-    from ..seed.grid import prediction_grid
+    from ..seed.grid import mnist_grid
     from ..sources.mnist import load_mnist
+    from ..sources.models import load_run
 
     apply_trust(args)
     check_outputs([args.out], args.force)
     model, info = load_run(args.run)
-    data = load_mnist(args.data_dir)
-    rng = np.random.default_rng(args.seed)
-    idx = rng.choice(len(data.test_images), 16, replace=False)
-    with torch.inference_mode():
-        scores = model(torch.from_numpy(data.preprocessing.apply(data.test_images[idx])))
-    pred = scores.argmax(1).numpy()
-    prediction_grid(data.test_images[idx], data.test_labels[idx], pred, args.out, labels=info.get("labels"))
-    print(f"{int((pred == data.test_labels[idx]).sum())}/16 correct -> {args.out}")
+    _path, correct = mnist_grid(
+        model, load_mnist(args.data_dir), args.out, labels=info.get("labels"), seed=args.seed
+    )
+    print(f"{correct}/16 correct -> {args.out}")
     return 0
 
 
 def add_parsers(sub) -> None:
     from ..config import TrainConfig
 
-    models = ", ".join([*TRAIN_DEFAULTS, "tiny-lm"])
+    models = ", ".join([*SEED_MODELS, "tiny-lm"])
     zoo = "shapes-detector, shapes-segmenter, text-tagger, kws-tones, tones-embedder"
     p = sub.add_parser(
         "summary", help="print the torchsummary table of a registry model", formatter_class=_Formatter
@@ -142,7 +130,7 @@ def add_parsers(sub) -> None:
         "and RUN/train.json",
         formatter_class=_Formatter,
         description="Writes the run folder RUN (model.safetensors, train.json) atomically; an existing RUN is "
-        f"replaced only with --force, and only if edgeport made it. The seed models ({', '.join(TRAIN_DEFAULTS)}) "
+        f"replaced only with --force, and only if edgeport made it. The seed models ({', '.join(SEED_MODELS)}) "
         "train on MNIST; tiny-lm (a small Llama-style decoder) on the standard library's docstrings. "
         f"The task models ({zoo}) generate their labelled synthetic set into RUN/data/ (train and val, "
         "in the layout their --data source reads: coco:, segfolder:, npz:, wavfolder:), train on it and "

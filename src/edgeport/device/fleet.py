@@ -140,7 +140,7 @@ def _cached_bundle(key: str, blob_refs: list):
 
 
 def _run_action(bundle, action: str, opts: dict, trusted: bool) -> dict:
-    from ..bundle import TRUST_ENV
+    from ..trust import TRUST_ENV
 
     before = os.environ.get(TRUST_ENV)
     if trusted:
@@ -239,7 +239,7 @@ def _outcome(ray, ref) -> dict:
 
 def _run_tasks(ray, nodes: dict, key: str, blob: bytes, action: str, opts: dict, timeout: float, say) -> dict:
     """NAME -> result: one task per node, each given at most ``timeout`` seconds."""
-    from ..bundle import code_is_trusted
+    from ..trust import code_is_trusted
 
     try:
         refs = [ray.put(blob)]
@@ -435,28 +435,3 @@ def output_paths(out: str) -> list[Path]:
     if p.suffix != ".json":
         raise ConfigError(f"--out {safe_text(out, 80)}: give a .json name (X.md and X.html go beside it)")
     return [p, p.with_suffix(".md"), p.with_suffix(".html")]
-
-
-def run_fleet(args) -> int:
-    """``edgeport fleet``: 0 only if every selected device produced a (passing) result."""
-    from ..fsutil import atomic_write, check_new_files, write_json
-    from ..report.writer import to_html
-
-    outs = output_paths(args.out) if args.out else []
-    check_new_files(outs, args.force, protect=args.bundle)
-    sel = {"address": args.ray, "action": args.action, "selector": args.devices, "backends": args.backends}
-    sel |= {"precisions": args.precisions, "batch_sizes": args.batch_sizes, "min_seconds": args.min_seconds}
-    merged = fleet(args.bundle, **sel, timeout=args.timeout, progress=not args.quiet)
-    md = to_markdown(merged)
-    if outs:
-        write_json(outs[0], merged)
-        atomic_write(outs[1], md)
-        atomic_write(outs[2], to_html(sections(merged)))
-        print(f"-> {', '.join(safe_text(p) for p in outs)}")
-    else:
-        sys.stdout.write(md)
-    sys.stdout.flush()
-    for d in merged["devices"]:
-        if not d["ok"]:
-            print(f"edgeport: device {safe_text(d['name'])} failed: {safe_text(d['error'])}", file=sys.stderr)
-    return 1 if merged["failed"] else 0

@@ -21,7 +21,6 @@ is escaped with :func:`~edgeport.errors.safe_text`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import getpass
@@ -34,6 +33,7 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -84,44 +84,65 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
 
 
-def remote_report(args: argparse.Namespace, command: str) -> dict:
-    """Run ``edgeport COMMAND`` for ``args.bundle`` on ``args.host`` and return its report dict."""
+@dataclass(frozen=True)
+class RemoteHost:
+    """A device reached over SSH: ``[user@]host[:port]`` plus how to log in and where edgeport is there.
+
+    ``identity``: a private key file (None: ssh-agent and the default keys); ``known_hosts``: the host
+    key file (None: ``~/.ssh/known_hosts``); ``remote_edgeport``: the command on the device;
+    ``remote_cache``: the bundle cache folder there (None: ``$EDGEPORT_REMOTE_CACHE`` or ~/.cache).
+    """
+
+    host: str
+    identity: str | None = None
+    known_hosts: str | None = None
+    connect_timeout: float = 10.0
+    remote_edgeport: str | None = None
+    remote_cache: str | None = None
+
+
+def remote_report(
+    bundle_path, command: str, host: RemoteHost, *, options: Sequence[str] = (), progress: bool = True
+) -> dict:
+    """Run ``edgeport COMMAND BUNDLE [options]`` on ``host`` (the bundle uploaded once, by content hash)
+    and return its report dict.  ``options``: the command's own ``--name=value`` words."""
     from ..bundle import load_bundle
 
     if command not in COMMANDS:
         raise ValueError(f"remote_report: unknown command {command!r}")
     if asyncssh is None:
         raise ConfigError("--host needs the asyncssh package here: pip install asyncssh")
-    target = parse_host(args.host)
-    options = _connect_options(args, target)
-    exe = _exe(args)
-    bundle = load_bundle(args.bundle)
+    target = parse_host(host.host)
+    connect = _connect_options(host, target)
+    exe = _exe(host)
+    bundle = load_bundle(bundle_path)
     raw = bundle.manifest_bytes  # the manifest these files were verified against, not a second read
-    log = (lambda _m: None) if args.quiet else (lambda m: print(f"remote: {m}", file=sys.stderr, flush=True))
+    log = (lambda m: print(f"remote: {m}", file=sys.stderr, flush=True)) if progress else (lambda _m: None)
+    job = (command, list(options))
     try:
-        report = asyncio.run(_session(args, command, target, options, exe, bundle, raw, log))
+        report = asyncio.run(_session(host, job, target, connect, exe, bundle, raw, log))
     except (asyncssh.Error, OSError) as exc:
-        raise _explain(exc, args, target) from None
-    report["bundle"] = str(args.bundle)  # the same content as the cache folder named in report["remote"]
+        raise _explain(exc, host, target) from None
+    report["bundle"] = str(bundle_path)  # the same content as the cache folder named in report["remote"]
     return report
 
 
-async def _session(args, command: str, target: Target, options: dict, exe: str, bundle, raw: bytes, log):
+async def _session(host: RemoteHost, job, target: Target, options: dict, exe: str, bundle, raw: bytes, log):
     async with await asyncssh.connect(target.host, **options) as conn:
         port = conn.get_extra_info("peername")[1]
         version = await _check_version(conn, exe, target)
         async with conn.start_sftp_client() as sftp:
-            root = await _cache_root(sftp, args)
+            root = await _cache_root(sftp, host.remote_cache)
             folder, sent, skipped = await _upload(sftp, root, bundle, raw, target, version, log)
-            log(f"running `edgeport {command}` on {target}")
-            report = await _run(conn, sftp, exe, root, folder, args, command, target)
+            log(f"running `edgeport {job[0]}` on {target}")
+            report = await _run(conn, sftp, exe, root, folder, job, target)
     remote = {"host": target.host, "port": port, "user": target.user, "bundle_cache": folder}
     remote |= {"uploaded_bytes": sent, "upload_skipped": skipped, "remote_edgeport_version": version}
     report["remote"] = remote
     return report
 
 
-def _connect_options(args, target: Target) -> dict:
+def _connect_options(args: RemoteHost, target: Target) -> dict:
     """asyncssh.connect options; :class:`ConfigError` for an unreadable --identity or --known-hosts."""
     options: dict = {"username": target.user, "connect_timeout": float(args.connect_timeout)}
     # keepalives: a device that dies mid-run ends the wait within 2 minutes
@@ -146,7 +167,7 @@ def _connect_options(args, target: Target) -> dict:
     return options
 
 
-def _exe(args) -> str:
+def _exe(args: RemoteHost) -> str:
     try:
         words = shlex.split(args.remote_edgeport or "edgeport")
     except ValueError as exc:
@@ -176,8 +197,8 @@ async def _check_version(conn, exe: str, target: Target) -> str:
     return version
 
 
-async def _cache_root(sftp, args) -> str:
-    root = getattr(args, "remote_cache", None) or os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+async def _cache_root(sftp, remote_cache: str | None) -> str:
+    root = remote_cache or os.environ.get(CACHE_ENV) or DEFAULT_CACHE
     if root == "~" or root.startswith("~/"):
         home = await sftp.realpath(".")  # an SFTP session starts in the login's home folder
         root = home.rstrip("/") + root[1:]
@@ -252,30 +273,12 @@ async def _upload(sftp, root: str, bundle, raw: bytes, target: Target, version: 
     return folder, sent, False
 
 
-def forwarded_options(args, command: str) -> list[str]:
-    """The command's options as ``--name=value`` words (so a value may start with ``-``), as given here."""
-    names = ["backends", "precisions", "devices"]
-    if command == "bench":
-        names += ["batch_sizes", "threads", "warmup_seconds", "min_iters", "min_seconds"]
-        names += ["prompt_lengths", "new_tokens", "repeats"]  # text-generation bundles
-    elif command == "verify":
-        names += ["data", "data_dir", "atol", "max_accuracy_drop", "limit", "max_pixels"]
-    out = ["--trust-model-code"] if getattr(args, "trust_model_code", False) else []
-    if command == "verify":
-        out += [f"--gate={g}" for g in getattr(args, "gate", None) or ()]  # repeatable: one word each
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None:
-            text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-            out.append(f"--{name.replace('_', '-')}={text}")
-    return out
-
-
-async def _run(conn, sftp, exe: str, root: str, folder: str, args, command: str, target: Target) -> dict:
+async def _run(conn, sftp, exe: str, root: str, folder: str, job, target: Target) -> dict:
+    command, options = job
     work = f"{root}/.run-{secrets.token_hex(6)}"
     await sftp.mkdir(work)
     out = f"{work}/report.json"
-    argv = [command, folder, "--out", out, "--force", "--quiet", *forwarded_options(args, command)]
+    argv = [command, folder, "--out", out, "--force", "--quiet", *options]
     try:
         cmd = f"{exe} {' '.join(map(shlex.quote, argv))}"
         res = await conn.run(cmd, check=False, encoding="utf-8", errors="replace")
@@ -324,7 +327,7 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else ""
 
 
-def _explain(exc: BaseException, args, target: Target) -> RemoteError:
+def _explain(exc: BaseException, args: RemoteHost, target: Target) -> RemoteError:
     """One line for a connection or transfer failure, with what to do."""
     port = target.port or 22
     where, kh = f"{target.host}:{port}", safe_text(args.known_hosts or "~/.ssh/known_hosts")
@@ -355,4 +358,4 @@ def _explain(exc: BaseException, args, target: Target) -> RemoteError:
     return RemoteError(next((message for kinds, message in cases if isinstance(exc, kinds)), fallback))
 
 
-__all__ = ["COMPLETE", "DEFAULT_CACHE", "Target", "forwarded_options", "parse_host", "remote_report"]
+__all__ = ["COMPLETE", "DEFAULT_CACHE", "RemoteHost", "Target", "parse_host", "remote_report"]

@@ -11,6 +11,7 @@ rename, so an interrupted export leaves the previous bundle intact.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import time
@@ -19,17 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import format_registry as registry
 from .. import fsutil
 from ..bundle import RANDOM_WEIGHTS_WARNING, SCHEMA_VERSION, Bundle, Manifest, load_bundle
 from ..bundle.writer import write_manifest
 from ..config import CalibrationConfig, ExportConfig
-from ..device.info import device_info
 from ..errors import ConfigError, safe_text
-from ..formats import checkpoint, registry
+from ..formats import checkpoint
+from ..host import device_info
 from ..sources import models as msrc
 from ..sources.data import plan_data
 from ..specs import TensorSpec
-from ..trust import OPT_IN, code_is_trusted
 from .context import ExportContext
 from .signature import build_signature
 
@@ -184,9 +185,9 @@ def input_files(
         else None,
         "--weights": weights,
         "--preprocess": pre if pre is not None and (str(pre).endswith(".json") or "/" in str(pre)) else None,
-        "--data": spec_path(data) if data else None,
-        "--calibration-data": spec_path(calibration_data) if calibration_data else None,
-        "--eval-data": spec_path(eval_data) if eval_data else None,
+        "--data": spec_path(data) if isinstance(data, str) else None,
+        "--calibration-data": spec_path(calibration_data) if isinstance(calibration_data, str) else None,
+        "--eval-data": spec_path(eval_data) if isinstance(eval_data, str) else None,
         "--tokenizer": tokenizer if isinstance(tokenizer, (str, Path)) else None,
     }
     if data_dir is not None and Path(data_dir).exists():  # MNIST is downloaded there when missing
@@ -194,8 +195,8 @@ def input_files(
     return out
 
 
-def _default_data(pre, random_init: bool, data, calibration_data, eval_data) -> str | None:
-    if data or calibration_data or eval_data:
+def _default_data(pre, random_init: bool, data, calibration_data, eval_data):
+    if any(d is not None for d in (data, calibration_data, eval_data)):
         return data
     if pre is not None and pre.preset == "mnist":
         return "mnist"
@@ -250,6 +251,40 @@ def reestimate_batchnorm(model: torch.nn.Module, calibration, names: list[str], 
 # ---------------------------------------------------------------- export
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+    """Everything one export is asked to do: the arguments of :func:`export`, as one value."""
+
+    run: object = None
+    out: object = None
+    config: ExportConfig = DEFAULT_EXPORT
+    calibration: CalibrationConfig | None = None
+    data: str | None = None
+    calibration_data: str | None = None
+    eval_data: str | None = None
+    data_dir: object = None
+    force: bool = False
+    progress: bool = True
+    model_ref: str | None = None
+    weights: object = None
+    random_init: bool = False
+    model_args: dict | None = None
+    inputs: object = None
+    input_shape: object = None
+    outputs: object = None
+    preprocessing: object = None
+    preprocessing_overrides: dict | None = None
+    labels: list[str] | None = None
+    int8_formats: object = None
+    formats_explicit: bool = False
+    max_pixels: int | None = None
+    mnist: object = None
+    tokenizer: object = None
+    trust_model_code: bool = False
+    lm: object = None
+    source: object = None
+
+
 def export(
     run=None,
     out=None,
@@ -279,142 +314,139 @@ def export(
     tokenizer=None,
     trust_model_code: bool = False,
     lm=None,
+    source=None,
 ) -> Bundle:
     """Export a run (or a model reference plus weights) to a verified bundle at ``out``; returns it loaded.
 
-    ``trust_model_code``: the opt-in of :mod:`edgeport.trust` (a ``.pt2`` is unpickled, a run folder's
-    ``pkg.mod:factory`` imported, only with it; ``EDGEPORT_TRUST_MODEL_CODE=1`` says the same).
-
-    ``tokenizer``: a tokenizer.json kept in the bundle so raw text can be fed (:mod:`edgeport.text`).
-
-    A default format that fails (to export, or parity at some batch size or dim) is left out and
-    recorded in the manifest's ``failures``; a format asked for with ``formats_explicit`` fails the
-    whole export instead.
-
-    A decoder-only language model (``hf:DIR``, ``tiny-lm``, a tiny-lm run) goes to
-    :func:`edgeport.lm.export.export_lm` with ``lm`` (an ``LMExportConfig``) or its defaults.
+    ``source``: a model already resolved (the Python API, :func:`edgeport.export.public.export`, passes
+    in-memory modules so); ``trust_model_code``: the opt-in of :mod:`edgeport.trust`; ``tokenizer``: a
+    tokenizer.json kept so raw text can be fed.  A default format that fails is left out and recorded in
+    the manifest's ``failures``; one asked for with ``formats_explicit`` fails the export.  A decoder-only
+    language model goes to :func:`edgeport.lm.export.export_lm` with ``lm`` (an ``LMExportConfig``).
     """
+    r = ExportRequest(**{k: v for k, v in locals().items()})
     from ..lm.source import is_lm_ref
 
-    if is_lm_ref(model_ref, run):  # text generation: KV-cache export, weight-only int8/int4
+    if is_lm_ref(r.model_ref, r.run):  # text generation: KV-cache export, weight-only int8/int4
         from ..lm.export import LMExportConfig, export_lm
 
-        return export_lm(model_ref or str(run), out, config=lm or LMExportConfig(), random_init=random_init,
-                         force=force, progress=progress)  # fmt: skip
+        return export_lm(r.model_ref or str(r.run), r.out, config=r.lm or LMExportConfig(),
+                         random_init=r.random_init, force=r.force, progress=r.progress)  # fmt: skip
+    return _export(r)
+
+
+def _export(r: ExportRequest) -> Bundle:
     t0 = time.perf_counter()
-    config.validate()
-    calibration = calibration or DEFAULT_CALIBRATION
+    r.config.validate()
+    calibration = r.calibration or DEFAULT_CALIBRATION
     calibration.validate()
-    if out is None:
+    if r.out is None:
         raise ConfigError("--out is required: the folder to write the bundle to")
-    target = Path(out)
-    read = input_files(
-        run=run,
-        model_ref=model_ref,
-        weights=weights,
-        preprocessing=preprocessing,
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        tokenizer=tokenizer,
-        data_dir=data_dir,
-    )
+    target = Path(r.out)
+    specs = (r.data, r.calibration_data, r.eval_data)
+    _check_paths(target, r.force, run=r.run, model_ref=r.model_ref, weights=r.weights, preprocessing=r.preprocessing,
+                 data=r.data, calibration_data=r.calibration_data, eval_data=r.eval_data, tokenizer=r.tokenizer,
+                 data_dir=r.data_dir)  # fmt: skip
+    formats, notes = _formats(r.config, r.formats_explicit)
+    int8 = _int8_formats(r.config, formats, r.int8_formats)
+    timings: dict = {}
+    with _timed(timings, "load model"):
+        source = r.source or msrc.resolve(run=r.run, model_ref=r.model_ref, weights=r.weights,
+                                          random_init=r.random_init, model_args=r.model_args,
+                                          trust_code=r.trust_model_code)  # fmt: skip
+    with _timed(timings, "signature"):
+        signature, example, task = _signature_and_task(source, r.config, r.inputs, r.input_shape, r.outputs)
+    with _timed(timings, "data plan"):
+        pre = _preprocessing(signature, source, r.preprocessing, r.preprocessing_overrides, specs)
+        text = _text_block(signature, r.tokenizer, source.module)
+        signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
+        plan = data_plan(signature, pre, source.random_init, calibration, data=r.data,
+                         calibration_data=r.calibration_data, eval_data=r.eval_data, data_dir=r.data_dir,
+                         max_pixels=r.max_pixels, mnist=r.mnist)  # fmt: skip
+        signature = _with_ranges(signature, pre, plan.calibration)
+        task = _remake_task(signature, task)
+    labels = _labels(signature, source, plan, r.labels)
+    warnings = _warnings(source, plan, notes, calibration, signature, r.progress)
+    gates = {**calibration.gate_overrides(), **dict(r.config.gates)}
+    with fsutil.staging_dir(target, "bundle") as staging:
+        ctx = ExportContext(
+            staging=staging, model=source.module, signature=signature, example=example, config=r.config,
+            calibration=calibration, labels=labels, preprocessing=pre.to_manifest() if pre else None,
+            progress=r.progress, model_ref=source.ref, model_args=source.args, random_init=source.random_init,
+            task=task, gates=gates, timings=timings,
+        )  # fmt: skip
+        from ..runtime.verify import label_map
+
+        ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
+        manifest = _write_bundle(
+            ctx, source, plan, formats, int8, warnings, r.formats_explicit, r.int8_formats, text
+        )
+        with ctx.stage("manifest"):
+            written = write_manifest(staging, manifest.replace(timings=dict(ctx.timings)))
+    return _loaded(target, written, t0, r.progress)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, name: str):
+    t = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t, 3)
+
+
+def _check_paths(target: Path, force: bool, **read) -> None:
+    """What --out is first (an edgeport bundle, or nothing), then that it holds none of the inputs."""
+    files = input_files(**read)
     fsutil.clean_leftovers(target)
-    fsutil.prepare_target(target, force, "bundle")  # what --out is, first: then what lies inside it
-    fsutil.check_inputs(target, read, replaced=force, what="bundle")
-    formats, notes = _formats(config, formats_explicit)
-    int8 = _int8_formats(config, formats, int8_formats)
-    timings = {}
-    t_stage = time.perf_counter()
-    source = msrc.resolve(
-        run=run,
-        model_ref=model_ref,
-        weights=weights,
-        random_init=random_init,
-        model_args=model_args,
-        trust_code=trust_model_code,
-    )
-    model = source.module
-    timings["load model"] = round(time.perf_counter() - t_stage, 3)
-    t_stage = time.perf_counter()
-    signature, example, task_name = build_signature(
-        model,
-        source,
-        inputs=inputs,
-        input_shape=input_shape,
-        outputs=outputs,
-        dims=config.dims,
-        task=config.task,
-        max_batch=config.max_batch,
-    )
+    fsutil.prepare_target(target, force, "bundle")
+    fsutil.check_inputs(target, files, replaced=force, what="bundle")
+
+
+def _signature_and_task(source, config: ExportConfig, inputs, input_shape, outputs):
+    """The model's signature (traced at the example), its example inputs and its task."""
     from ..tasks import registry as tasks
 
+    signature, example, task_name = build_signature(
+        source.module, source, inputs=inputs, input_shape=input_shape, outputs=outputs,
+        dims=config.dims, task=config.task, max_batch=config.max_batch,
+    )  # fmt: skip
     spec_params = dict(source.spec.task_params) if source.spec is not None else {}
-    task = tasks.make(signature, task_name, spec_params | dict(config.task_params))
-    timings["signature"] = round(time.perf_counter() - t_stage, 3)
-    t_stage = time.perf_counter()
-    pre = _preprocessing(
-        signature, source, preprocessing, preprocessing_overrides, (data, calibration_data, eval_data)
-    )
-    text = None
-    if tokenizer is not None:
-        from ..text import text_block
+    return signature, example, tasks.make(signature, task_name, spec_params | dict(config.task_params))
 
-        text = text_block(signature, tokenizer, _embedding_rows(model))
-    signature = _with_ranges(signature, pre)  # the image input's range comes from its preprocessing
-    plan = data_plan(
-        signature,
-        pre,
-        source.random_init,
-        calibration,
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        data_dir=data_dir,
-        max_pixels=max_pixels,
-        mnist=mnist,
-    )
-    signature = _with_ranges(signature, pre, plan.calibration)
-    task = tasks.make(signature, task_name, task.params)
-    timings["data plan"] = round(time.perf_counter() - t_stage, 3)
-    labels = _labels(signature, source, plan, labels)
+
+def _remake_task(signature, task):
+    """The task again for the signature with its value ranges (same name and parameters)."""
+    from ..tasks import registry as tasks
+
+    return tasks.make(signature, task.name, task.params)
+
+
+def _text_block(signature, tokenizer, model):
+    if tokenizer is None:
+        return None
+    from ..text import text_block
+
+    return text_block(signature, tokenizer, _embedding_rows(model))
+
+
+def _warnings(source, plan, notes: list, calibration, signature, progress: bool) -> list[str]:
+    """What the manifest and the summary warn about; random weights get their BatchNorm re-estimated."""
     warnings = list(notes)
     if source.random_init:
         warnings.insert(0, RANDOM_WEIGHTS_WARNING)
-        n = reestimate_batchnorm(model, plan.calibration, signature.input_names, calibration.batch_size)
+        n = reestimate_batchnorm(
+            source.module, plan.calibration, signature.input_names, calibration.batch_size
+        )
         if n:
             source.provenance |= {"batchnorm_reestimated": f"{n} BatchNorm layers on the calibration split"}
     if plan.eval.kind == "synthetic":
         warnings.append("random inputs: weak evidence (parity and golden I/O use synthetic data)")
     for w in warnings:
         _say(progress, w)
-    from ..runtime.verify import label_map
+    return warnings
 
-    gates = {**calibration.gate_overrides(), **dict(config.gates)}
-    with fsutil.staging_dir(target, "bundle") as staging:
-        ctx = ExportContext(
-            staging=staging,
-            model=model,
-            signature=signature,
-            example=example,
-            config=config,
-            calibration=calibration,
-            labels=labels,
-            preprocessing=pre.to_manifest() if pre else None,
-            progress=progress,
-            model_ref=source.ref,
-            model_args=source.args,
-            random_init=source.random_init,
-            task=task,
-            gates=gates,
-            timings=timings,
-        )
-        ctx.label_map = label_map(ctx.staged_bundle(), plan.eval)
-        manifest = _write_bundle(
-            ctx, source, plan, formats, int8, warnings, formats_explicit, int8_formats, text
-        )
-        with ctx.stage("manifest"):
-            written = write_manifest(staging, manifest.replace(timings=dict(ctx.timings)))
+
+def _loaded(target: Path, written: bytes, t0: float, progress: bool) -> Bundle:
+    """The bundle as written, loaded and verified; trusted only if it is the one this process wrote."""
     bundle = load_bundle(target)
     # This process wrote it (its TorchScript may load without the opt-in), unless another writer
     # swapped its own bundle in since: every file is hashed in the manifest, so the same manifest
@@ -453,19 +485,6 @@ def _say(progress: bool, msg: str) -> None:
         print(f"export: {msg}", file=sys.stderr, flush=True)
 
 
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:400]
-
-
-def _fail(ctx, failures: list, fmt: str, precision: str, stage: str, exc, explicit: bool) -> None:
-    """Record a format that failed (or re-raise when the user asked for it by name)."""
-    if explicit:
-        raise exc
-    reason = _first(exc)
-    failures.append({"format": fmt, "precision": precision, "stage": stage, "reason": reason})
-    ctx.say(f"{fmt}/{precision} FAILED at {stage}: {reason}; the bundle is written without it")
-
-
 def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> None:
     from ..errors import BackendUnavailableError, ExportError
 
@@ -475,7 +494,7 @@ def _export_formats(ctx, formats: list[str], explicit: bool, failures: list) -> 
             with ctx.stage(f"export {fmt}"):
                 ctx.artifacts += registry.module(fmt).export(ctx)
         except (ExportError, BackendUnavailableError) as exc:
-            _fail(ctx, failures, fmt, "fp32", "export", exc, explicit)
+            ctx.record_failure(failures, fmt, "fp32", "export", exc, explicit)
 
 
 def _drop(ctx, art) -> None:
@@ -516,7 +535,7 @@ def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
             failed_all += failed
             listing = " | ".join(r.describe() for r in failed[:3])
             _drop(ctx, art)
-            _fail(ctx, failures, art.format, art.precision, "parity", ParityError(
+            ctx.record_failure(failures, art.format, art.precision, "parity", ParityError(
                 f"export parity against PyTorch failed for {key}: {listing}", failed), explicit)  # fmt: skip
     return parity_block(
         summary, groups, ctx.config.parity_batch_sizes, note, time.perf_counter() - t0, failed_all
@@ -612,135 +631,4 @@ def load_reference_model(bundle: Bundle) -> torch.nn.Module:
         return r._module
 
 
-def quantize(
-    bundle_path,
-    *,
-    calibration: CalibrationConfig = DEFAULT_CALIBRATION,
-    data: str | None = None,
-    calibration_data: str | None = None,
-    eval_data: str | None = None,
-    data_dir=None,
-    formats=None,
-    progress: bool = True,
-    force: bool = False,
-    max_pixels: int | None = None,
-    mnist=None,
-) -> Bundle:
-    """Add int8 artifacts to an existing bundle, replacing it atomically.  ``force`` redoes existing int8 ones."""
-    calibration.validate()
-    target = Path(bundle_path)
-    fsutil.clean_leftovers(target)
-    old = load_bundle(target)
-    m = old.manifest
-    if m.generation:
-        raise ConfigError(
-            f"bundle {target} is a text-generation bundle: its int8/int4 weight-only artifacts are made at export "
-            "(edgeport export --weight-only int8,int4), not calibrated by quantize"
-        )
-    if m.read_only:
-        raise ConfigError(
-            f"bundle {target} uses manifest schema {m.upgraded_from} and is read-only; re-export it"
-        )
-    have = [a.format for a in old.artifacts if a.precision == "fp32" and a.format != "torch"]
-    formats = list(formats or [f for f in have if registry.info(f).int8])
-    missing = [f for f in formats if f not in have]
-    if missing:
-        raise ConfigError(
-            f"bundle {target} has no fp32 {', '.join(missing)} artifact to quantize; re-export with them"
-        )
-    if not code_is_trusted(old):
-        code = [f for f in formats if registry.info(f).runs_code]
-        if code:
-            raise ConfigError(
-                f"quantize loads the {', '.join(code)} fp32 artifact of bundle {target}, which runs code, and "
-                f"this process did not write that bundle; pass {OPT_IN} if you trust where it came from, "
-                "or --formats without it"
-            )
-    existing = [a for a in old.artifacts if a.precision == "int8"]
-    if existing and not force:
-        raise ConfigError(
-            f"bundle {target} already has int8 artifacts ({', '.join(a.key for a in existing)}); pass --force to redo them"
-        )
-    model = load_reference_model(old)
-    pre = old.preprocessing
-    plan = data_plan(
-        m.signature,
-        pre,
-        m.random_init,
-        calibration,
-        data=data,
-        calibration_data=calibration_data,
-        eval_data=eval_data,
-        data_dir=data_dir,
-        max_pixels=max_pixels,
-        mnist=mnist,
-    )
-    from ..specs import random_feeds
-
-    ex = random_feeds(m.signature, 2)
-    example = tuple(torch.from_numpy(ex[n]) for n in m.signature.input_names)
-    from ..runtime.verify import gate_overrides
-
-    gates = gate_overrides(old) | calibration.gate_overrides()
-    keep = [a for a in old.artifacts if a.precision != "int8"]
-    with fsutil.staging_dir(target, "bundle") as staging:
-        from ..bundle.writer import write_bytes
-
-        for a in keep:
-            for e in a.files():
-                write_bytes(staging, e.path, old.read_verified(a, e.path))
-        golden = dict(m.golden) if m.golden else None
-        if golden:
-            for f in golden["files"]:
-                write_bytes(staging, f["path"], old.read_file(f["path"], f["bytes"], f["sha256"]))
-        if m.text_entry() is not None:
-            e = m.text_entry()
-            write_bytes(staging, e.path, old.read_file(e.path, e.bytes, e.sha256))
-        ctx = ExportContext(
-            staging=staging,
-            model=model,
-            signature=m.signature,
-            example=example,
-            config=DEFAULT_EXPORT,
-            calibration=calibration,
-            labels=list(m.labels),
-            preprocessing=m.preprocessing,
-            progress=progress,
-            model_ref=m.model,
-            model_args=m.model_args,
-            random_init=m.random_init,
-            artifacts=list(keep),
-            task=old.task,
-            gates=gates,
-        )
-        from ..runtime.verify import label_map
-        from .int8 import int8_stage
-
-        ctx.label_map = label_map(old, plan.eval)
-        failures = [f for f in m.failures if f["precision"] != "int8"]
-        new, calib, layer, _ = int8_stage(ctx, plan, formats, explicit=False, failures=failures)
-        if golden:
-            from .golden import int8_metrics
-
-            g = old.golden()
-            golden |= int8_metrics(ctx, new, g[0], g[1])
-        task = dict(m.task or _task_block(ctx))
-        task["gates"] = dict(task.get("gates") or {}) | {"int8": ctx.task.gates_for("int8", gates)}
-        manifest = m.replace(
-            schema_version=SCHEMA_VERSION,
-            artifacts=tuple(ctx.artifacts),
-            calibration=calib,
-            layer_report=layer,
-            environment=device_info(),
-            golden=golden,
-            task=task,
-            failures=tuple(failures),
-        )
-        written = write_manifest(staging, manifest)
-    bundle = load_bundle(target)
-    # Trusted as far as the bundle it started from was: the kept artifacts were copied, not made here.
-    bundle.trusted = old.trusted and bundle.manifest_bytes == written
-    return bundle
-
-
-__all__ = ["export", "quantize", "load_reference_model", "reestimate_batchnorm", "TensorSpec"]
+__all__ = ["export", "load_reference_model", "reestimate_batchnorm", "TensorSpec"]

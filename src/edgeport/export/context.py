@@ -13,6 +13,7 @@ import torch
 from ..bundle import Bundle, Manifest
 from ..bundle.writer import make_artifact
 from ..config import CalibrationConfig, ExportConfig
+from ..errors import first_line
 from ..specs import Signature
 
 
@@ -52,6 +53,16 @@ class ExportContext:
     def say(self, msg: str) -> None:
         if self.progress:
             print(f"export: {msg}", file=sys.stderr, flush=True)
+
+    def record_failure(
+        self, failures: list, fmt: str, precision: str, stage: str, exc: BaseException, explicit: bool
+    ) -> None:
+        """Record a format that failed (or re-raise when the user asked for it by name)."""
+        if explicit:
+            raise exc
+        reason = first_line(exc, 400)
+        failures.append({"format": fmt, "precision": precision, "stage": stage, "reason": reason})
+        self.say(f"{fmt}/{precision} FAILED at {stage}: {reason}; the bundle is written without it")
 
     def path(self, rel: str) -> Path:
         p = self.staging / rel

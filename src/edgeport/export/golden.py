@@ -61,7 +61,7 @@ def write_golden(ctx, eval_source, n: int) -> tuple[dict, dict, dict]:
 def int8_metrics(ctx, int8_artifacts, feeds: dict, ref: dict) -> dict:
     """The task's metrics of each int8 artifact on the golden inputs, at export (``selfcheck`` holds a
     device to them, within the recorded margin); for classifiers also the top-1 agreement alone."""
-    from ..formats.registry import info
+    from ..format_registry import info
     from ..runtime.parity import Criteria, ParityAccumulator
 
     metrics, agreement = {}, {}

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import format_registry as registry
 from ..errors import BackendUnavailableError, EdgeportError, ExportError
-from ..formats import registry
 from ..formats.proof import prove_layers, size_ratio
 from ..runtime.benchmark import measure
 from ..runtime.parity import Criteria, ParityAccumulator
@@ -198,7 +198,6 @@ def int8_stage(
     A format whose quantization fails, or that no fallback brings within the gate, is recorded in
     ``failures`` and left out, unless ``explicit`` (then its error is the export's).
     """
-    from .api import _fail
 
     failures = failures if failures is not None else []
     cfg = ctx.calibration
@@ -212,33 +211,17 @@ def int8_stage(
             with ctx.stage(f"int8 {fmt}"):
                 searches[fmt] = _search(ctx, fmt, plan.calibration, sel, gate, speed_feeds)
         except (ExportError, BackendUnavailableError) as exc:
-            _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
+            ctx.record_failure(failures, fmt, "int8", "int8", exc, explicit)
     with ctx.stage("int8 fallback"):
         kept, history = _fallback(ctx, plan, sel, gate, speed_feeds, searches)
     with ctx.stage("int8 acceptance"):
         accepted = _accept(ctx, plan, searches, gates)
     artifacts, speed = [], {}
     for fmt, s in searches.items():
-        why = _refusal(ctx, s, accepted.get(fmt), kept, history)
-        if why:
-            _fail(
-                ctx,
-                failures,
-                fmt,
-                "int8",
-                "int8",
-                ExportError(f"no {fmt} int8 within the gate: {why}"),
-                explicit,
-            )
-            continue
-        try:
-            with ctx.stage(f"int8 {fmt}"):
-                art = _finish(ctx, s, speed_feeds, kept, history, accepted.get(fmt))
-        except (ExportError, BackendUnavailableError) as exc:  # e.g. the proof: not the int8 it was asked for
-            _fail(ctx, failures, fmt, "int8", "int8", exc, explicit)
-            continue
-        artifacts.append(art)
-        speed[fmt] = {"speedup_vs_fp32": art.details["speedup_vs_fp32"], "selected": s.pick["name"]}
+        art = _ship(ctx, s, speed_feeds, kept, history, accepted.get(fmt), failures, explicit)
+        if art is not None:
+            artifacts.append(art)
+            speed[fmt] = {"speedup_vs_fp32": art.details["speedup_vs_fp32"], "selected": s.pick["name"]}
     shutil.rmtree(ctx.staging / CANDIDATE_DIR, ignore_errors=True)
     with ctx.stage("int8 layer report"):
         report = lr.layer_report(ctx, artifacts, first_batch(plan.selection, min(len(plan.selection), 64))[0])
@@ -254,6 +237,21 @@ def int8_stage(
         "fallback": history,
     }
     return artifacts, calibration, report, speed
+
+
+def _ship(ctx, s: Search, speed_feeds, kept, history, accepted, failures: list, explicit: bool):
+    """The format's int8 artifact installed and proven, or None with the reason in ``failures``."""
+    why = _refusal(ctx, s, accepted, kept, history)
+    if why:
+        exc = ExportError(f"no {s.fmt} int8 within the gate: {why}")
+        ctx.record_failure(failures, s.fmt, "int8", "int8", exc, explicit)
+        return None
+    try:
+        with ctx.stage(f"int8 {s.fmt}"):
+            return _finish(ctx, s, speed_feeds, kept, history, accepted)
+    except (ExportError, BackendUnavailableError) as exc:  # e.g. the proof: not the int8 it was asked for
+        ctx.record_failure(failures, s.fmt, "int8", "int8", exc, explicit)
+        return None
 
 
 def _fallback(ctx, plan, sel, gate, speed_feeds, searches) -> tuple[list[str], list[dict]]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..formats import registry
+from .. import format_registry as registry
 from ..specs import BATCH  # noqa: F401
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -65,11 +65,33 @@ def weighted_layers(model: nn.Module, example: tuple) -> dict[str, str]:
     return out
 
 
+def _reference_taps(model: nn.Module, names: list[str], layers: dict, feeds: dict) -> tuple[dict, dict]:
+    """The reference's outputs and the output of every tapped module, from the export's own model."""
+    mods = dict(model.named_modules())
+    taps: dict = {}
+    handles = [
+        mods[name].register_forward_hook(
+            lambda _m, _i, o, k=label: taps.__setitem__(k, o.detach().float().cpu().numpy())
+        )
+        for label, name in layers.items()
+    ]
+    try:
+        with torch.inference_mode():
+            y = model(*[torch.from_numpy(feeds[n]) for n in names])
+    finally:
+        for h in handles:
+            h.remove()
+    ys = list(y.values()) if isinstance(y, dict) else list(y) if isinstance(y, (tuple, list)) else [y]
+    return ys, taps
+
+
 def layer_report(ctx, int8_artifacts, feeds: dict) -> dict:
     layers = weighted_layers(ctx.model, ctx.example)
+    if not layers:  # an ExportedProgram: a flat graph without modules to name
+        return {}
     bundle = ctx.staged_bundle()
-    with bundle.runner("torch", "fp32", "cpu", taps=layers) as ref_runner:
-        ref_out, ref_taps = ref_runner.run_taps(feeds)
+    ys, ref_taps = _reference_taps(ctx.model, ctx.signature.input_names, layers, feeds)
+    ref_out = {s.name: y.detach().float().cpu().numpy() for s, y in zip(ctx.signature.outputs, ys)}
     primary = ctx.signature.primary_output.name
     report = {}
     for art in int8_artifacts:
@@ -113,6 +135,6 @@ def _int8_taps(ctx, bundle, art, mod, names: list[str], feeds: dict) -> tuple[di
 
 def format_layer_report(obj) -> str:
     """A text table of the layer report in a Bundle, Manifest or report dict (torch-free)."""
-    from ..runtime.layer_table import format_layer_report as fmt
+    from ..bundle.describe import format_layer_report as fmt
 
     return fmt(obj)

@@ -17,11 +17,10 @@ import time
 
 import numpy as np
 
-from ..runtime.parity import Criteria, ParityAccumulator
+from ..runtime.parity import N_DIM_SAMPLES, Criteria, ParityAccumulator, dim_groups, resize_feeds
 from ..specs import BATCH
 
 N_NOISE = 8
-N_DIM_SAMPLES = 4  # samples run at each dim point
 
 
 def edge_feeds(signature, n_noise: int = N_NOISE, seed: int = 0) -> dict:
@@ -46,29 +45,6 @@ def edge_feeds(signature, n_noise: int = N_NOISE, seed: int = 0) -> dict:
 
 def concat_feeds(parts: list[dict]) -> dict:
     return {k: np.ascontiguousarray(np.concatenate([p[k] for p in parts])) for k in parts[0]}
-
-
-def resize_feeds(signature, feeds: dict, values: dict[str, int]) -> dict:
-    """``feeds`` with every axis named by a dim in ``values`` cut or tiled to that size (token ids stay
-    valid ids, images stay images): inputs for checking a dynamic dim at another size."""
-    out = {}
-    for spec in signature.inputs:
-        x = feeds[spec.name]
-        for axis, d in enumerate(spec.shape):
-            if isinstance(d, str) and d != BATCH and d in values and x.shape[axis] != values[d]:
-                reps = -(-values[d] // x.shape[axis])
-                x = np.take(np.concatenate([x] * reps, axis=axis), np.arange(values[d]), axis=axis)
-        out[spec.name] = np.ascontiguousarray(x)
-    return out
-
-
-def dim_groups(signature, sample: dict) -> list[tuple[str, dict]]:
-    """(label, feeds) for every free dim at its min, middle and max: ``sample`` resized along it."""
-    groups = []
-    for name, dim in signature.free_dims.items():
-        for v in dim.points():  # one dim at a time; the others keep the sample's sizes
-            groups.append((f"{name}={v}", resize_feeds(signature, sample, {name: v})))
-    return groups
 
 
 def chunks(n: int, sizes: tuple[int, ...]):
@@ -152,7 +128,7 @@ def check_artifact(
 ) -> tuple[dict, list]:
     """(parity summary, failed results) of one artifact over every feed group (data, then each dim point)."""
     from ..errors import EdgeportError
-    from ..formats.registry import info
+    from ..format_registry import info
 
     name = f"{art.format}/{art.precision}"
     rows, failed = {}, []

@@ -340,20 +340,54 @@ def build_signature(
         task = task or spec.task
     if getattr(source, "max_batch", None) is not None:  # a .pt2 traced at a fixed batch of 1
         max_batch = min(max_batch, source.max_batch)
-    all_dims = resolve_dims(decls, inline, dims, max_batch)
-    fixed = {n: d.min for n, d in all_dims.items() if n != BATCH and d.min == d.max}
-    if fixed:  # a dim with one size is no dim
-        decls = [(n, tuple(fixed.get(s, s) for s in sh), dt, lay) for n, sh, dt, lay in decls]
-        all_dims = {n: d for n, d in all_dims.items() if n not in fixed}
+    decls, all_dims = _fix_single_sizes(decls, resolve_dims(decls, inline, dims, max_batch))
     values = {n: (2 if n == BATCH else d.example) for n, d in all_dims.items()}
     values[BATCH] = max(1, min(2, all_dims[BATCH].max))
     example, y = _run(model, decls, values)
     tensors, keys = _flatten(y)
-    y2 = None
     alt = _alternative(all_dims, values)
-    if alt != values:
-        y2, _ = _flatten(_run(model, decls, alt)[1])
+    y2 = _flatten(_run(model, decls, alt)[1])[0] if alt != values else None
     declared = [parse_output(t) for t in outputs or ()]
+    names = _output_names(declared, keys, tensors)
+    out_dims: dict[str, Dim] = {}
+    shapes = [
+        _output_shape(n, t, None if y2 is None else y2[i], values, alt, all_dims, out_dims)
+        for i, (n, t) in enumerate(zip(names, tensors, strict=True))
+    ]
+    _check_outputs(names, tensors, values[BATCH])
+    info = [
+        {"name": n, "shape": tuple(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+         "kind": declared[i][1] if declared else None, "role": declared[i][2] if declared else None}
+        for i, (n, t) in enumerate(zip(names, tensors, strict=True))
+    ]  # fmt: skip
+    task = _task_of(
+        task, info, [{"name": d[0], "shape": tuple(e.shape), "dtype": d[2]} for d, e in zip(decls, example)]
+    )
+    roles = tasks.task_class(task).assign_roles(info)
+    kinds = _kinds(tensors, info, roles, source)
+    if names == ["output"] and kinds[0] in ("probs", "logits") and roles[0] == "class_scores":
+        names = [kinds[0]]
+    in_names = [d[0] for d in decls]
+    if len(set(names)) != len(names) or set(names) & set(in_names):
+        raise ConfigError(f"output names {names} must be unique and differ from the input names {in_names}")
+    in_specs = [
+        TensorSpec(name=n, dtype=dt, shape=sh, layout=None if lay == "RAW" else (lay or infer_layout(sh, dt)))
+        for n, sh, dt, lay in decls
+    ]
+    out_specs = [_output_spec(*row) for row in zip(names, tensors, kinds, roles, shapes, strict=True)]
+    return Signature(tuple(in_specs), tuple(out_specs), all_dims | out_dims), example, task
+
+
+def _fix_single_sizes(decls, all_dims: dict) -> tuple[list, dict]:
+    """A dim whose bounds allow one size is no dim: its axes become that fixed size."""
+    fixed = {n: d.min for n, d in all_dims.items() if n != BATCH and d.min == d.max}
+    if not fixed:
+        return decls, all_dims
+    decls = [(n, tuple(fixed.get(s, s) for s in sh), dt, lay) for n, sh, dt, lay in decls]
+    return decls, {n: d for n, d in all_dims.items() if n not in fixed}
+
+
+def _output_names(declared: list, keys, tensors) -> list[str]:
     if declared and len(declared) != len(tensors):
         raise ConfigError(f"--output names {len(declared)} outputs, but the model returns {len(tensors)}")
     names = [d[0] for d in declared] if declared else keys
@@ -364,33 +398,24 @@ def build_signature(
             raise ConfigError(
                 f"output name {n[:40]!r} is not a valid tensor name (letters, digits, _ . : / -); rename it with --output"
             )
-    out_dims: dict[str, Dim] = {}
-    shapes = [
-        _output_shape(n, t, None if y2 is None else y2[i], values, alt, all_dims, out_dims)
-        for i, (n, t) in enumerate(zip(names, tensors, strict=True))
-    ]
+    return names
+
+
+def _check_outputs(names: list[str], tensors, batch: int) -> None:
     for n, t in zip(names, tensors, strict=True):
         if 0 in tuple(t.shape)[1:]:
             raise ConfigError(
                 f"output {n!r} has shape {list(t.shape)}: a dimension of size 0 holds nothing to export; "
                 "check the --model-arg values (e.g. num_classes=0) and --input"
             )
-        if t.ndim < 1 or t.shape[0] != values[BATCH]:
+        if t.ndim < 1 or t.shape[0] != batch:
             raise ExportError(
-                f"output {n!r} has shape {list(t.shape)} for a batch of {values[BATCH]}; every output "
+                f"output {n!r} has shape {list(t.shape)} for a batch of {batch}; every output "
                 "must keep the batch as its first dimension"
             )
-    info = [
-        {
-            "name": n,
-            "shape": tuple(t.shape),
-            "dtype": str(t.dtype).removeprefix("torch."),
-            "kind": declared[i][1] if declared else None,
-            "role": declared[i][2] if declared else None,
-        }
-        for i, (n, t) in enumerate(zip(names, tensors, strict=True))
-    ]
-    in_info = [{"name": d[0], "shape": tuple(e.shape), "dtype": d[2]} for d, e in zip(decls, example)]
+
+
+def _task_of(task: str | None, info: list[dict], in_info: list[dict]) -> str:
     task = task or tasks.infer(info, in_info)
     if task is None:
         described = "; ".join(f"{o['name']} {list(o['shape'])} {o['dtype']}" for o in info)
@@ -398,25 +423,14 @@ def build_signature(
             f"what does this model do? Its outputs ({described}) fit no classifier; pass --task "
             f"{'|'.join(tasks.names())} (raw: tolerance and relative error only)"
         )
-    roles = tasks.task_class(task).assign_roles(info)
-    kinds = _kinds(tensors, info, roles, source)
-    if names == ["output"] and kinds[0] in ("probs", "logits") and roles[0] == "class_scores":
-        names = [kinds[0]]
-    in_names = [d[0] for d in decls]
-    if len(set(names)) != len(names) or set(names) & set(in_names):
-        raise ConfigError(f"output names {names} must be unique and differ from the input names {in_names}")
-    in_specs = []
-    for name, shape, dtype, layout in decls:
-        lay = None if layout == "RAW" else (layout or infer_layout(shape, dtype))
-        in_specs.append(TensorSpec(name=name, dtype=dtype, shape=shape, layout=lay))
-    out_specs = []
-    for name, t, kind, role, shape in zip(names, tensors, kinds, roles, shapes, strict=True):
-        dtype = str(t.dtype).removeprefix("torch.")
-        if dtype not in ("float32", "float16", "int64", "int32", "uint8", "int8", "bool"):
-            raise ExportError(f"output {name!r} has dtype {dtype}, which edgeport cannot describe")
-        out_specs.append(TensorSpec(name=name, dtype=dtype, shape=shape, kind=kind, role=role))
-    sig = Signature(tuple(in_specs), tuple(out_specs), all_dims | out_dims)
-    return sig, example, task
+    return task
+
+
+def _output_spec(name: str, t, kind, role, shape) -> TensorSpec:
+    dtype = str(t.dtype).removeprefix("torch.")
+    if dtype not in ("float32", "float16", "int64", "int32", "uint8", "int8", "bool"):
+        raise ExportError(f"output {name!r} has dtype {dtype}, which edgeport cannot describe")
+    return TensorSpec(name=name, dtype=dtype, shape=shape, kind=kind, role=role)
 
 
 def _kinds(tensors, info, roles, source: ModelSource) -> list[str]:

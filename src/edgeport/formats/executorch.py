@@ -33,16 +33,12 @@ from pathlib import Path
 import torch
 
 from ..bundle.writer import write_bytes
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 
 FILE = "executorch/model.pte"
 INT8_FILE = "executorch/model.int8.pte"
 # XNNDatatype values (executorch/backends/xnnpack/serialization/xnnpack_graph_schema.py)
 QUANTIZED_TYPES = {3: "qint8", 4: "quint8", 5: "qint32", 6: "qcint8", 7: "qcint32", 8: "qcint4", 9: "qdint8"}
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 @contextlib.contextmanager
@@ -151,7 +147,7 @@ def _export_program(module, ctx):
             return torch.export.export(module, _example(ctx), dynamic_shapes=shapes, strict=False)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
-            f"torch.export of the model failed (needed for ExecuTorch): {_first(exc)}"
+            f"torch.export of the model failed (needed for ExecuTorch): {first_line(exc)}"
         ) from None
 
 
@@ -173,7 +169,7 @@ def export(ctx) -> list:
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"ExecuTorch lowering to XNNPACK failed: {_first(exc)}") from None
+        raise ExportError(f"ExecuTorch lowering to XNNPACK failed: {first_line(exc)}") from None
     write_bytes(ctx.staging, FILE, data)
     details = {
         "exporter": "torch.export + executorch.exir.to_edge_transform_and_lower (XnnpackPartitioner)",
@@ -250,7 +246,7 @@ def quantize(
     except ExportError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"ExecuTorch int8 (PT2E, XNNPACK) failed: {_first(exc)}") from None
+        raise ExportError(f"ExecuTorch int8 (PT2E, XNNPACK) failed: {first_line(exc)}") from None
     write_bytes(ctx.staging, out_rel, data)
     return [out_rel], {
         "quantizer": "torchao PT2E with executorch XNNPACKQuantizer",
@@ -341,7 +337,7 @@ def prove_int8(ctx, path: Path) -> dict:
         raise fail(
             path,
             "executorch payload",
-            f"a .pte whose XNNPACK payload cannot be read ({_first(exc)})",
+            f"a .pte whose XNNPACK payload cannot be read ({first_line(exc)})",
             "a readable XNNPACK delegate",
         ) from None
     if found["xnnpack_delegates"] == 0:

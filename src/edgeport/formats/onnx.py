@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..bundle.writer import write_bytes
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, first_line
 
 FILE = "onnx/model.onnx"
 INT8_FILE = "onnx/model.int8.onnx"
@@ -42,10 +42,6 @@ OP_TYPES = [
     "Relu",
     "Clip",
 ]
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def export(ctx) -> list:
@@ -77,7 +73,7 @@ def export(ctx) -> list:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"exported ONNX model fails onnx.checker full check: {_first(exc)}") from None
+        raise ExportError(f"exported ONNX model fails onnx.checker full check: {first_line(exc)}") from None
     _check_dynamic(proto, ctx)
     write_bytes(ctx.staging, FILE, proto.SerializeToString())
     extra = _test_data(ctx)
@@ -116,7 +112,7 @@ def _torchscript_export(ctx):
                 dynamo=False,
             )
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"ONNX export failed (opset {ctx.config.opset}): {_first(exc)}") from None
+        raise ExportError(f"ONNX export failed (opset {ctx.config.opset}): {first_line(exc)}") from None
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -138,7 +134,7 @@ def _dynamo_export(ctx):
             )
     except Exception as exc:  # noqa: BLE001
         raise ExportError(
-            f"ONNX export with the dynamo exporter failed (opset {opset}): {_first(exc)}"
+            f"ONNX export with the dynamo exporter failed (opset {opset}): {first_line(exc)}"
         ) from None
     return program.model_proto
 
@@ -171,7 +167,7 @@ def _dims_problem(ctx, proto) -> str:
     try:
         sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
-        return f"wrote a graph onnxruntime cannot load ({_first(exc)})"
+        return f"wrote a graph onnxruntime cannot load ({first_line(exc)})"
     names = ctx.signature.input_names
     for values in points:
         feeds = random_feeds(ctx.signature, 2, seed=7, values=values)
@@ -179,7 +175,7 @@ def _dims_problem(ctx, proto) -> str:
         try:
             got = sess.run(None, feeds)
         except Exception as exc:  # noqa: BLE001
-            return f"wrote a graph that fails at {where} ({_first(exc)[:160]})"
+            return f"wrote a graph that fails at {where} ({first_line(exc)[:160]})"
         with torch.no_grad(), no_fastpath():
             from ..runtime._torch_common import outputs_to_dict
 
@@ -323,11 +319,8 @@ def quantize(
     """``float_modules``: PyTorch module names whose nodes stay float (``nodes_to_exclude``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    table = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
+    table = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}  # fmt: skip
     if method not in table:
         raise ConfigError(f"ONNX calibration method must be one of {', '.join(table)}, got {method!r}")
     fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[quant_format]
@@ -355,7 +348,7 @@ def quantize(
             )
         except Exception as exc:  # noqa: BLE001
             raise ExportError(
-                f"ONNX int8 quantization ({method}, {quant_format}) failed: {_first(exc)}"
+                f"ONNX int8 quantization ({method}, {quant_format}) failed: {first_line(exc)}"
             ) from None
     return [out_rel], {
         "quantizer": "onnxruntime.quantization.quantize_static",

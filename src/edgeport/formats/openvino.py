@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError, ExportError
+from ..errors import BackendUnavailableError, ConfigError, ExportError, first_line
 
 FILE = "openvino/model.xml"
 FP16_FILE = "openvino/model.fp16.xml"
@@ -32,10 +32,6 @@ RANGE_ESTIMATORS = {
 }
 PRESETS = ("mixed", "performance")
 _INT8_TYPES = {"i8", "u8"}
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _ov():
@@ -60,7 +56,7 @@ def _save(ov, model, ctx, rel: str, fp16: bool) -> None:
     except Exception as exc:  # noqa: BLE001
         for p in (path, ctx.staging / _bin(rel)):
             p.unlink(missing_ok=True)
-        raise OSError(28, f"OpenVINO could not write {rel} ({_first(exc)})") from None
+        raise OSError(28, f"OpenVINO could not write {rel} ({first_line(exc)})") from None
 
 
 def bounded_shapes(ov, sig) -> list:
@@ -102,7 +98,7 @@ def export(ctx) -> list:
         # bounded partial shapes: every dynamic dim keeps the manifest's min..max
         model.reshape({name: shape for name, shape in zip(sig.input_names, bounded_shapes(ov, sig))})
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"OpenVINO conversion failed: {_first(exc)}") from None
+        raise ExportError(f"OpenVINO conversion failed: {first_line(exc)}") from None
     arts = []
     variants = [("fp32", FILE, False)] + ([("fp16", FP16_FILE, True)] if ctx.config.fp16 else [])
     for precision, rel, fp16 in variants:
@@ -182,21 +178,7 @@ def quantize(
     """``float_modules``: PyTorch module names kept float through NNCF's ``IgnoredScope``."""
     ov = _ov()
     nncf = import_nncf()
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    if preset not in PRESETS:
-        raise ConfigError(f"NNCF preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if range_estimator not in RANGE_ESTIMATORS:
-        raise ConfigError(
-            f"range estimator must be one of {', '.join(RANGE_ESTIMATORS)}, got {range_estimator!r}"
-        )
-    from nncf.quantization.advanced_parameters import OverflowFix
-
-    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
-    est = RANGE_ESTIMATORS[range_estimator]
-    if est is not None:
-        advanced.activations_range_estimator_params = getattr(RangeEstimatorParametersSet, est)
+    advanced, est = _advanced(preset, range_estimator, overflow_fix)
     try:
         model = ov.Core().read_model(str(ctx.staging / fp32.file))
         nncf.set_log_level(logging.ERROR)  # progress bars and INFO lines would drown the CLI's output
@@ -218,7 +200,7 @@ def quantize(
     except (ConfigError, ExportError):
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"OpenVINO int8 quantization failed: {_first(exc)}") from None
+        raise ExportError(f"OpenVINO int8 quantization failed: {first_line(exc)}") from None
     _save(ov, quantized, ctx, out_rel, False)
     return [out_rel, _bin(out_rel)], {
         "quantizer": "nncf.quantize",
@@ -231,6 +213,24 @@ def quantize(
         "subset_size": len(calibration),
         "float_modules": list(float_modules),
     }
+
+
+def _advanced(preset: str, range_estimator: str, overflow_fix: str):
+    """NNCF's advanced parameters for a candidate (overflow fix, activation range estimator)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    if preset not in PRESETS:
+        raise ConfigError(f"NNCF preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if range_estimator not in RANGE_ESTIMATORS:
+        raise ConfigError(
+            f"range estimator must be one of {', '.join(RANGE_ESTIMATORS)}, got {range_estimator!r}"
+        )
+    advanced = AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix))
+    est = RANGE_ESTIMATORS[range_estimator]
+    if est is not None:
+        advanced.activations_range_estimator_params = getattr(RangeEstimatorParametersSet, est)
+    return advanced, est
 
 
 def inspect_int8(path: Path) -> dict:

@@ -22,17 +22,13 @@ import torch
 from torch import nn
 
 from ..bundle.writer import write_bytes
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, first_line
 
 FILE = "torchscript/model.pt"
 MOBILE_FILE = "torchscript/model.ptl"
 INT8_FILE = "torchscript/model.int8.pt"
 ENGINE = "x86"
 OBSERVERS = {"minmax": "MinMaxObserver", "histogram": "HistogramObserver"}
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _trace_freeze(model: nn.Module, example: tuple) -> torch.jit.ScriptModule:
@@ -56,7 +52,7 @@ def export(ctx) -> list:
     try:
         frozen = _trace_freeze(model, ctx.example)
     except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
-        raise ExportError(f"TorchScript trace of the model failed: {_first(exc)}") from None
+        raise ExportError(f"TorchScript trace of the model failed: {first_line(exc)}") from None
     kinds = [n.kind() for n in frozen.graph.nodes()]
     dropout = sorted({k for k in kinds if "dropout" in k.lower()})
     if dropout:
@@ -88,7 +84,7 @@ def _mobile(frozen, ctx) -> dict:
                 data = frozen._save_to_buffer_for_lite_interpreter()
             except Exception as exc:  # noqa: BLE001
                 raise ExportError(
-                    f"TorchScript mobile (lite interpreter) export failed: {_first(exc)}"
+                    f"TorchScript mobile (lite interpreter) export failed: {first_line(exc)}"
                 ) from None
             optimized = False
     write_bytes(ctx.staging, MOBILE_FILE, bytes(data))
@@ -155,7 +151,7 @@ def quantize_module(
             )
         except Exception as exc:  # noqa: BLE001 - FX tracing fails on data-dependent control flow
             raise ExportError(
-                f"TorchScript int8 needs an FX-traceable model, and tracing failed ({_first(exc)}); "
+                f"TorchScript int8 needs an FX-traceable model, and tracing failed ({first_line(exc)}); "
                 "leave torchscript out of --int8-formats"
             ) from None
         with torch.inference_mode():
@@ -176,7 +172,7 @@ def quantize(
     try:
         frozen = _trace_freeze(q, ctx.example)
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"TorchScript int8 trace/freeze failed: {_first(exc)}") from None
+        raise ExportError(f"TorchScript int8 trace/freeze failed: {first_line(exc)}") from None
     _save(frozen, out_rel, ctx)
     ctx.scratch.setdefault("torchscript_int8", {})[out_rel] = q
     return [out_rel], {
@@ -195,7 +191,7 @@ def inspect_int8(path: Path) -> dict:
             warnings.simplefilter("ignore")
             module = torch.jit.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu")
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"cannot load TorchScript {path}: {_first(exc)}; re-export") from None
+        raise ExportError(f"cannot load TorchScript {path}: {first_line(exc)}; re-export") from None
     kinds = Counter(node.kind() for node in module.inlined_graph.nodes())
     quantized = {k: c for k, c in kinds.items() if k.startswith("quantized::")}
     weighted = sum(c for k, c in quantized.items() if k.startswith(("quantized::linear", "quantized::conv")))

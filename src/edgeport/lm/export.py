@@ -169,29 +169,15 @@ def export_lm(
         gen["quantization"] = quant
         artifacts = (ckpt, *arts)
         _say(progress, "golden prompts and text: transformers greedy generate and teacher forcing")
-        window, ident = text_ids(
-            source.tokenizer, source.vocab_size, config.data, min(GOLDEN_WINDOW, max_context)
-        )
-        prompts = golden_prompts(source.tokenizer, source.vocab_size)
-        new = min(GOLDEN_TOKENS, max_context - max(len(p["ids"]) for p in prompts))
-        golden = reference_golden(source.model, prompts, window, new) | {"evidence": ident["evidence"]}
+        golden, ident = _golden(source, config, max_context)
         manifest = Manifest(
-            schema_version=SCHEMA_VERSION,
-            model=source.ref,
-            signature=signature,
-            preprocessing=None,
-            labels=(),
-            artifacts=artifacts,
-            provenance=dict(source.provenance),
-            environment={},
-            parity={},
-            random_init=random_init,
-            warnings=tuple(warnings),
-            data={"golden_text": ident},
+            schema_version=SCHEMA_VERSION, model=source.ref, signature=signature, preprocessing=None,
+            labels=(), artifacts=artifacts, provenance=dict(source.provenance), environment={}, parity={},
+            random_init=random_init, warnings=tuple(warnings), data={"golden_text": ident},
             generation=gen | {"golden": golden | {"artifacts": {}}, "evidence": ident["evidence"]},
-        )
+        )  # fmt: skip
         rows = _check_artifacts(Bundle(staging, manifest, trusted=True), golden, config, progress)
-        from ..device.info import device_info
+        from ..host import device_info
 
         manifest = manifest.replace(
             environment=device_info(),
@@ -208,9 +194,19 @@ def export_lm(
     return bundle
 
 
+def _golden(source, config: LMExportConfig, max_context: int) -> tuple[dict, dict]:
+    """(golden prompts and held-out text with transformers' greedy tokens and stats, the text's identity)."""
+    window, ident = text_ids(
+        source.tokenizer, source.vocab_size, config.data, min(GOLDEN_WINDOW, max_context)
+    )
+    prompts = golden_prompts(source.tokenizer, source.vocab_size)
+    new = min(GOLDEN_TOKENS, max_context - max(len(p["ids"]) for p in prompts))
+    return reference_golden(source.model, prompts, window, new) | {"evidence": ident["evidence"]}, ident
+
+
 def _check_artifacts(bundle: Bundle, golden: dict, config: LMExportConfig, progress: bool) -> dict:
     """Every artifact on the golden text and prompts; ParityError when an fp32 one leaves PyTorch."""
-    from ..formats.registry import info
+    from ..format_registry import info
     from ..runtime.decoders import decoder_class
     from ..runtime.lm_check import gate_reasons
 

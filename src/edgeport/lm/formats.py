@@ -23,14 +23,10 @@ import warnings
 import numpy as np
 import torch
 
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from .wrappers import CacheIO, StaticCacheLM, cache_names, examples
 
 INPUTS = ["input_ids", "position_ids", "logits_index"]
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def cache_io_program(model, arch: dict, max_context: int):
@@ -41,7 +37,9 @@ def cache_io_program(model, arch: dict, max_context: int):
             warnings.simplefilter("ignore")
             return torch.export.export(CacheIO(model).eval(), example, dynamic_shapes=shapes)
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"torch.export of the decoder with its KV cache failed: {_first(exc)}") from None
+        raise ExportError(
+            f"torch.export of the decoder with its KV cache failed: {first_line(exc)}"
+        ) from None
 
 
 def write_onnx(program, arch: dict, path) -> None:
@@ -60,7 +58,7 @@ def write_onnx(program, arch: dict, path) -> None:
             )
         onnx_program.save(str(path))
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"ONNX export of the decoder failed: {_first(exc)}") from None
+        raise ExportError(f"ONNX export of the decoder failed: {first_line(exc)}") from None
 
 
 def make_stateful(ov_model, arch: dict) -> None:
@@ -109,7 +107,7 @@ def openvino_model(program, arch: dict):
         model = ov.convert_model(program)
         make_stateful(model, arch)
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"OpenVINO conversion of the decoder failed: {_first(exc)}") from None
+        raise ExportError(f"OpenVINO conversion of the decoder failed: {first_line(exc)}") from None
     return model
 
 
@@ -138,7 +136,7 @@ def executorch_program(model, arch: dict, max_context: int, quantize=None) -> tu
             ep = torch.export.export(wrapper, example, dynamic_shapes=shapes, strict=True)
             data, delegation, _ = _lower(ep)
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"ExecuTorch export of the decoder failed: {_first(exc)}") from None
+        raise ExportError(f"ExecuTorch export of the decoder failed: {first_line(exc)}") from None
     return data, {
         "delegation": delegation,
         "memory_plan_bytes": plan_bytes(data),

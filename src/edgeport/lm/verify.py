@@ -43,31 +43,20 @@ def verify_lm(
     progress: bool = True,
 ) -> dict:
     """The report dict (schema ``edgeport.verify-lm/1``); ``report["passed"]`` is False when a gate failed."""
-    from ..runtime.benchmark import progress_bar
+    from ..progress import progress_bar
 
     g = bundle.manifest.generation
     gates = parse_gates({**(g.get("gates") or {}), **(gates or {})})
-    runs, skipped = select_runs(
-        bundle,
-        backends=backends or DEFAULT_BACKENDS,
-        precisions=precisions,
-        devices=devices,
-        exclude=("torch",),
-    )
+    sel = {"backends": backends or DEFAULT_BACKENDS, "precisions": precisions, "devices": devices}
+    runs, skipped = select_runs(bundle, **sel, exclude=("torch",))
     tok = Tokenizer.from_bundle(bundle)
     ids, ident = text_ids(tok._tok if tok else None, g["vocab_size"], data, tokens or DEFAULT_TOKENS)
     windows = _windows(ids, g["max_context"])
     if not windows:
         raise DataError("the eval text is too short: it needs at least 2 tokens")
-    model = load_reference(bundle)
-    ref = [window_stats(model, [int(t) for t in w]) for w in windows]
-    ref_nll = float(np.mean(np.concatenate([r[1] for r in ref])))
-    prompts = (g.get("golden") or {}).get("prompts") or []
-    n_new = min(GOLDEN_TOKENS, g["max_context"] - max((len(p["ids"]) for p in prompts), default=0))
-    ref_greedy = [greedy_tokens(model, p["ids"], n_new) for p in prompts]
-    del model
-    bar = progress_bar(len(runs), progress, "verify", unit="artifact")
+    ref, ref_nll, prompts, n_new, ref_greedy = _reference(bundle, windows, g)
     rows = []
+    bar = progress_bar(len(runs), progress, "verify", unit="artifact")
     try:
         for backend, precision, device in runs:
             bar.set_description(f"{backend}:{device} {precision}")
@@ -102,6 +91,16 @@ def verify_lm(
         "passed": bool(rows) and all(r["passed"] for r in rows),
         "device": environment(sorted({r[0] for r in runs})),
     }
+
+
+def _reference(bundle, windows: list, g: dict):
+    """PyTorch's side, once: per-window stats, mean NLL, the golden prompts and their greedy tokens."""
+    model = load_reference(bundle)
+    ref = [window_stats(model, [int(t) for t in w]) for w in windows]
+    ref_nll = float(np.mean(np.concatenate([r[1] for r in ref])))
+    prompts = (g.get("golden") or {}).get("prompts") or []
+    n_new = min(GOLDEN_TOKENS, g["max_context"] - max((len(p["ids"]) for p in prompts), default=0))
+    return ref, ref_nll, prompts, n_new, [greedy_tokens(model, p["ids"], n_new) for p in prompts]
 
 
 def _row(bundle, backend, precision, device, windows, ref, ref_nll, prompts, ref_greedy, gates) -> dict:

@@ -194,21 +194,7 @@ def build_rows(raw: dict) -> list[Row]:
         r.score_name, r.score = headline(r.task, r.metrics, r.accuracy)
     bhost = _host(raw.get("bench")) or vhost
     for b in _list(raw.get("bench"), "rows"):
-        r = row_for(b, b.get("host") if isinstance(b.get("host"), str) else bhost)
-        bs = int(_num(b, "batch_size") or 1)
-        lat = b.get("latency_us") if isinstance(b.get("latency_us"), dict) else {}
-        if r.latency_batch is None or bs < r.latency_batch:
-            r.latency_batch, r.p50_us, r.p99_us = bs, _num(lat, "p50"), _num(lat, "p99")
-        if _num(lat, "p50") is not None:
-            r.p50_by_batch[bs] = _num(lat, "p50")
-        cov = _num(b, "cov")
-        if cov is not None:
-            r.cov = max(r.cov or 0.0, cov)
-        tput = _num(b, "throughput_per_s", "throughput")
-        if tput is not None:
-            r.scaling[bs] = tput
-            if r.throughput is None or tput > r.throughput:
-                r.throughput, r.throughput_batch = tput, bs
+        _add_bench(row_for(b, b.get("host") if isinstance(b.get("host"), str) else bhost), b)
     sizes = {}
     for a in _list(raw.get("manifest"), "artifacts"):
         k = (str(a.get("format")), str(a.get("precision", "fp32")))
@@ -221,6 +207,24 @@ def build_rows(raw: dict) -> list[Row]:
     return sorted(
         rows.values(), key=lambda r: (r.host, order.get(r.backend, 9), r.backend, r.device, r.precision)
     )
+
+
+def _add_bench(r: Row, b: dict) -> None:
+    """One bench row's latency, noise and throughput into the artifact's report row."""
+    bs = int(_num(b, "batch_size") or 1)
+    lat = b.get("latency_us") if isinstance(b.get("latency_us"), dict) else {}
+    if r.latency_batch is None or bs < r.latency_batch:
+        r.latency_batch, r.p50_us, r.p99_us = bs, _num(lat, "p50"), _num(lat, "p99")
+    if _num(lat, "p50") is not None:
+        r.p50_by_batch[bs] = _num(lat, "p50")
+    cov = _num(b, "cov")
+    if cov is not None:
+        r.cov = max(r.cov or 0.0, cov)
+    tput = _num(b, "throughput_per_s", "throughput")
+    if tput is not None:
+        r.scaling[bs] = tput
+        if r.throughput is None or tput > r.throughput:
+            r.throughput, r.throughput_batch = tput, bs
 
 
 NOISE_FLOOR, NOISE_CEILING = 0.03, 0.25

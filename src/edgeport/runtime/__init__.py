@@ -13,7 +13,6 @@ from .registry import available_backends, create_runner, list_devices
 
 _LAZY = {
     "bench": "edgeport.runtime.benchmark:bench",
-    "verify": "edgeport.runtime.verify:verify",
 }
 
 
@@ -34,5 +33,4 @@ __all__ = [
     "create_runner",
     "default_threads",
     "list_devices",
-    "verify",
 ]

@@ -118,8 +118,4 @@ class TorchRunnerBase(Runner):
             torch.cuda.empty_cache()
 
 
-def first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-__all__ = ["TorchRunnerBase", "first_line", "outputs_to_dict"]
+__all__ = ["TorchRunnerBase", "outputs_to_dict"]

@@ -14,24 +14,19 @@ numpy only; never imports torch.
 
 from __future__ import annotations
 
-import os
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import BundleError, ConfigError, first_line
+from ..host import cpu_count
 from ..specs import DEFAULT_MAX_BATCH
 
 MAX_THREADS = 256
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 def default_threads(batch_size: int | None = None) -> int:
@@ -47,6 +42,51 @@ def check_threads(threads) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= limit:
         raise ConfigError(f"threads must be a whole number between 1 and {limit}, got {threads!r}")
     return threads
+
+
+class HandlePool:
+    """Reusable per-call handles of one loaded artifact (ORT io-bindings, OpenVINO infer requests,
+    ExecuTorch methods): a call takes a free one, or makes one, and puts it back, so concurrent calls
+    never share a handle and sequential calls never pay to make one again."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self._make = make
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+
+    def put(self, handle) -> None:
+        self._free.put(handle)
+
+    @contextlib.contextmanager
+    def handle(self, *, wait: bool = False):
+        """A free handle for one call; ``wait``: block for one instead of making another (a handle that
+        holds state between calls, such as a decoder's cache, must stay the only one)."""
+        if wait:
+            h = self._free.get()
+        else:
+            try:
+                h = self._free.get_nowait()
+            except queue.Empty:
+                h = self._make()
+        try:
+            yield h
+        finally:
+            self._free.put(h)
+
+    def clear(self) -> None:
+        while True:
+            try:
+                self._free.get_nowait()
+            except queue.Empty:
+                return
+
+
+def backend_failure(key: str, feeds: dict, exc: BaseException, where: str = "") -> BundleError:
+    """The one error of a run that fails on inputs the manifest accepted: the artifact is at fault."""
+    shapes = {k: list(v.shape) for k, v in feeds.items()}
+    return BundleError(
+        f"{key} failed{where} on inputs {shapes} that match the manifest ({first_line(exc)}); "
+        "the artifact does not fit its manifest: re-export the bundle"
+    )
 
 
 @dataclass

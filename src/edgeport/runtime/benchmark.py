@@ -17,7 +17,6 @@ import io
 import math
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from ..config import BenchConfig
 from ..errors import ConfigError
 from ..fsutil import atomic_write, write_json  # noqa: F401  (write_json re-exported for the CLI)
+from ..progress import progress_bar
 from ..specs import DEFAULT_MAX_BATCH, random_feeds
 from .base import check_threads
 from .plan import environment, open_bundle, select_runs
@@ -153,30 +153,6 @@ def bench_runner(runner, batch_size: int, config: BenchConfig, *, load_seconds: 
     return row
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_description(self, text):
-        pass
-
-    def write(self, text):
-        print(text, file=sys.stderr)
-
-    def close(self):
-        pass
-
-
-def progress_bar(total: int, enabled: bool, desc: str, unit: str = "run"):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
-
-
 # The largest batch bench will allocate (64 Ki MNIST images are ~200 MB of float32 input).
 MAX_BENCH_BATCH = 65536
 
@@ -259,6 +235,18 @@ def bench(
         "skipped": skipped,
         "warnings": [w for r in rows for w in r["warnings"]],
     }
+
+
+def noise_warning(report: dict, threshold: float = COV_WARNING) -> str | None:
+    """One line when rows of ``report`` vary too much to trust (latency CoV above ``threshold``)."""
+    rows = report.get("rows", [])
+    noisy = [r for r in rows if (r.get("cov") or 0) > threshold]
+    if not noisy:
+        return None
+    return (
+        f"{len(noisy)} of {len(rows)} rows vary a lot (CoV > {threshold * 100:.0f}%); the machine may be "
+        "busy: rerun on a quiet machine, or with --min-seconds higher"
+    )
 
 
 def raise_if_failed(report: dict) -> None:

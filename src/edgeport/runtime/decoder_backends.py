@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BundleError
+from .base import backend_failure
 from .decoders import DecoderMixin
-from .executorch_backend import ExecuTorchRunner, _first
+from .executorch_backend import ExecuTorchRunner
 from .onnxruntime_backend import OnnxRuntimeRunner
 from .openvino_backend import OpenVinoRunner
 
@@ -21,11 +22,7 @@ _LM_INPUTS = ("input_ids", "position_ids", "logits_index")
 
 
 def _fail(runner, exc: Exception, feeds: dict) -> BundleError:
-    shapes = {k: list(v.shape) for k, v in feeds.items()}
-    return BundleError(
-        f"{runner.artifact.key} failed at cache position {runner.position} on inputs {shapes} that match the "
-        f"manifest ({_first(exc)}); the artifact does not fit its manifest: re-export the bundle"
-    )
+    return backend_failure(runner.artifact.key, feeds, exc, where=f" at cache position {runner.position}")
 
 
 class OrtDecoder(DecoderMixin, OnnxRuntimeRunner):
@@ -119,11 +116,9 @@ class ExecuTorchDecoder(DecoderMixin, ExecuTorchRunner):
         pass
 
     def _step(self, feeds: dict) -> np.ndarray:
-        inst = self._pool.get()
-        try:
-            outs = inst[1].execute(self._tensors(feeds))
-        except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError
-            raise _fail(self, exc, feeds) from None
-        finally:
-            self._pool.put(inst)
+        with self._pool.handle(wait=True) as inst:  # the cache lives in this one program
+            try:
+                outs = inst[1].execute(self._tensors(feeds))
+            except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError
+                raise _fail(self, exc, feeds) from None
         return np.array(outs[0].numpy(), copy=True)

@@ -14,21 +14,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import queue
 import threading
 
 import numpy as np
 
-from ..errors import BundleError
-from .base import Prepared, Runner
+from ..errors import BundleError, first_line
+from .base import HandlePool, Prepared, Runner, backend_failure
 
 # ExecuTorch ScalarType codes (runtime/core/portable_type/scalar_type.h)
 _TYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 11: "bool"}
 _STDERR_LOCK = threading.RLock()  # re-entrant: quiet blocks nest (export inside quantize)
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 @contextlib.contextmanager
@@ -82,7 +77,7 @@ class ExecuTorchRunner(Runner):
             _unsafe_reset_threadpool(self.threads)  # before any method loads
         self._data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
         self._check_program()
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        self._pool = HandlePool(self._instance)
         first = self._instance()
         self._check_io(first[1])
         self._pool.put(first)
@@ -107,7 +102,7 @@ class ExecuTorchRunner(Runner):
                 method = program.load_method("forward")
         except Exception as exc:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError on a bad program
             raise BundleError(
-                f"ExecuTorch cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle"
+                f"ExecuTorch cannot load {self.artifact.key} ({first_line(exc)}); re-export the bundle"
             ) from None
         if method is None:
             raise BundleError(f"{self.artifact.key} has no 'forward' method; re-export the bundle")
@@ -141,20 +136,11 @@ class ExecuTorchRunner(Runner):
         return [torch.from_numpy(feeds[n]) for n in self._in_names]
 
     def _run(self, feeds: dict) -> dict:
-        try:
-            inst = self._pool.get_nowait()
-        except queue.Empty:
-            inst = self._instance()
-        try:
-            outs = inst[1].execute(self._tensors(feeds))
-        except Exception as exc:  # noqa: BLE001 - the feeds already passed the manifest's checks
-            shapes = {k: list(v.shape) for k, v in feeds.items()}
-            raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
-                "the artifact does not fit its manifest: re-export the bundle"
-            ) from None
-        finally:
-            self._pool.put(inst)
+        with self._pool.handle() as inst:
+            try:
+                outs = inst[1].execute(self._tensors(feeds))
+            except Exception as exc:  # noqa: BLE001 - the feeds already passed the manifest's checks
+                raise backend_failure(self.artifact.key, feeds, exc) from None
         if len(outs) != len(self._out_names):
             raise BundleError(
                 f"{self.artifact.key} returned {len(outs)} outputs, the manifest lists {len(self._out_names)}"
@@ -176,11 +162,7 @@ class ExecuTorchRunner(Runner):
         return Prepared(call=call, fetch=fetch, release=keep.clear)
 
     def _close(self) -> None:
-        while True:
-            try:
-                self._pool.get_nowait()
-            except queue.Empty:
-                break
+        self._pool.clear()
         self._data = None
 
     def describe(self) -> dict:

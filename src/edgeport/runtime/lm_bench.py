@@ -139,7 +139,7 @@ def bench_lm(
     progress: bool = True,
 ) -> dict:
     """The report dict (schema ``edgeport.bench-lm/1``) of every selected decoder."""
-    from .benchmark import progress_bar
+    from ..progress import progress_bar
 
     config = config or LMBenchConfig()
     config.validate()

@@ -11,7 +11,6 @@ Never imports torch.
 from __future__ import annotations
 
 import functools
-import queue
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -19,8 +18,8 @@ import onnxruntime as ort
 
 from ..bundle import check_relpath
 from ..bundle.onnx_graph import check_bounded, external_data_locations
-from ..errors import BackendUnavailableError, BundleError
-from .base import Prepared, Runner
+from ..errors import BackendUnavailableError, BundleError, first_line
+from .base import HandlePool, Prepared, Runner, backend_failure
 
 # ORT's own log (colour-coded kernel errors) stays off stderr: failures reach the caller as one-line errors.
 ort.set_default_logger_severity(4)
@@ -44,10 +43,6 @@ ORT_TYPES = {
     "tensor(int8)": "int8",
     "tensor(bool)": "bool",
 }
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -88,7 +83,7 @@ class OnnxRuntimeRunner(Runner):
             sess = ort.InferenceSession(model, so, providers=[provider])
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             raise BundleError(
-                f"onnxruntime cannot load {self.artifact.key} ({_first(exc)}); re-export the bundle"
+                f"onnxruntime cannot load {self.artifact.key} ({first_line(exc)}); re-export the bundle"
             ) from None
         if sess.get_providers()[0] != provider:
             raise BackendUnavailableError(
@@ -97,7 +92,7 @@ class OnnxRuntimeRunner(Runner):
         self._check_io(sess)
         self._sess = sess
         self._ort_device = _ORT_DEVICE[self.device]
-        self._bindings: queue.SimpleQueue = queue.SimpleQueue()
+        self._bindings = HandlePool(sess.io_binding)
 
     def _external_data(self, model: bytes) -> dict[str, bytes]:
         """location -> verified bytes for every external-data file the model names.
@@ -155,27 +150,19 @@ class OnnxRuntimeRunner(Runner):
         self._out_names = self.signature.output_names
 
     def _run(self, feeds: dict) -> dict:
-        try:
-            binding = self._bindings.get_nowait()
-        except queue.Empty:
-            binding = self._sess.io_binding()
-        try:
-            for name, x in feeds.items():
-                binding.bind_cpu_input(name, x)
-            for name in self._out_names:
-                binding.bind_output(name, self._ort_device)
-            self._sess.run_with_iobinding(binding)
-            return dict(zip(self._out_names, binding.copy_outputs_to_cpu(), strict=True))
-        except Exception as exc:  # ORT's own error types; the feeds already passed the manifest's checks
-            shapes = {k: list(v.shape) for k, v in feeds.items()}
-            raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
-                "the artifact does not fit its manifest: re-export the bundle"
-            ) from None
-        finally:
-            binding.clear_binding_inputs()
-            binding.clear_binding_outputs()
-            self._bindings.put(binding)
+        with self._bindings.handle() as binding:
+            try:
+                for name, x in feeds.items():
+                    binding.bind_cpu_input(name, x)
+                for name in self._out_names:
+                    binding.bind_output(name, self._ort_device)
+                self._sess.run_with_iobinding(binding)
+                return dict(zip(self._out_names, binding.copy_outputs_to_cpu(), strict=True))
+            except Exception as exc:  # ORT's own error types; the feeds already passed the manifest's checks
+                raise backend_failure(self.artifact.key, feeds, exc) from None
+            finally:
+                binding.clear_binding_inputs()
+                binding.clear_binding_outputs()
 
     def _run_taps(self, feeds: dict) -> tuple[dict, dict]:
         labels = list(self.taps)
@@ -211,11 +198,7 @@ class OnnxRuntimeRunner(Runner):
         )
 
     def _close(self) -> None:
-        while True:
-            try:
-                self._bindings.get_nowait()
-            except queue.Empty:
-                break
+        self._bindings.clear()
         self._sess = None
         self._keep_external = None
 

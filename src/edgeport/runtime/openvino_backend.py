@@ -10,14 +10,13 @@ a timed call is one synchronous ``infer``.  Never imports torch.
 
 from __future__ import annotations
 
-import queue
 import threading
 
 import numpy as np
 import openvino as ov
 
-from ..errors import BackendUnavailableError, BundleError
-from .base import Prepared, Runner
+from ..errors import BackendUnavailableError, BundleError, first_line
+from .base import HandlePool, Prepared, Runner, backend_failure
 
 _CORE: ov.Core | None = None
 _CORE_LOCK = threading.Lock()
@@ -44,10 +43,6 @@ def core() -> ov.Core:
 
 def _available() -> list[str]:
     return [d.lower() for d in core().available_devices]
-
-
-def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class OpenVinoRunner(Runner):
@@ -95,7 +90,7 @@ class OpenVinoRunner(Runner):
             model = c.read_model(xml, ov.Tensor(np.frombuffer(weights, dtype=np.uint8).copy()))
         except Exception as exc:
             raise BundleError(
-                f"OpenVINO cannot read {self.artifact.key} ({_first(exc)}); re-export the bundle"
+                f"OpenVINO cannot read {self.artifact.key} ({first_line(exc)}); re-export the bundle"
             ) from None
         self._check_io(model)
         if self.taps:
@@ -103,13 +98,13 @@ class OpenVinoRunner(Runner):
                 model.add_outputs([_port_ref(t) for t in self.taps.values()])
             except Exception as exc:  # noqa: BLE001
                 raise BundleError(
-                    f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({_first(exc)})"
+                    f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({first_line(exc)})"
                 ) from None
         try:
             self._compiled = c.compile_model(model, self.device.upper(), self._config())
         except Exception as exc:
             raise BackendUnavailableError(
-                f"OpenVINO cannot compile {self.artifact.key} for {self.device.upper()}: {_first(exc)}"
+                f"OpenVINO cannot compile {self.artifact.key} for {self.device.upper()}: {first_line(exc)}"
             ) from None
         outs = self._compiled.outputs
         by_name = {}
@@ -118,7 +113,7 @@ class OpenVinoRunner(Runner):
                 by_name.setdefault(n, i)
         self._out_index = {n: by_name[n] for n in self.signature.output_names}
         self._n_model_outputs = len(model.outputs) - len(self.taps)
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._requests = HandlePool(self._compiled.create_infer_request)
 
     def _check_io(self, model) -> None:
         """The model's inputs and outputs must be the ones the manifest describes."""
@@ -162,22 +157,13 @@ class OpenVinoRunner(Runner):
         return {n: req.get_output_tensor(i).data.copy() for n, i in self._out_index.items()}
 
     def _run(self, feeds: dict) -> dict:
-        try:
-            req = self._requests.get_nowait()
-        except queue.Empty:
-            req = self._compiled.create_infer_request()
-        try:
-            self._set_inputs(req, feeds)
-            req.infer()
-            return self._outputs(req)
-        except RuntimeError as exc:  # the feeds already passed the manifest's checks
-            shapes = {k: list(v.shape) for k, v in feeds.items()}
-            raise BundleError(
-                f"{self.artifact.key} failed on inputs {shapes} that match the manifest ({_first(exc)}); "
-                "the artifact does not fit its manifest: re-export the bundle"
-            ) from None
-        finally:
-            self._requests.put(req)
+        with self._requests.handle() as req:
+            try:
+                self._set_inputs(req, feeds)
+                req.infer()
+                return self._outputs(req)
+            except RuntimeError as exc:  # the feeds already passed the manifest's checks
+                raise backend_failure(self.artifact.key, feeds, exc) from None
 
     def _run_taps(self, feeds: dict) -> tuple[dict, dict]:
         req = self._compiled.create_infer_request()
@@ -199,11 +185,7 @@ class OpenVinoRunner(Runner):
         return Prepared(call=req.infer, fetch=lambda: self._outputs(req), release=release)
 
     def _close(self) -> None:
-        while True:
-            try:
-                self._requests.get_nowait()
-            except queue.Empty:
-                break
+        self._requests.clear()
         self._compiled = None
 
     def describe(self) -> dict:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import ParityError
+from ..specs import BATCH
 
 # Elementwise tolerance per precision (atol, rtol); None: not checked (int8 is judged by the task's gates).
 ELEMENTWISE: dict[str, tuple[float | None, float | None]] = {
@@ -47,6 +48,32 @@ class Criteria:
     atol: float | None
     rtol: float | None
     gates: dict = field(default_factory=dict)  # metric -> threshold; the task's gate table gives min/max
+
+
+N_DIM_SAMPLES = 4  # samples run at each free dim's min, middle and max
+
+
+def resize_feeds(signature, feeds: dict, values: dict[str, int]) -> dict:
+    """``feeds`` with every axis named by a dim in ``values`` cut or tiled to that size (token ids stay
+    valid ids, images stay images): inputs for checking a dynamic dim at another size."""
+    out = {}
+    for spec in signature.inputs:
+        x = feeds[spec.name]
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, str) and d != BATCH and d in values and x.shape[axis] != values[d]:
+                reps = -(-values[d] // x.shape[axis])
+                x = np.take(np.concatenate([x] * reps, axis=axis), np.arange(values[d]), axis=axis)
+        out[spec.name] = np.ascontiguousarray(x)
+    return out
+
+
+def dim_groups(signature, sample: dict) -> list[tuple[str, dict]]:
+    """(label, feeds) for every free dim at its min, middle and max: ``sample`` resized along it."""
+    groups = []
+    for name, dim in signature.free_dims.items():
+        for v in dim.points():  # one dim at a time; the others keep the sample's sizes
+            groups.append((f"{name}={v}", resize_feeds(signature, sample, {name: v})))
+    return groups
 
 
 def criteria_for(

@@ -5,8 +5,8 @@ torch-free: version numbers come from package metadata, not imports.
 
 from __future__ import annotations
 
-from ..device.info import device_info
 from ..errors import BackendUnavailableError, ConfigError
+from ..host import device_info
 from .registry import BACKEND_FORMAT, BACKENDS, list_devices, trust_reason
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
@@ -74,12 +74,7 @@ def select_runs(
                 skipped.append(_skip(backend, device, None, why))
                 continue
         runs.extend((backend, p, device) for p in precs)
-    seen, unique = set(), []
-    for s in skipped:  # a missing-artifact or trust note repeats per device; keep one of each
-        key = (s["backend"], s["precision"], s["reason"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(s)
+    unique = list({(s["backend"], s["precision"], s["reason"]): s for s in reversed(skipped)}.values())[::-1]
     if not runs:
         why = "; ".join(f"{s['backend']}:{s['device']}: {s['reason']}" for s in unique) or "nothing selected"
         raise BackendUnavailableError(

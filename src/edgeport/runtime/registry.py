@@ -1,4 +1,4 @@
-"""Backend registry: each format's runner, from :mod:`edgeport.formats.registry`, imported on first use.
+"""Backend registry: each format's runner, from :mod:`edgeport.format_registry`, imported on first use.
 
 ``available_backends()`` feeds the CLI choices and test parametrization;
 ``list_devices()`` says, for every backend x device, whether it is usable here
@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from ..bundle import TRUST_ENV, code_is_trusted, model_runs_code
 from ..errors import BackendUnavailableError, ConfigError
-from ..formats.registry import FORMATS, by_backend
+from ..format_registry import FORMATS, by_backend
+from ..trust import TRUST_ENV, code_is_trusted
+from ..trust import runs_code as model_runs_code
 
 BACKENDS: dict[str, str] = {f.backend: f.runner for f in FORMATS.values()}
 BACKEND_FORMAT: dict[str, str] = {f.backend: f.name for f in FORMATS.values()}

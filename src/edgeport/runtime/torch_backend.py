@@ -7,8 +7,8 @@ explicit trust), or a saved ExportedProgram (unpickled: needs explicit trust).
 
 from __future__ import annotations
 
-from ..errors import BundleError
-from ._torch_common import TorchRunnerBase, first_line
+from ..errors import BundleError, first_line
+from ._torch_common import TorchRunnerBase
 
 
 class TorchRunner(TorchRunnerBase):
@@ -16,7 +16,7 @@ class TorchRunner(TorchRunnerBase):
     format = "torch"
 
     def _build(self):
-        from ..bundle import code_is_trusted
+        from ..trust import code_is_trusted
 
         data = self.bundle.read_verified(self.artifact)  # hash checked before parsing
         m = self.bundle.manifest
@@ -31,7 +31,7 @@ class TorchRunner(TorchRunnerBase):
             return ExportedModule(ep.module()).to(self._dev)
         from safetensors.torch import load as load_safetensors
 
-        from ..sources.models import build_model
+        from ..sources.models import build_model, load_into
 
         try:
             state = load_safetensors(data)
@@ -45,12 +45,7 @@ class TorchRunner(TorchRunnerBase):
             trust_code=code_is_trusted(self.bundle),
             origin=f"bundle {self.bundle.path} (manifest.json)",
         )
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise BundleError(
-                f"{self.artifact.key} does not fit model {m.model!r}: {first_line(exc)}"
-            ) from None
+        load_into(model, state, what=self.artifact.key, model=m.model)
         model.eval().to(self._dev)
         if self.taps:
             self._hooks = _tap_modules(model, self.taps)

@@ -14,8 +14,8 @@ import zipfile
 
 import torch
 
-from ..errors import BundleError
-from ._torch_common import TorchRunnerBase, first_line
+from ..errors import BundleError, first_line
+from ._torch_common import TorchRunnerBase
 
 
 def _set_quantized_engine() -> None:

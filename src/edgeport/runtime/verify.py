@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, DataError, EdgeportError, ParityError, safe_text
-from .benchmark import progress_bar
+from ..progress import progress_bar
 from .parity import ParityAccumulator, criteria_for
 from .plan import environment, open_bundle, select_runs
 from .registry import BACKEND_FORMAT
@@ -26,7 +26,8 @@ BATCH_BYTES = 16 << 20  # one batch of inputs at most this large (runners size t
 
 
 def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
-    """The data verify runs on: a DataSource, a spec string, (images, labels) arrays, or the default.
+    """The data verify runs on: a DataSource, a spec string, (images, labels) arrays, an iterable of
+    samples (:class:`edgeport.sources.feeds.Dataset` or a list of feeds), or the default.
 
     Default: MNIST's test split for a bundle with MNIST preprocessing; synthetic
     inputs for a random-weights bundle; otherwise the user must say.
@@ -35,6 +36,10 @@ def eval_source(bundle, data=None, *, data_dir=None, max_pixels=None):
 
     if isinstance(data, DataSource):
         return data
+    if data is not None and not isinstance(data, (str, tuple)):  # samples from Python (sources.feeds)
+        from ..sources.feeds import FeedSource
+
+        return FeedSource.from_items(data, bundle.signature, role="eval")
     pre = bundle.preprocessing
     if isinstance(data, tuple):
         try:
@@ -127,12 +132,11 @@ def verify(
     row failed (see :func:`raise_if_failed`).
     """
     bundle = open_bundle(bundle_or_path)
-    if getattr(bundle.manifest, "generation", None):  # text-generation bundle: agreement, perplexity, greedy
-        from ..lm.verify import verify_lm
-
-        sel = {"backends": backends, "precisions": precisions, "devices": devices}
-        named = {k: v for k, v in (gates or {}).items() if v is not None}
-        return verify_lm(bundle, data=data, **sel, gates=named, tokens=limit, progress=progress)
+    if getattr(bundle.manifest, "generation", None):
+        raise ConfigError(
+            "a text-generation bundle is verified by edgeport.verify (edgeport.verification.verify), "
+            "which runs the decoder checks"
+        )
     runs, skipped = select_runs(bundle, backends=backends, precisions=precisions, devices=devices)
     source = eval_source(bundle, data, data_dir=data_dir, max_pixels=max_pixels)
     if limit is not None:
@@ -233,7 +237,7 @@ class _Row:
 
 
 def _stream(bundle, runs, source, mapping, batch_size, atol, overrides, progress):
-    from ..export.parity import N_DIM_SAMPLES, dim_groups
+    from .parity import N_DIM_SAMPLES, dim_groups
 
     task = bundle.task
     bar = progress_bar(len(source), progress, "verify", unit="sample")

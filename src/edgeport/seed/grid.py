@@ -20,3 +20,14 @@ def prediction_grid(
     from ..report.plots import sample_grid
 
     return sample_grid(list(images), actual, predicted, Path(out), labels=labels, title=title)
+
+
+def mnist_grid(model, data, out: str | os.PathLike, *, labels=None, seed: int = 0) -> tuple[Path, int]:
+    """16 random MNIST test digits with ``model``'s predictions as a grid at ``out``; (path, correct)."""
+    import torch
+
+    idx = np.random.default_rng(seed).choice(len(data.test_images), 16, replace=False)
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(data.preprocessing.apply(data.test_images[idx]))).argmax(1).numpy()
+    path = prediction_grid(data.test_images[idx], data.test_labels[idx], pred, out, labels=labels)
+    return path, int((pred == data.test_labels[idx]).sum())

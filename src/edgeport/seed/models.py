@@ -80,6 +80,7 @@ register(
         output_kind="probs",
         preset="mnist",
         description="Arm learning-path MNIST MLP (784-96-256-10, tanh/sigmoid, dropout 0.2)",
+        train={"epochs": 20, "batch_size": 1024, "lr": 1e-2},  # chosen on the validation split
     )
 )
 register(
@@ -91,5 +92,6 @@ register(
         output_kind="logits",
         preset="mnist",
         description="LeNet-5 (conv 6/16 5x5, max-pool, 256-120-84-10), logits",
+        train={"epochs": 8, "batch_size": 256, "lr": 4e-3},
     )
 )

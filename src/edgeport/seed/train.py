@@ -8,7 +8,6 @@ split; the test split is only reported.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -109,6 +108,17 @@ def evaluate(
     return loss_sum / len(x), correct / len(x)
 
 
+def resolve(config: TrainConfig) -> TrainConfig:
+    """``config`` with its unset epochs, batch size and lr taken from the model's registry entry."""
+    spec = get_spec(config.model)
+    if not spec.train or spec.train.get("recipe"):
+        raise ConfigError(
+            f"model {config.model!r} is not trained on MNIST here; edgeport train --model {config.model} "
+            "runs its own recipe, or export it with --weights"
+        )
+    return config.with_defaults(spec.train)
+
+
 def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``config.model`` on ``data``; returns the model (eval mode) and the train.json dict."""
     config.validate()
@@ -117,7 +127,7 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
             f"edgeport train trains registry models ({', '.join(_registry())}); export your own trained model "
             "with edgeport export --model ... --weights ..."
         )
-    get_spec(config.model)
+    config = resolve(config)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -125,61 +135,70 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
     model = build_model(config.model, trust_code=False)  # training takes registry models only
     y_tr = torch.from_numpy(data.train_labels)
     x_va, y_va = _to_tensor(data.val_images, data), torch.from_numpy(data.val_labels)
-    x_te, y_te = _to_tensor(data.test_images, data), torch.from_numpy(data.test_labels)
-    k = config.shift
     # Shifting happens on uint8 pixels (a quarter of the memory traffic); each
     # batch is then normalized exactly as Preprocessing.apply does.
-    padded = np.pad(data.train_images, ((0, 0), (k, k), (k, k)))
-    pre = data.preprocessing
-    norm = pre.step("normalize")
+    padded = np.pad(data.train_images, ((0, 0), (config.shift,) * 2, (config.shift,) * 2))
+    norm = data.preprocessing.step("normalize")
     mean, std = float(norm["mean"][0]), float(norm["std"][0])
-    gain, bias = pre.factor / std, mean / std
-    n = len(y_tr)
-    steps = (n + config.batch_size - 1) // config.batch_size
-    try:  # one fused kernel per step instead of a loop over parameters
+    scale = (data.preprocessing.factor / std, mean / std)
+    steps = (len(y_tr) + config.batch_size - 1) // config.batch_size
+    opt, sched = _optimizer(model, config, steps)
+    history, bar, t0 = [], _progress(config.epochs, progress), time.perf_counter()
+    dropout = fast_dropout(model, config.seed)
+    for epoch in range(1, config.epochs + 1):
+        x_ep, y_ep = shifted_epoch(padded, y_tr, torch.randperm(len(y_tr), generator=gen), config.shift, gen)
+        with dropout:
+            train_loss = _epoch(model, opt, sched, x_ep, y_ep, config.batch_size, scale)
+        val_loss, val_acc = evaluate(model, x_va, y_va)
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(val_loss, 6),
+                        "val_accuracy": round(val_acc, 6), "seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
+        if bar is not None:
+            bar.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc * 100:.2f}%")
+            bar.update(1)
+    train_seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return model, _train_info(model, config, data, history, train_seconds)
+
+
+def _optimizer(model: nn.Module, config: TrainConfig, steps: int):
+    """Adam (fused where torch has it: one kernel per step) with a one-cycle schedule to ``config.lr``."""
+    try:
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     except (RuntimeError, TypeError):
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.25
     )
-    history = []
-    bar = _progress(config.epochs, progress)
-    t0 = time.perf_counter()
-    dropout = fast_dropout(model, config.seed)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        x_ep, y_ep = shifted_epoch(padded, y_tr, torch.randperm(n, generator=gen), k, gen)
-        loss_sum = torch.zeros(())
-        with dropout:
-            for i in range(steps):
-                xb = x_ep[i * config.batch_size : (i + 1) * config.batch_size].float().mul_(gain).sub_(bias)
-                yb = y_ep[i * config.batch_size : (i + 1) * config.batch_size]
-                loss = nn.functional.cross_entropy(forward_logits(model, xb), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(yb)
-        val_loss, val_acc = evaluate(model, x_va, y_va)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": round(loss_sum.item() / n, 6),
-                "val_loss": round(val_loss, 6),
-                "val_accuracy": round(val_acc, 6),
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss_sum.item() / n:.4f}", val_acc=f"{val_acc * 100:.2f}%")
-            bar.update(1)
-    train_seconds = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-    model.eval()
-    test_loss, test_acc = evaluate(model, x_te, y_te)
-    info = {
+    return opt, sched
+
+
+def _epoch(model: nn.Module, opt, sched, x_ep, y_ep, batch_size: int, scale: tuple[float, float]) -> float:
+    """One pass over the shuffled, shifted uint8 epoch; the mean training loss."""
+    gain, bias = scale
+    model.train()
+    loss_sum = torch.zeros(())
+    for i in range(0, len(y_ep), batch_size):
+        xb = x_ep[i : i + batch_size].float().mul_(gain).sub_(bias)
+        yb = y_ep[i : i + batch_size]
+        loss = nn.functional.cross_entropy(forward_logits(model, xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += loss.detach() * len(yb)
+    return loss_sum.item() / len(y_ep)
+
+
+def _train_info(
+    model: nn.Module, config: TrainConfig, data: MnistData, history: list, train_seconds: float
+) -> dict:
+    """The train.json dict: config, timing, accuracy on val and test, the preprocessing and labels."""
+    test_loss, test_acc = evaluate(
+        model, _to_tensor(data.test_images, data), torch.from_numpy(data.test_labels)
+    )
+    return {
         "model": config.model,
         "params": count_parameters(model),
         "epochs": config.epochs,
@@ -205,7 +224,6 @@ def fit(config: TrainConfig, data: MnistData, *, progress: bool = True) -> tuple
             "threads": torch.get_num_threads(),
         },
     }
-    return model, info
 
 
 def _progress(total: int, enabled: bool):
@@ -221,12 +239,7 @@ def save_run(run_dir: str | os.PathLike, model: nn.Module, info: dict, *, force:
     run_dir = Path(run_dir)
     fsutil.prepare_target(run_dir, force, "run")
     with fsutil.staging_dir(run_dir, "run") as tmp:
-        weights = tmp / ckpt.WEIGHTS_FILE
-        ckpt.save_weights(
-            weights, model.state_dict(), {"model": info["model"], "format": "edgeport-checkpoint/1"}
-        )
-        info = dict(info, checkpoint_sha256=ckpt.sha256_file(weights))
-        (tmp / ckpt.TRAIN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        ckpt.write_run_files(tmp, model.state_dict(), info)
     return run_dir
 
 

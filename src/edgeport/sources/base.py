@@ -30,7 +30,7 @@ MAX_HASHED = 2000  # splits up to this many files also hash the files' bytes
 
 
 def pool() -> ThreadPoolExecutor:
-    from ..runtime.base import cpu_count
+    from ..host import cpu_count
 
     return ThreadPoolExecutor(max_workers=max(1, cpu_count()))
 
@@ -187,73 +187,6 @@ class DataPlan:
 
 def _short(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in ("indices", "file_indices", "files")}
-
-
-def plan_data(
-    *,
-    signature,
-    preprocessing,
-    data: str | None = None,
-    calibration_data: str | None = None,
-    eval_data: str | None = None,
-    data_dir=None,
-    calibration_size: int = 300,
-    selection_size: int = 5000,
-    seed: int = 0,
-    max_pixels=None,
-    mnist=None,
-) -> DataPlan:
-    """Calibration, selection and eval sources from ``--data`` (split by recorded indices) or the two
-    explicit ones.  Class labels give a class-balanced calibration set; boxes, masks and the rest a
-    plain seeded one."""
-    from .open import open_source
-    from .synthetic import SyntheticSource
-
-    if data and (calibration_data or eval_data):
-        raise ConfigError("pass --data, or --calibration-data with --eval-data, not both")
-    if bool(calibration_data) != bool(eval_data):
-        raise ConfigError("--calibration-data and --eval-data go together (or pass one --data to split)")
-    common = dict(
-        signature=signature,
-        preprocessing=preprocessing,
-        data_dir=data_dir,
-        max_pixels=max_pixels,
-        mnist=mnist,
-    )
-    if data and data.partition(":")[0] == "mnist" and not data.partition(":")[2]:
-        cal_all = open_source("mnist:train", role="calibration", **common)
-        sel = open_source("mnist:val", role="selection", **common)
-        ev = open_source("mnist:test", role="eval", **common)
-        cal = cal_all.subset(
-            balanced_positions(cal_all.class_labels(), calibration_size, seed), "calibration"
-        )
-        return DataPlan(cal, sel, ev)
-    if data and data.partition(":")[0] == "synthetic":
-        n = open_source(data, role="eval", **common)
-        cal = SyntheticSource(signature, calibration_size, seed=1, role="calibration")
-        sel = SyntheticSource(signature, min(selection_size, len(n)), seed=2, role="selection")
-        return DataPlan(cal, sel, n)
-    if data:
-        src = open_source(data, role="all", **common)
-        if len(src) < calibration_size + 10:
-            raise DataError(
-                f"--data {data} holds {len(src)} samples: too few to split {calibration_size} for calibration "
-                "and keep the rest for evaluation; pass a smaller --calibration-size or separate "
-                "--calibration-data/--eval-data"
-            )
-        cal_pos = balanced_positions(src.class_labels(), calibration_size, seed, n=len(src))
-        rest = np.setdiff1d(np.arange(len(src)), cal_pos)
-        cal = src.subset(cal_pos, "calibration")
-        ev = src.subset(rest, "eval")
-    else:
-        cal_src = open_source(calibration_data, role="calibration", **common)
-        ev = open_source(eval_data, role="eval", **common)
-        size = min(calibration_size, len(cal_src))
-        cal = cal_src.subset(
-            balanced_positions(cal_src.class_labels(), size, seed, n=len(cal_src)), "calibration"
-        )
-    sel_pos = np.sort(np.random.default_rng(seed + 1).permutation(len(ev))[: min(selection_size, len(ev))])
-    return DataPlan(cal, ev.subset(sel_pos, "selection"), ev)
 
 
 def first_batch(source: DataSource, n: int) -> tuple[dict, np.ndarray | None]:

@@ -2,7 +2,7 @@
 folders, WAV folders and synthetic inputs.
 
 This module is the stable import point; each source kind lives in its own module:
-:mod:`.base` (the protocol, splits), :mod:`.open` (spec strings), :mod:`.mnist_source`,
+:mod:`.base` (the protocol, splits), :mod:`.open` (spec strings), :mod:`.plan` (the export's plan), :mod:`.mnist_source`,
 :mod:`.imagefolder`, :mod:`.npz`, :mod:`.coco`, :mod:`.segfolder`, :mod:`.audio`, :mod:`.synthetic`.
 """
 
@@ -19,13 +19,13 @@ from .base import (
     DataSource,
     balanced_positions,
     first_batch,
-    plan_data,
 )
 from .coco import CocoSource
 from .imagefolder import ImageFolderSource
 from .mnist_source import ArraySource, MnistSource
 from .npz import NpzSource
 from .open import KINDS, open_source
+from .plan import plan_data
 from .segfolder import SegFolderSource
 from .synthetic import SyntheticSource
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import trust
-from ..errors import BundleError, ConfigError
+from ..errors import BundleError, ConfigError, first_line
 
 PREFIXES = ("torchvision:", "timm:")
 TRUST_ENV = trust.TRUST_ENV
@@ -67,9 +67,40 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+ENTRY_POINT_GROUP = "edgeport.models"
+_loaded_plugins = False
+
+
 def _builtins() -> None:
-    from .. import zoo as _zoo  # noqa: F401  (registers the task models)
-    from ..seed import models as _seed  # noqa: F401  (registers mnist-mlp, mnist-cnn)
+    """Load the model plugins once: every ``edgeport.models`` entry point registers its models.
+
+    edgeport's own (the seed's ``mnist-mlp``/``mnist-cnn`` and the task zoo) are entry points in its
+    ``pyproject.toml`` like any third-party package's, so this generic registry imports none of them.
+    A third-party plugin that fails to import is skipped with a warning; edgeport's own fail loudly.
+    """
+    global _loaded_plugins
+    if _loaded_plugins:
+        return
+    _loaded_plugins = True
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(ep.value.startswith("edgeport.") for ep in found):
+        raise ConfigError(
+            "edgeport's model registry found none of its own models (no 'edgeport.models' entry points); "
+            "reinstall edgeport (pip install -e . or make venv)"
+        )
+    for ep in found:
+        try:
+            ep.load()
+        except Exception as exc:
+            if ep.value.startswith("edgeport."):
+                raise
+            import warnings
+
+            warnings.warn(
+                f"model plugin {ep.name} ({ep.value}) failed to load: {str(exc)[:200]}", stacklevel=2
+            )
 
 
 def available_models() -> list[str]:
@@ -233,6 +264,15 @@ def load_state_dict(weights: Path) -> dict:
     return state
 
 
+def load_into(module: nn.Module, state: dict, *, what: str, model: str, error=BundleError) -> nn.Module:
+    """``module`` with ``state`` loaded strictly; a mismatch is one ``error`` line naming ``what``."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise error(f"{what} does not fit model {model!r}: {first_line(exc)}") from None
+    return module
+
+
 def load_exported_program(data, *, trust_code: bool, name: str):
     """``torch.export.load`` of ``data`` (a path or bytes) named ``name`` in messages.
 
@@ -373,18 +413,24 @@ def resolve(
         from .. import checkpoint as ckpt
 
         weights = Path(weights)
-        state = load_state_dict(weights)
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(
-                f"--weights {weights} does not fit {model_ref}: {str(exc).splitlines()[0]}"
-            ) from None
+        load_into(
+            module, load_state_dict(weights), what=f"--weights {weights}", model=model_ref, error=ConfigError
+        )
         prov |= {"weights_file": weights.name, "weights_sha256": ckpt.sha256_file(weights)}
         src = weights if weights.suffix == ".safetensors" else None
     else:
         prov["weights"] = f"random (--random-init, torch seed {RANDOM_INIT_SEED})"
     return ModelSource(module.eval(), model_ref, args, random_init, prov, checkpoint=src, spec=spec)
+
+
+def load_run(run_dir, *, trust_code: bool = False) -> tuple[nn.Module, dict]:
+    """``(model in eval mode, train.json dict)`` from a run folder written by ``edgeport train``.
+
+    A ``train.json`` that names model code runs it only with ``trust_code`` or the environment's
+    opt-in (:mod:`edgeport.trust`).
+    """
+    src = _from_run(Path(run_dir), trust_code)
+    return src.module, src.train_info
 
 
 def _from_run(run: Path, trust_code: bool) -> ModelSource:
@@ -398,13 +444,9 @@ def _from_run(run: Path, trust_code: bool) -> ModelSource:
         trust_code=trust_code or trust.code_is_trusted(),
         origin=f"run folder {run} (train.json)",
     )
-    tensors, _meta = ckpt.load_weights(run / ckpt.WEIGHTS_FILE)
-    try:
-        module.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(
-            f"{run / ckpt.WEIGHTS_FILE} does not fit model {ref!r}: {str(exc).splitlines()[0]}"
-        ) from None
+    load_into(
+        module, ckpt.load_weights(run / ckpt.WEIGHTS_FILE)[0], what=str(run / ckpt.WEIGHTS_FILE), model=ref
+    )
     prov = {
         "source": "run",
         "run": run.name,
@@ -434,7 +476,49 @@ def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
     trust.require(str(path), trusted=trusted, where=f"--model {path}")  # before a byte is read
     data = path.read_bytes()  # read once: what is loaded is what the bundle keeps
     ep = load_exported_program(data, trust_code=trusted, name=str(path))
-    module = ExportedModule(ep.module())
+    prov = {"source": "exported_program", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    return _from_exported(ep, data, f"--model {path}", prov, path)
+
+
+def from_memory(model, example=None, *, dynamic: tuple[dict, ...] = ()) -> ModelSource:
+    """An in-memory ``nn.Module`` (traced with ``torch.export`` on ``example``) or ``ExportedProgram``.
+
+    The bundle keeps it as an ExportedProgram (``checkpoint/model.pt2``): the reference every artifact
+    is checked against, and what the torch backend runs.  ``example``: a tuple of input tensors with a
+    batch of 2 or more; ``dynamic``: per input, ``{axis: name}`` of the axes that vary (batch first).
+    """
+    if isinstance(model, torch.export.ExportedProgram):
+        ep = model
+    elif isinstance(model, nn.Module):
+        if not example:
+            raise ConfigError("exporting an nn.Module needs its inputs: pass inputs=[...] or input_shape=...")
+        shapes = tuple(
+            {axis: torch.export.Dim.AUTO for axis in axes} if axes else None
+            for axes in (dynamic or [{0: "batch"}] * len(example))
+        )
+        try:
+            ep = torch.export.export(model.eval(), tuple(example), dynamic_shapes=shapes)
+        except Exception as exc:  # noqa: BLE001 - torch.export raises many types on untraceable code
+            raise ConfigError(
+                f"torch.export cannot trace this module ({first_line(exc, 200)}); make its forward traceable, "
+                "or export it by reference (pkg.mod:factory with weights)"
+            ) from None
+    else:
+        raise ConfigError(
+            f"model: expected an nn.Module, an ExportedProgram or a reference, got {type(model).__name__}"
+        )
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    data = buf.getvalue()
+    prov = {"source": "python", "class": type(model).__name__, "sha256": hashlib.sha256(data).hexdigest()}
+    # an nn.Module stays the export's reference itself: its module names serve the layer report and
+    # the int8 fallback (an ExportedProgram's graph has none); the bundle keeps the traced program
+    eager = model.eval() if isinstance(model, nn.Module) else None
+    return _from_exported(ep, data, f"model {type(model).__name__}", prov, None, eager)
+
+
+def _from_exported(ep, data: bytes, where: str, prov: dict, path, module=None) -> ModelSource:
+    module = module if module is not None else ExportedModule(ep.module())
     shapes = None
     try:
         args, kwargs = ep.example_inputs or ((), {})
@@ -445,11 +529,10 @@ def _from_pt2(path: Path, trust_code: bool) -> ModelSource:
     fixed = _fixed_batch(ep)
     if fixed is not None and fixed != 1:
         raise ConfigError(
-            f"--model {path}: the ExportedProgram was saved with a fixed batch of {fixed}, and edgeport exports "
+            f"{where}: the ExportedProgram was saved with a fixed batch of {fixed}, and edgeport exports "
             "a batch from 1 up; save it with a dynamic batch (torch.export.export(..., dynamic_shapes=...)) "
             "or with batch 1"
         )
-    prov = {"source": "exported_program", "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     return ModelSource(
         module,
         "exported_program",

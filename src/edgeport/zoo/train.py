@@ -9,7 +9,6 @@ the same weights and the same metrics on the same machine.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -162,10 +161,5 @@ def train(
     fsutil.prepare_target(out, force, "run")
     with fsutil.staging_dir(out, "run") as tmp:
         model, info = fit(config, tmp / "data", progress=progress)
-        weights = tmp / ckpt.WEIGHTS_FILE
-        ckpt.save_weights(
-            weights, model.state_dict(), {"model": config.model, "format": "edgeport-checkpoint/1"}
-        )
-        info["checkpoint_sha256"] = ckpt.sha256_file(weights)
-        (tmp / ckpt.TRAIN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        info = ckpt.write_run_files(tmp, model.state_dict(), {**info, "model": config.model})
     return model, info

@@ -11,13 +11,36 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .. import fsutil
-from ..errors import EdgeportError, ParityError
+from . import fsutil
+from .errors import EdgeportError, ParityError
 
 SAMPLE_PROMPT = "Return the"
 SAMPLE_TOKENS = 40
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMPipelineConfig:
+    """What the decoder pipeline runs on; the CLI builds it from its options.
+
+    ``export``: an :class:`edgeport.lm.export.LMExportConfig` (None: its defaults); ``gates``: gate
+    overrides for verify (None: the bundle's own); ``bench``: an
+    :class:`edgeport.runtime.lm_bench.LMBenchConfig` (None: its defaults).
+    """
+
+    model_ref: str | None = "tiny-lm"
+    run: str | None = None  # an hf: folder to export instead of a reference
+    random_init: bool = False
+    tokenizer: str | None = None
+    seed: int = 0
+    steps: int | None = None  # tiny-lm training steps (None: its default)
+    export: object = None
+    gates: dict | None = None
+    bench: object = None
+    backends: tuple[str, ...] | None = None
+    data: str | None = None  # held-out text for verify (None: the bundle's own)
 
 
 def _log(msg: str, progress: bool) -> None:
@@ -25,19 +48,19 @@ def _log(msg: str, progress: bool) -> None:
         print(f"[edgeport] {msg}", file=sys.stderr, flush=True)
 
 
-def _train(run: Path, args, resume: bool, result, progress: bool) -> str:
+def _train(run: Path, cfg: LMPipelineConfig, resume: bool, result, progress: bool) -> str:
     """The model reference to export: the trained tiny-lm folder, or what --model named."""
-    if args.model_ref != "tiny-lm" or args.random_init:
-        return args.model_ref or getattr(args, "run", None)
+    if cfg.model_ref != "tiny-lm" or cfg.random_init:
+        return cfg.model_ref or cfg.run
     folder = run / "model"
     t0 = time.perf_counter()
     if resume and (folder / "train.json").is_file():
         result.skipped.append("train")
         _log(f"train: reusing {folder}", progress)
     else:
-        from .train import LMTrainConfig, train_tiny_lm
+        from .lm.train import LMTrainConfig, train_tiny_lm
 
-        config = LMTrainConfig(seed=args.seed, **({"steps": args.steps} if args.steps else {}))
+        config = LMTrainConfig(seed=cfg.seed, **({"steps": cfg.steps} if cfg.steps else {}))
         _log(f"train: tiny-lm, {config.steps} steps", progress)
         info = train_tiny_lm(config, out=folder, force=True, progress=progress)
         _log(
@@ -48,10 +71,9 @@ def _train(run: Path, args, resume: bool, result, progress: bool) -> str:
     return f"hf:{folder}"
 
 
-def _export(run: Path, ref: str, args, resume: bool, result, progress: bool):
-    from ..bundle import load_bundle
-    from ..cli.lm_cmds import export_config
-    from .export import export_lm
+def _export(run: Path, ref: str, cfg: LMPipelineConfig, resume: bool, result, progress: bool):
+    from .bundle import load_bundle
+    from .lm.export import LMExportConfig, export_lm
 
     t0 = time.perf_counter()
     folder = run / "bundle"
@@ -67,9 +89,9 @@ def _export(run: Path, ref: str, args, resume: bool, result, progress: bool):
         bundle = export_lm(
             ref,
             folder,
-            config=export_config(args),
-            random_init=args.random_init,
-            tokenizer=args.tokenizer,
+            config=cfg.export or LMExportConfig(),
+            random_init=cfg.random_init,
+            tokenizer=cfg.tokenizer,
             force=True,
             progress=progress,
         )
@@ -82,8 +104,8 @@ def _export(run: Path, ref: str, args, resume: bool, result, progress: bool):
 
 def _samples(bundle, backends) -> dict:
     """One greedy generation per artifact (text when the bundle has a tokenizer, else ids)."""
-    from ..runtime.decoders import DEFAULT_BACKENDS
-    from ..runtime.plan import select_runs
+    from .runtime.decoders import DEFAULT_BACKENDS
+    from .runtime.plan import select_runs
 
     runs, _ = select_runs(bundle, backends=backends or DEFAULT_BACKENDS)
     out = {}
@@ -99,44 +121,28 @@ def _samples(bundle, backends) -> dict:
     return out
 
 
-def run_lm_pipeline(args):
-    """The whole job for a decoder; returns a :class:`~edgeport.pipeline.PipelineResult`."""
-    from ..pipeline import PipelineResult, _open_run
-    from ..runtime.benchmark import bench
-    from ..runtime.verify import verify
+def run_lm_pipeline(
+    out,
+    config: LMPipelineConfig | None = None,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+):
+    """The whole job for a decoder into the run folder ``out``; returns a
+    :class:`~edgeport.pipeline.PipelineResult`."""
+    from .pipeline import PipelineResult, _open_run
 
-    run = Path(args.out)
+    cfg = config or LMPipelineConfig()
+    run = Path(out)
     result = PipelineResult(run_dir=run)
     t_all = time.perf_counter()
-    progress = not args.quiet
-    resume = _open_run(run, args.force, args.resume)
-    ref = _train(run, args, resume, result, progress)
-    bundle = _export(run, ref, args, resume, result, progress)
+    resume = _open_run(run, force, resume)
+    ref = _train(run, cfg, resume, result, progress)
+    bundle = _export(run, ref, cfg, resume, result, progress)
     if bundle is not None:
-        backends = list(args.backends) if args.backends else None
-        from ..cli.lm_cmds import gate_overrides, lm_bench_config
-
-        t0 = time.perf_counter()
-        _log("verify: every decoder against transformers on held-out text", progress)
-        report = verify(
-            bundle, data=args.data, backends=backends, gates=gate_overrides(args), progress=progress
-        )
-        fsutil.write_json(run / "verify.json", report)
-        for row in report["rows"]:
-            if not row["passed"]:
-                result.gates.append(
-                    f"{row['precision']} gate: {row['backend']}:{row['device']} "
-                    f"{row['format']}/{row['precision']}: {'; '.join(row['reasons'])}"
-                )
-        result.stages["verify"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _log("bench: time to first token and decode tokens/s", progress)
-        fsutil.write_json(
-            run / "bench.json", bench(bundle, backends=backends, lm=lm_bench_config(args), progress=progress)
-        )
-        result.stages["bench"] = time.perf_counter() - t0
-        fsutil.write_json(run / "generations.json", _samples(bundle, backends))
-    from ..report.writer import write_report
+        _verify_bench(run, bundle, cfg, result, progress)
+    from .report.writer import write_report
 
     t0 = time.perf_counter()
     _summary(run, result, t_all)
@@ -145,6 +151,29 @@ def run_lm_pipeline(args):
     _summary(run, result, t_all)
     _log(f"report: {md} and {html}", progress)
     return result
+
+
+def _verify_bench(run: Path, bundle, cfg: LMPipelineConfig, result, progress: bool) -> None:
+    from .runtime.benchmark import bench
+    from .verification import verify
+
+    backends = list(cfg.backends) if cfg.backends else None
+    t0 = time.perf_counter()
+    _log("verify: every decoder against transformers on held-out text", progress)
+    report = verify(bundle, data=cfg.data, backends=backends, gates=cfg.gates, progress=progress)
+    fsutil.write_json(run / "verify.json", report)
+    for row in report["rows"]:
+        if not row["passed"]:
+            result.gates.append(
+                f"{row['precision']} gate: {row['backend']}:{row['device']} "
+                f"{row['format']}/{row['precision']}: {'; '.join(row['reasons'])}"
+            )
+    result.stages["verify"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _log("bench: time to first token and decode tokens/s", progress)
+    fsutil.write_json(run / "bench.json", bench(bundle, backends=backends, lm=cfg.bench, progress=progress))
+    result.stages["bench"] = time.perf_counter() - t0
+    fsutil.write_json(run / "generations.json", _samples(bundle, backends))
 
 
 def _summary(run: Path, result, t_all: float) -> None:

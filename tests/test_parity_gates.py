@@ -1,0 +1,102 @@
+"""Each way parity can fail, made to happen: tolerance, non-finite values, shape, top-1 agreement,
+accuracy drop; and the labelled / unlabelled agreement thresholds of int8."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeport.runtime.parity import compare
+from edgeport.specs import Signature, TensorSpec
+from edgeport.tasks import classify, registry
+
+
+def _sig():
+    return Signature(
+        (TensorSpec("x", "float32", ("batch", 4)),),
+        (TensorSpec("logits", "float32", ("batch", 3), kind="logits", role="class_scores"),),
+        {},
+    )
+
+
+def _task():
+    return registry.make(_sig(), "classify")
+
+
+def _logits(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0, 1, (n, 3)).astype(np.float32)
+    y[np.arange(n), rng.integers(0, 3, n)] += 3.0  # a clear winner per row
+    return y
+
+
+def _flip(y, k):
+    """``y`` with the top-1 class of the first ``k`` rows moved to the next class."""
+    out = y.copy()
+    top = out.argmax(1)
+    for i in range(k):
+        out[i, (top[i] + 1) % 3] = out[i].max() + 1.0
+    return out
+
+
+def test_identical_outputs_pass():
+    y = _logits()
+    assert compare("a", _sig(), {"logits": y}, {"logits": y.copy()}, "fp32", task=_task()).passed
+
+
+def test_tolerance_trips():
+    y = _logits()
+    res = compare("a", _sig(), {"logits": y}, {"logits": y + 1e-3}, "fp32", task=_task())
+    assert not res.passed and any("exceed" in r for r in res.reasons)
+
+
+def test_non_finite_values_trip():
+    y = _logits()
+    bad = y.copy()
+    bad[3, 1] = np.nan
+    res = compare("a", _sig(), {"logits": y}, {"logits": bad}, "int8", task=_task())
+    assert not res.passed and any("1 non-finite values" in r for r in res.reasons)
+
+
+def test_shape_trips():
+    y = _logits()
+    res = compare("a", _sig(), {"logits": y}, {"logits": y[:, :2]}, "int8", task=_task())
+    assert not res.passed and any("shape [400, 2] != reference [400, 3]" in r for r in res.reasons)
+
+
+def test_agreement_trips_without_labels_at_the_strict_threshold():
+    y = _logits()
+    gate = classify.GATES[0].defaults["int8"]
+    k = int(len(y) * (1 - gate)) + 2  # just past the gate: 1% flipped
+    res = compare("a", _sig(), {"logits": y}, {"logits": _flip(y, k)}, "int8", task=_task())
+    assert not res.passed and any(r.startswith("agreement ") for r in res.reasons), res.reasons
+    assert compare("a", _sig(), {"logits": y}, {"logits": _flip(y, 1)}, "int8", task=_task()).passed
+
+
+def test_with_labels_accuracy_decides_and_agreement_is_a_floor():
+    y = _logits()
+    labels = y.argmax(1)  # the reference is right everywhere
+    floor = classify.GATES[0].labelled["int8"]
+    budget = classify.GATES[1].defaults["int8"]
+    within = int(len(y) * budget) - 1  # flips cost accuracy: just inside the drop budget
+    res = compare(
+        "a", _sig(), {"logits": y}, {"logits": _flip(y, within)}, "int8", task=_task(), labels=labels
+    )
+    assert res.passed, res.reasons  # 99.5% agreement would have refused it; labels say it holds
+    past = int(len(y) * budget) + 2
+    res = compare("a", _sig(), {"logits": y}, {"logits": _flip(y, past)}, "int8", task=_task(), labels=labels)
+    assert not res.passed and any(r.startswith("accuracy_drop ") for r in res.reasons), res.reasons
+    # flips that cancel out in accuracy still trip the agreement floor
+    swap = _flip(y, int(len(y) * (1 - floor)) + 4)
+    wrong_labels = labels.copy()
+    n = int(len(y) * (1 - floor)) + 4
+    wrong_labels[: n // 2] = swap[: n // 2].argmax(1)  # half the flips "fix" a label
+    res = compare("a", _sig(), {"logits": y}, {"logits": swap}, "int8", task=_task(), labels=wrong_labels)
+    assert any("with labels" in r for r in res.reasons), res.reasons
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_user_gate_replaces_both_agreement_thresholds(precision):
+    t = _task()
+    g = t.gates_for(precision, {f"{precision}.agreement": 0.5})
+    assert g["agreement"] == 0.5 and "agreement@labelled" not in g
