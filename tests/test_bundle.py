@@ -44,7 +44,12 @@ def test_manifest_round_trip(full_bundle):
     for pkg in ("torch", "onnx", "onnxruntime", "openvino"):
         assert m.environment["versions"][pkg]
     assert "flags" in m.environment["cpu"] and m.environment["hostname"]
-    assert m.golden["n"] == 64 + 6 and m.data["evidence"] == "real labelled"
+    from edgeport.config import ExportConfig
+    from edgeport.export.golden import N_EDGE_NOISE
+    from edgeport.export.parity import N_FIXED_EDGE
+
+    want = ExportConfig().golden_samples + N_FIXED_EDGE + N_EDGE_NOISE  # real samples plus the edge inputs
+    assert m.golden["n"] == want and m.data["evidence"] == "real labelled"
     assert m.parity["passed"] and m.parity["batch_sizes"] == [1, 2, 7, 64]
     ov = b.artifact("openvino")
     assert [e.path for e in ov.extra_files] == ["openvino/model.bin"]

@@ -119,8 +119,13 @@ def test_executorch_artifact_runs_in_executorch_alone(full_bundle):
 
 
 def test_parity_figures_in_manifest(full_bundle):
+    from edgeport.config import ExportConfig
+    from edgeport.export.parity import N_FIXED_EDGE, N_NOISE
+
     p = load_bundle(full_bundle).manifest.parity
-    assert p["inputs"]["n"] == 256 + 12 and "256 samples of the eval data" in p["inputs"]["real"]
+    real = ExportConfig().parity_samples
+    n = real + N_FIXED_EDGE + N_NOISE  # the eval samples plus the edge inputs, each run once
+    assert p["inputs"]["n"] == n and f"{real} samples of the eval data" in p["inputs"]["real"]
     assert set(p["artifacts"]) == {
         "torchscript/fp32",
         "onnx/fp32",
@@ -130,7 +135,7 @@ def test_parity_figures_in_manifest(full_bundle):
     }
     for key, fig in p["artifacts"].items():
         assert set(fig["batch_sizes"]) == {"1", "2", "7", "64"}
-        assert sum(row["n"] for row in fig["batch_sizes"].values()) == 268  # every input once
+        assert sum(row["n"] for row in fig["batch_sizes"].values()) == n  # every input once
         for row in fig["batch_sizes"].values():
             assert row["passed"] and row["agreement"] >= (1.0 if key.endswith("fp32") else 0.998)
             if key.endswith("fp32"):

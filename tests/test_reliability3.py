@@ -219,25 +219,7 @@ def test_6_golden_files_with_zero_rows_fail_selfcheck(copy, capsys):
 # ------------------------------------------------------------------ 7. a tall PNG costs what its crop costs
 
 
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent (pytest, with torch
-# loaded) across exec, while VmHWM belongs to the new process image alone.
-_PEAK = r"""
-import sys
-from edgeport.cli import main
-from edgeport.errors import BundleError
-rc = main(sys.argv[1:])
-hwm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")).split()[1]
-print("PEAK", hwm, "RC", rc)
-"""
-
-
-def _peak_kib(argv) -> tuple[int, int]:
-    done = subprocess.run(
-        [sys.executable, "-c", _PEAK, *map(str, argv)], capture_output=True, text=True, timeout=600
-    )
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("PEAK"))
-    _, peak, _, rc = line.split()
-    return int(peak), int(rc)
+from memory_probe import peak_kib as _peak_kib  # noqa: E402  (VmHWM of a fresh process)
 
 
 def test_7_tall_png_memory_is_bounded_by_the_crop(copy, tmp_path):

@@ -10,6 +10,7 @@ temporary folders, so nothing outside the test's folders is touched (except
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -197,11 +198,13 @@ def test_bundle_is_uploaded_once_then_cached(first_bench, sshd, bundle, cache, t
 
 def test_selfcheck_over_ssh_passes(sshd, bundle, cache, tmp_path):
     out = tmp_path / "selfcheck.json"
+    key = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()  # the cache folder's name
+    cached = (cache / key / COMPLETE).is_file()
     assert main(["selfcheck", str(bundle), *host_opts(sshd), "--quiet", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["passed"] is True
     assert ("onnx", "fp32") in {(r["format"], r["precision"]) for r in report["rows"]}
-    assert report["remote"]["upload_skipped"] in (True, False)
+    assert report["remote"]["upload_skipped"] is cached  # sent only if an earlier test had not
 
 
 def test_failed_checks_come_back_as_a_report(sshd, bundle, cache, tmp_path, capsys):

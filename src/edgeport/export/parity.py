@@ -21,6 +21,8 @@ from ..runtime.parity import N_DIM_SAMPLES, Criteria, ParityAccumulator, dim_gro
 from ..specs import BATCH
 
 N_NOISE = 8
+EDGE_VALUES = (0.0, 1.0)  # and each float input's value-range low and high: 4 fixed edge inputs
+N_FIXED_EDGE = len(EDGE_VALUES) + 2
 
 
 def edge_feeds(signature, n_noise: int = N_NOISE, seed: int = 0) -> dict:
@@ -32,12 +34,12 @@ def edge_feeds(signature, n_noise: int = N_NOISE, seed: int = 0) -> dict:
         shape = spec.concrete_shape(values)[1:]
         if spec.np_dtype.kind == "f":
             lo, hi = spec.value_range or (-3.0, 3.0)
-            fixed = [np.full(shape, v, spec.np_dtype) for v in (0.0, 1.0, lo, hi)]
+            fixed = [np.full(shape, v, spec.np_dtype) for v in (*EDGE_VALUES, lo, hi)]
             noise = rng.uniform(lo, hi, size=(n_noise, *shape)).astype(spec.np_dtype)
         else:
             # integers (token ids, indices): draws over their range; a constant row (all padding) is no edge
             lo, hi = (int(spec.value_range[0]), int(spec.value_range[1])) if spec.value_range else (0, 9)
-            fixed = list(rng.integers(lo, hi + 1, size=(4, *shape)).astype(spec.np_dtype))
+            fixed = list(rng.integers(lo, hi + 1, size=(N_FIXED_EDGE, *shape)).astype(spec.np_dtype))
             noise = rng.integers(lo, hi + 1, size=(n_noise, *shape)).astype(spec.np_dtype)
         out[spec.name] = np.concatenate([np.stack(fixed), noise])
     return out
