@@ -12,7 +12,7 @@ FAST = dict(bench_min_seconds=0.05, bench_min_iters=5, bench_warmup_seconds=0.01
 @pytest.fixture(scope="module")
 def synthetic_pipeline(tmp_path_factory, synthetic_mnist):
     out = tmp_path_factory.mktemp("pipe") / "run"
-    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), max_accuracy_drop=100.0, **FAST)
+    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), **FAST)  # the default int8 gate
     result = run_pipeline(out=out, data_dir=synthetic_mnist, config=config, progress=False)
     return out, result
 
@@ -43,6 +43,11 @@ def test_pipeline_end_to_end_on_synthetic_data(synthetic_pipeline):
         ("executorch", "fp32"),
         ("executorch", "int8"),
     } <= precisions
+    for r in verify["rows"]:  # every int8 row judged by the task's int8 gates, and within them
+        if r["precision"] == "int8":
+            assert r["passed"] and r["gates"].get("accuracy_drop") is not None, r
+            assert r["metrics"]["agreement"] >= r["gates"]["agreement@labelled"], r
+            assert r["metrics"]["accuracy_drop"] <= r["gates"]["accuracy_drop"] + 1e-12, r
     bench = json.loads((out / "bench.json").read_text())
     assert {r["batch_size"] for r in bench["rows"]} == set(PipelineConfig().batch_sizes) == {1, 8, 64, 256}
     html = (out / "report.html").read_text()
@@ -62,7 +67,7 @@ def test_pipeline_refuses_existing_run_and_resumes(synthetic_pipeline, synthetic
     before = (out / "model.safetensors").read_bytes()
     assert main(["pipeline", "--data-dir", str(synthetic_mnist), "--out", str(out), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
-    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), max_accuracy_drop=100.0, **FAST)
+    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), **FAST)  # the default int8 gate
     # the bundle holds TorchScript (code): it is reused only with the opt-in (issue 22, class 2)
     result = run_pipeline(
         out=out, data_dir=synthetic_mnist, config=config, resume=True, progress=False, trust_model_code=True
