@@ -406,7 +406,7 @@ def _finish(ctx, s: Search, speed_feeds, kept, history, accepted):
     return final
 
 
-SPEED_ROUNDS = 5  # interleaved fp32/int8 timing rounds per batch size for the shipped pick
+SPEED_ROUNDS = 3  # interleaved fp32/int8 timing rounds per batch size for the shipped pick
 
 
 def _paired_speed(ctx, fmt: str, fp32, final, speed_feeds: dict) -> dict:
@@ -424,7 +424,9 @@ def _paired_speed(ctx, fmt: str, fp32, final, speed_feeds: dict) -> dict:
             for i in range(SPEED_ROUNDS):
                 pair = (a, b) if i % 2 == 0 else (b, a)
                 t = {
-                    id(r): measure(r, feeds, seconds=ctx.calibration.speed_seconds)["throughput_per_s"]
+                    id(r): measure(r, feeds, seconds=ctx.calibration.speed_seconds / 2, min_iters=3)[
+                        "throughput_per_s"
+                    ]
                     for r in pair
                 }
                 ratios.append(t[id(b)] / max(t[id(a)], 1e-9))
