@@ -106,20 +106,8 @@ def test_2_resume_does_not_trust_the_run_folders_bundle(tmp_path, plain, monkeyp
 
     monkeypatch.setattr(api, "export", fake_export)
     result = pipeline.PipelineResult(run_dir=run)
-    args = (
-        run,
-        pipeline.PipelineConfig(int8=False),
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        True,
-        result,
-        False,
-    )
+    # run, config, the user's model (none: the run's), data options, resume, result, progress
+    args = (run, pipeline.PipelineConfig(int8=False), None, pipeline.DataInput(), True, result, False)
     with pytest.raises(Reexported):  # not reused: exported again (by this process)
         pipeline._export_stage(*args)
     bundle = pipeline._export_stage(*args, True)  # with the opt-in it is reused, trusted as the user said
