@@ -91,3 +91,29 @@ def test_random_init_is_the_same_on_every_run():
     for (k, va), vb in zip(a.module.state_dict().items(), b.module.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
     assert "seed 0" in a.provenance["weights"]
+
+
+def test_model_plugins_load_through_entry_points(monkeypatch):
+    """edgeport's own models come in through the edgeport.models entry points, like a third party's;
+    a broken third-party plugin is a warning, a missing edgeport one a one-line error."""
+    from importlib.metadata import EntryPoint
+
+    import edgeport.sources.models as m
+    from edgeport.errors import ConfigError
+
+    group = m.ENTRY_POINT_GROUP
+    eps = [
+        EntryPoint("seed", "edgeport.seed.models", group),
+        EntryPoint("zoo", "edgeport.zoo", group),
+        EntryPoint("broken", "no_such_package_here.models", group),
+    ]
+    monkeypatch.setattr(m, "_loaded_plugins", False)
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: eps)
+    with pytest.warns(UserWarning, match="model plugin broken"):
+        m._builtins()
+    assert {"mnist-mlp", "mnist-cnn", "text-tagger"} <= set(m.available_models())
+    monkeypatch.setattr(m, "_loaded_plugins", False)
+    monkeypatch.setattr("importlib.metadata.entry_points", lambda group=None: [])
+    with pytest.raises(ConfigError, match="reinstall edgeport"):
+        m._builtins()
+    monkeypatch.setattr(m, "_loaded_plugins", False)  # the next test finds the real entry points again

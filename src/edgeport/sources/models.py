@@ -81,7 +81,6 @@ def _builtins() -> None:
     global _loaded_plugins
     if _loaded_plugins:
         return
-    _loaded_plugins = True
     from importlib.metadata import entry_points
 
     found = list(entry_points(group=ENTRY_POINT_GROUP))
@@ -101,6 +100,7 @@ def _builtins() -> None:
             warnings.warn(
                 f"model plugin {ep.name} ({ep.value}) failed to load: {str(exc)[:200]}", stacklevel=2
             )
+    _loaded_plugins = True  # only once edgeport's own loaded: a failure says so again on the next call
 
 
 def available_models() -> list[str]:
