@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,3 +170,15 @@ def test_mutated_manifest_contents(d):
 @given(st.one_of(st.binary(max_size=200), st.text(max_size=200), json_value.map(json.dumps)))
 def test_arbitrary_manifest_text(text):
     _check(text)
+
+
+@pytest.mark.parametrize("key", ["\n", "\x1b[2J", "a\u2028b"])
+def test_an_unknown_step_field_named_with_control_characters_is_one_line(key):
+    """Found by the fuzzer: the unknown field's name went into the error as it was, newline and all."""
+    d = valid_manifest_v2()
+    d["preprocessing"]["steps"][0][key] = None
+    with pytest.raises(BundleError) as info:
+        parse_manifest(json.dumps(d))
+    assert (
+        "unknown field" in str(info.value) and "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    )

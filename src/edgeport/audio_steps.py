@@ -85,7 +85,9 @@ def check_audio_steps(steps, fail) -> list[dict]:
         extra = set(s) - {"op"} - FIELDS[s["op"]]
         if extra:
             where = f"preprocessing.steps[{i}] ({s['op']})"
-            raise fail(where, f"has unknown field(s) {', '.join(sorted(map(str, extra)))[:100]}")
+            raise fail(
+                where, f"has unknown field(s) {', '.join(sorted(repr(str(k))[:40] for k in extra))[:100]}"
+            )
     rate = by["decode_wav"].get("sample_rate")
     if not _int(rate, 1000, 384_000) or by["decode_wav"].get("mono", True) is not True:
         raise fail("preprocessing.steps (decode_wav)", "needs sample_rate 1000..384000 Hz and mono true")

@@ -73,7 +73,9 @@ def _check_steps(steps, fail: Callable[[str, str], Exception]) -> list[dict]:
         where = f"preprocessing.steps[{i}] ({s['op']})"
         extra = set(s) - {"op"} - allowed[s["op"]]
         if extra:
-            raise fail(where, f"has unknown field(s) {', '.join(sorted(map(str, extra)))[:100]}")
+            raise fail(
+                where, f"has unknown field(s) {', '.join(sorted(repr(str(k))[:40] for k in extra))[:100]}"
+            )
         _check_step(s, where, fail)
     return steps
 
