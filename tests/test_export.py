@@ -496,3 +496,35 @@ def test_corrupted_pte_is_refused_before_parsing(tmp_path, full_bundle, monkeypa
         load_bundle(root)
     with pytest.raises(BundleError, match="executorch/model.pte"):
         verified.runner("executorch").load()  # swapped after loading: the runner re-checks
+
+
+def test_stage_seconds_in_manifest_and_inspect(full_bundle):
+    """Per-stage seconds: load, each format's conversion and parity, the shared reference, golden I/O and
+    hashing are each recorded, and `inspect` shows them."""
+    from edgeport.bundle.describe import describe
+
+    b = load_bundle(full_bundle)
+    t = b.manifest.timings
+    fmts = ("torchscript", "onnx", "openvino", "executorch")
+    want = {"load model", "golden I/O", "hashing", "parity reference (PyTorch)", "checkpoint"}
+    want |= {f"export {f}" for f in fmts} | {f"parity {f}/fp32" for f in fmts}
+    assert want <= set(t), sorted(want - set(t))
+    assert all(np.isfinite(v) and v >= 0 for v in t.values())
+    text = describe(b)
+    assert "export stages" in text and "parity reference (PyTorch)" in text
+
+
+def test_nested_stages_are_not_counted_twice(monkeypatch, tmp_path):
+    """A stage inside another (hashing inside a format's export) is taken out of the outer one's seconds."""
+    from edgeport.export import context as cx
+
+    clock = iter([0.0, 1.0, 3.0, 4.0, 4.5, 10.0])  # outer in; inner 1..3; inner 4..4.5; outer out
+    monkeypatch.setattr(cx.time, "perf_counter", lambda: next(clock))
+    ctx = cx.ExportContext(staging=tmp_path, model=torch.nn.Identity(), signature=None, example=(),
+                           config=ExportConfig())  # fmt: skip
+    with ctx.stage("export onnx"):
+        with ctx.stage("hashing"):
+            pass
+        with ctx.stage("hashing"):
+            pass
+    assert ctx.timings == {"hashing": 2.5, "export onnx": 7.5}

@@ -513,9 +513,10 @@ def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
         + (f" (and at {', '.join(ctx.signature.free_dims)} min/mid/max)" if ctx.signature.free_dims else "")
     )
     t0 = time.perf_counter()
-    feeds, note = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
-    bundle = ctx.staged_bundle()
-    groups = parity_groups(bundle, feeds, note)
+    with ctx.stage("parity reference (PyTorch)"):
+        feeds, note = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
+        bundle = ctx.staged_bundle()
+        groups = parity_groups(bundle, feeds, note)
     from ..runtime.parity import criteria_for
 
     fp32 = ctx.task.gates_for("fp32", ctx.gates)

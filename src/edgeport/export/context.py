@@ -40,15 +40,23 @@ class ExportContext:
     label_map: object = None  # data class index -> label index, when the data names classes differently  # per-format state between quantize and the layer report
 
     timings: dict = field(default_factory=dict)  # stage -> seconds (recorded in the manifest)
+    _open: list = field(default_factory=list, repr=False)  # seconds spent in nested stages, per open stage
 
     @contextlib.contextmanager
     def stage(self, name: str):
-        """Time a stage of the export into ``timings`` (seconds, summed when a stage repeats)."""
+        """Time a stage of the export into ``timings`` (seconds, summed when a stage repeats).  Stages nest;
+        each one's seconds exclude the stages inside it (hashing inside a format's export), so the
+        timings add up to the export's time instead of counting anything twice."""
         t0 = time.perf_counter()
+        self._open.append(0.0)
         try:
             yield
         finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+            inner = self._open.pop()
+            took = time.perf_counter() - t0
+            if self._open:
+                self._open[-1] += took
+            self.timings[name] = round(self.timings.get(name, 0.0) + took - inner, 3)
 
     def say(self, msg: str) -> None:
         if self.progress:
@@ -70,7 +78,8 @@ class ExportContext:
         return p
 
     def artifact(self, fmt: str, precision: str, file: str, extra=(), details=None):
-        return make_artifact(self.staging, fmt, precision, file, extra, details)
+        with self.stage("hashing"):
+            return make_artifact(self.staging, fmt, precision, file, extra, details)
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         """Tensor name -> {axis: dim name} for every input and output (ONNX's dynamic_axes)."""
