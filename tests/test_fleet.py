@@ -325,8 +325,7 @@ def test_dead_node_fails_alone(cluster, bundle, tmp_path, capsys):
         deadline = time.monotonic() + 60
         while not (cluster.cache("beta") / key).is_dir() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.0)  # inside bench now (its --min-seconds is long)
-        cluster.kill("beta")
+        cluster.kill("beta")  # the bundle is unpacked there: its task runs (bench, for 6 s at least)
         killed.set()
 
     killer = threading.Thread(target=kill_beta_once_started, daemon=True)
@@ -348,3 +347,19 @@ def test_dead_node_fails_alone(cluster, bundle, tmp_path, capsys):
     failures = [line for line in err.splitlines() if line.startswith("edgeport: device ")]
     assert failures == [f"edgeport: device beta failed: {beta['error']}"]
     assert "device beta failed" in out.with_suffix(".md").read_text()
+
+
+def test_the_drivers_trust_reaches_the_node_as_an_argument(full_bundle, monkeypatch):
+    """A node runs TorchScript only when the driver said so, and says so per bundle, not process-wide."""
+    from edgeport.bundle import load_bundle
+    from edgeport.errors import BackendUnavailableError
+
+    monkeypatch.delenv("EDGEPORT_TRUST_MODEL_CODE", raising=False)
+    opts = {"backends": ["torchscript"], "precisions": ["fp32"], "batch_sizes": [1], "min_seconds": 0.0}
+    with pytest.raises(
+        BackendUnavailableError, match="torchscript:cpu: TorchScript archives can run arbitrary"
+    ):
+        fleet_mod._run_action(load_bundle(full_bundle), "bench", opts, False)
+    ran = fleet_mod._run_action(load_bundle(full_bundle), "bench", opts, True)
+    assert [r["backend"] for r in ran["rows"]] == ["torchscript"]
+    assert "EDGEPORT_TRUST_MODEL_CODE" not in os.environ

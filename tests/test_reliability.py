@@ -216,7 +216,7 @@ def test_a_run_folder_naming_code_is_not_imported(
     canary = tmp_path / "canary"
     run = _evil_run(tmp_path, tiny_run, canary)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")  # restored at teardown, even if the CLI sets it
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")
     if command == "api":
         from edgeport.sources.models import load_run
 
@@ -241,7 +241,7 @@ def test_a_run_folder_naming_code_is_not_imported(
 
 
 def test_torchscript_from_a_bundle_needs_trust(plain, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")  # restored at teardown, even if the CLI sets it
+    monkeypatch.setenv("EDGEPORT_TRUST_MODEL_CODE", "0")
     b = load_bundle(plain)
     with pytest.raises(ConfigError, match="arbitrary code.*--trust-model-code"):
         b.runner("torchscript")
@@ -292,6 +292,12 @@ def test_torchscript_from_a_bundle_needs_trust(plain, tmp_path, capsys, monkeypa
         ]
     )
     assert rc == 0 and "torchscript" in capsys.readouterr().out
+    # the flag was an argument of that one command: the process, and the next command, are not trusted
+    assert os.environ.get("EDGEPORT_TRUST_MODEL_CODE") == "0"
+    with pytest.raises(ConfigError, match="arbitrary code"):
+        load_bundle(plain).runner("torchscript")
+    rc = main(["verify", str(plain), "--backends", "torchscript", "--quiet", "--data", "synthetic:8"])
+    one_line_error(capsys, rc, None, "arbitrary code")
 
 
 # ------------------------------------------------------------------ 4. decoding is bounded

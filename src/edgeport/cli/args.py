@@ -184,13 +184,14 @@ def trust_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_trust(args) -> None:
+def trusted(args) -> bool:
+    """``--trust-model-code``, else the environment's opt-in (``EDGEPORT_TRUST_MODEL_CODE=1``) as the default.
+    Commands pass the answer on as an argument; none sets the variable for the rest of the process."""
     import os
 
-    if getattr(args, "trust_model_code", False):
-        from ..trust import TRUST_ENV
+    from ..trust import TRUST_ENV
 
-        os.environ[TRUST_ENV] = "1"
+    return bool(getattr(args, "trust_model_code", False)) or os.environ.get(TRUST_ENV) == "1"
 
 
 def host_args(p: argparse.ArgumentParser) -> None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..bundle import load_bundle
 from ..errors import safe_text
 from .args import (
     _Formatter,
-    apply_trust,
     batch_list,
     bounded_float,
     check_outputs,
     csv_list,
     host_args,
     selection_args,
+    trusted,
 )
 
 
@@ -22,7 +23,6 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     from ..device.selfcheck import print_table, raise_if_failed, selfcheck
     from ..fsutil import write_json
 
-    apply_trust(args)
     if args.out:
         check_outputs([args.out], args.force, args.bundle)
     if args.host is not None:
@@ -31,7 +31,10 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
         report = remote_report_for(args, "selfcheck")
     else:
         report = selfcheck(
-            args.bundle, backends=args.backends, precisions=args.precisions, devices=args.devices
+            load_bundle(args.bundle, trust_model_code=trusted(args)),
+            backends=args.backends,
+            precisions=args.precisions,
+            devices=args.devices,
         )
     print_table(report)
     if args.out:
@@ -47,12 +50,13 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     from ..fsutil import atomic_write, check_new_files, write_json
     from ..report.render import to_html
 
-    apply_trust(args)
     outs = output_paths(args.out) if args.out else []
     check_new_files(outs, args.force, protect=args.bundle)
     sel = {"address": args.ray, "action": args.action, "selector": args.devices, "backends": args.backends}
     sel |= {"precisions": args.precisions, "batch_sizes": args.batch_sizes, "min_seconds": args.min_seconds}
-    merged = fleet(args.bundle, **sel, timeout=args.timeout, progress=not args.quiet)
+    merged = fleet(
+        args.bundle, **sel, timeout=args.timeout, progress=not args.quiet, trust_model_code=trusted(args)
+    )
     md = to_markdown(merged)
     if outs:
         write_json(outs[0], merged)

@@ -8,7 +8,6 @@ from ..errors import safe_text
 from . import lm_cmds
 from .args import (
     _Formatter,
-    apply_trust,
     atol_float,
     bounded_float,
     bounded_int,
@@ -20,6 +19,7 @@ from .args import (
     seed_int,
     shape_list,
     task_args,
+    trusted,
 )
 from .output import print_bundle, print_timings
 
@@ -187,9 +187,9 @@ def task_config(args) -> dict:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from ..export.quantize import quantize
 
-    apply_trust(args)
     bundle = quantize(
         args.bundle,
+        trust_model_code=trusted(args),
         calibration=_calibration(args),
         data=args.data,
         calibration_data=args.calibration_data,

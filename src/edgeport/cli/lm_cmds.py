@@ -86,10 +86,9 @@ def cmd_pipeline_lm(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from ..bundle import load_bundle
-    from .args import apply_trust
+    from .args import trusted
 
-    apply_trust(args)
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, trust_model_code=trusted(args))
     prompt = (
         [bounded_int(0, 1 << 30, "a token id")(t) for t in csv_list(args.prompt)] if args.ids else args.prompt
     )

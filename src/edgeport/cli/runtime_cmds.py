@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..bundle import load_bundle
 from ..errors import safe_text
 from . import lm_cmds
 from .args import (
     _Formatter,
-    apply_trust,
     atol_float,
     batch_list,
     bounded_int,
@@ -28,6 +28,7 @@ from .args import (
     seconds_float,
     selection_args,
     threads_int,
+    trusted,
 )
 
 
@@ -56,7 +57,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..runtime.verify import print_table, raise_if_failed
     from ..verification import verify
 
-    apply_trust(args)
     if args.out:
         check_outputs([args.out], args.force, args.bundle)
     if args.host is not None:
@@ -65,7 +65,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = remote_report_for(args, "verify")
     else:
         report = verify(
-            args.bundle,
+            load_bundle(args.bundle, trust_model_code=trusted(args)),
             data=args.data,
             data_dir=args.data_dir,
             atol=args.atol,
@@ -103,7 +103,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         write_markdown,
     )
 
-    apply_trust(args)
     if args.out:
         check_outputs(bench_files(args.out), args.force, args.bundle)
     config = BenchConfig(
@@ -119,7 +118,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report = remote_report_for(args, "bench")
     else:
         lm = lm_cmds.lm_bench_config(args, args.threads)  # used by text-generation bundles only
-        report = bench(args.bundle, config=config, progress=not args.quiet, lm=lm, **_selection(args))
+        bundle = load_bundle(args.bundle, trust_model_code=trusted(args))
+        report = bench(bundle, config=config, progress=not args.quiet, lm=lm, **_selection(args))
     print(markdown_table(report))
     for w in report.get("warnings_bundle", []):
         print(f"WARNING: {safe_text(w)}", file=sys.stderr)
@@ -139,10 +139,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..predict import _load_bundle, format_json, format_predictions, predict_files
+    from ..predict import format_json, format_predictions, predict_files
 
-    apply_trust(args)
-    bundle = _load_bundle(args.bundle)  # loaded once: the answers and their rendering come from one bundle
+    bundle = load_bundle(
+        args.bundle, trust_model_code=trusted(args)
+    )  # loaded once: the answers and their rendering come from one bundle
     results, warnings = predict_files(
         bundle,
         args.images,

@@ -6,7 +6,6 @@ import argparse
 
 from .args import (
     _Formatter,
-    apply_trust,
     batch_int,
     bounded_float,
     bounded_int,
@@ -16,6 +15,7 @@ from .args import (
     seed_int,
     threads_int,
     trust_arg,
+    trusted,
 )
 
 SEED_MODELS = ("mnist-mlp", "mnist-cnn")  # trained on MNIST by edgeport.seed.train (defaults in their spec)
@@ -103,9 +103,8 @@ def cmd_predict_grid(args: argparse.Namespace) -> int:
     from ..sources.mnist import load_mnist
     from ..sources.models import load_run
 
-    apply_trust(args)
     check_outputs([args.out], args.force)
-    model, info = load_run(args.run)
+    model, info = load_run(args.run, trust_code=trusted(args))
     _path, correct = mnist_grid(
         model, load_mnist(args.data_dir), args.out, labels=info.get("labels"), seed=args.seed
     )

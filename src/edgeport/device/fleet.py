@@ -39,6 +39,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from ..errors import BackendUnavailableError, BundleError, ConfigError, EdgeportError, RemoteError, safe_text
+from ..trust import code_is_trusted
 
 SCHEMA = "edgeport.fleet/1"
 PREFIX = "edgeport-device:"
@@ -140,27 +141,17 @@ def _cached_bundle(key: str, blob_refs: list):
 
 
 def _run_action(bundle, action: str, opts: dict, trusted: bool) -> dict:
-    from ..trust import TRUST_ENV
+    bundle.trust_model_code = bool(trusted)  # the driver's opt-in, for this bundle alone
+    sel = {"backends": opts["backends"], "precisions": opts["precisions"]}
+    if action == "selfcheck":
+        from .selfcheck import selfcheck
 
-    before = os.environ.get(TRUST_ENV)
-    if trusted:
-        os.environ[TRUST_ENV] = "1"
-    try:
-        sel = {"backends": opts["backends"], "precisions": opts["precisions"]}
-        if action == "selfcheck":
-            from .selfcheck import selfcheck
+        return selfcheck(bundle, **sel)
+    from ..config import BenchConfig
+    from ..runtime.benchmark import bench
 
-            return selfcheck(bundle, **sel)
-        from ..config import BenchConfig
-        from ..runtime.benchmark import bench
-
-        config = BenchConfig(batch_sizes=tuple(opts["batch_sizes"]), min_seconds=opts["min_seconds"])
-        return bench(bundle, **sel, config=config, progress=False)
-    finally:
-        if before is None:
-            os.environ.pop(TRUST_ENV, None)
-        else:
-            os.environ[TRUST_ENV] = before
+    config = BenchConfig(batch_sizes=tuple(opts["batch_sizes"]), min_seconds=opts["min_seconds"])
+    return bench(bundle, **sel, config=config, progress=False)
 
 
 def node_task(key: str, blob_refs: list, action: str, opts: dict, trusted: bool) -> dict:
@@ -237,10 +228,10 @@ def _outcome(ray, ref) -> dict:
         return _result(error=_RAY_REASONS.get(name) or _first_line(cause))
 
 
-def _run_tasks(ray, nodes: dict, key: str, blob: bytes, action: str, opts: dict, timeout: float, say) -> dict:
+def _run_tasks(
+    ray, nodes: dict, key: str, blob: bytes, action: str, opts: dict, timeout: float, say, trusted: bool
+) -> dict:
     """NAME -> result: one task per node, each given at most ``timeout`` seconds."""
-    from ..trust import code_is_trusted
-
     try:
         refs = [ray.put(blob)]
     except Exception as exc:  # noqa: BLE001 - e.g. an object store too small for the bundle
@@ -250,7 +241,7 @@ def _run_tasks(ray, nodes: dict, key: str, blob: bytes, action: str, opts: dict,
     for name, node in nodes.items():
         cpus = math.floor(float((node.get("Resources") or {}).get("CPU", 0)))  # the whole board
         opt = task.options(resources={PREFIX + name: 1}, num_cpus=cpus, max_retries=0, name=f"ep-{name}")
-        pending[opt.remote(key, refs, action, opts, code_is_trusted())] = name
+        pending[opt.remote(key, refs, action, opts, trusted)] = name
     results, dead_since = {}, {}
 
     def finish(name: str, res: dict) -> None:
@@ -289,8 +280,10 @@ def fleet(
     min_seconds: float = 1.0,
     timeout: float = 900.0,
     progress: bool = True,
+    trust_model_code: bool = False,
 ) -> dict:
-    """Run ``action`` on every device node matching ``selector``; the merged ``edgeport.fleet/1`` dict."""
+    """Run ``action`` on every device node matching ``selector``; the merged ``edgeport.fleet/1`` dict.
+    ``trust_model_code``: the nodes may run artifacts that are code (TorchScript) from this bundle."""
     if action not in ACTIONS:
         raise ConfigError(f"unknown fleet action {safe_text(action, 40)!r}; choose from {', '.join(ACTIONS)}")
     if not (timeout > 0 and math.isfinite(timeout)):
@@ -309,7 +302,8 @@ def fleet(
         try:
             nodes = select_devices(device_nodes(ray.nodes()), selector)
             say(f"fleet: {action} on {len(nodes)} device(s): {', '.join(nodes)}")
-            results = _run_tasks(ray, nodes, key, blob, action, opts, timeout, say)
+            trusted = trust_model_code or code_is_trusted()
+            results = _run_tasks(ray, nodes, key, blob, action, opts, timeout, say, trusted)
         finally:
             if owned:
                 ray.shutdown()

@@ -31,12 +31,15 @@ def quantize(
     force: bool = False,
     max_pixels: int | None = None,
     mnist=None,
+    trust_model_code: bool = False,
 ) -> Bundle:
-    """Add int8 artifacts to an existing bundle, replacing it atomically.  ``force`` redoes existing int8 ones."""
+    """Add int8 artifacts to an existing bundle, replacing it atomically.  ``force`` redoes existing int8 ones.
+    ``trust_model_code``: the bundle may be quantized from an artifact that runs code (TorchScript) although
+    this process did not write it."""
     calibration.validate()
     target = Path(bundle_path)
     fsutil.clean_leftovers(target)
-    old = load_bundle(target)
+    old = load_bundle(target, trust_model_code=trust_model_code)
     formats = _formats_to_quantize(old, target, formats, force)
     m = old.manifest
     plan = data_plan(m.signature, old.preprocessing, m.random_init, calibration, data=data,
