@@ -1,4 +1,8 @@
-"""ONNX Runtime: CPU, CUDA (onnxruntime-gpu) and OpenVINO (onnxruntime-openvino) providers.
+"""ONNX Runtime: CPU and CUDA (onnxruntime-gpu) providers.
+
+No OpenVINO execution provider: ``onnxruntime-openvino`` replaces the ``onnxruntime`` package with an
+older build (1.24 against the pinned 1.32), so it can never be installed, or tested, beside the rest;
+OpenVINO devices are served by the ``openvino`` backend, which runs the bundle's IR.
 
 ORT gets verified bytes, never a path, and external data from memory; the
 graph is scanned first for external-data escapes and unbounded control flow.
@@ -27,13 +31,11 @@ ort.set_default_logger_severity(4)
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
 }
 _INSTALL_HINT = {
     "cuda": "onnxruntime CUDA provider not installed: pip install onnxruntime-gpu (and a CUDA GPU)",
-    "openvino": "onnxruntime OpenVINO provider not installed: pip install onnxruntime-openvino",
 }
-_ORT_DEVICE = {"cpu": "cpu", "cuda": "cuda", "openvino": "cpu"}
+_ORT_DEVICE = {"cpu": "cpu", "cuda": "cuda"}
 ORT_TYPES = {
     "tensor(float)": "float32",
     "tensor(float16)": "float16",
@@ -58,7 +60,7 @@ def session_options(threads: int) -> ort.SessionOptions:
 class OnnxRuntimeRunner(Runner):
     backend = "onnxruntime"
     format = "onnx"
-    devices = ("cpu", "cuda", "openvino")
+    devices = ("cpu", "cuda")
 
     @classmethod
     def device_status(cls, device: str) -> tuple[bool, str]:
