@@ -101,6 +101,20 @@ def full_bundle(tmp_path_factory, tiny_run, synthetic_mnist) -> Path:
     return fx.full_bundle(tmp_path_factory, tiny_run, synthetic_mnist)
 
 
+@pytest.fixture(scope="session")
+def synthetic_pipeline(tmp_path_factory, synthetic_mnist):
+    """One real pipeline run (train, export, int8, verify, bench, report) on synthetic MNIST, with the
+    default int8 gate: (run folder, PipelineResult).  Tests that change the folder copy it first."""
+    from edgeport.config import TrainConfig
+    from edgeport.pipeline import PipelineConfig, run_pipeline
+
+    out = tmp_path_factory.mktemp("pipe") / "run"
+    fast = dict(bench_min_seconds=0.05, bench_min_iters=5, bench_warmup_seconds=0.01)
+    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), **fast)
+    result = run_pipeline(out=out, data_dir=synthetic_mnist, config=config, progress=False)
+    return out, result
+
+
 @pytest.fixture
 def bundle_copy(full_bundle, tmp_path) -> Path:
     """A private copy of ``full_bundle`` that a test may damage."""

@@ -9,14 +9,6 @@ from edgeport.pipeline import PipelineConfig, run_pipeline
 FAST = dict(bench_min_seconds=0.05, bench_min_iters=5, bench_warmup_seconds=0.01)
 
 
-@pytest.fixture(scope="module")
-def synthetic_pipeline(tmp_path_factory, synthetic_mnist):
-    out = tmp_path_factory.mktemp("pipe") / "run"
-    config = PipelineConfig(train=TrainConfig(epochs=3, batch_size=64), **FAST)  # the default int8 gate
-    result = run_pipeline(out=out, data_dir=synthetic_mnist, config=config, progress=False)
-    return out, result
-
-
 def test_pipeline_end_to_end_on_synthetic_data(synthetic_pipeline):
     out, result = synthetic_pipeline
     assert result.passed, result.gates

@@ -1,165 +1,45 @@
-"""The report rebuilt from saved JSON: every section, plots, self-contained HTML, missing stages."""
+"""The report rebuilt from a real run's saved JSON: every section, plots, self-contained HTML, missing stages."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+import shutil
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeport.errors import DataError
 from edgeport.report.writer import write_report
 
-ENV = {"python": "3.12.3", "onnxruntime": "1.32.0", "openvino": "2025.3.0", "cpu": "Intel Xeon", "threads": 2}
+
+def _real_run(synthetic_pipeline, dest: Path) -> Path:
+    """A copy of a real pipeline run's JSON (train, verify, bench, devices, the bundle), without its report."""
+    src, _ = synthetic_pipeline
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("report.md", "report.html", "plots"))
+    return dest
 
 
-def fake_train() -> dict:
-    hist = [
-        {
-            "epoch": e,
-            "train_loss": 0.5 / e,
-            "val_loss": 0.4 / e,
-            "val_accuracy": 0.95 + 0.006 * e,
-            "seconds": 4.0 * e,
-        }
-        for e in range(1, 6)
-    ]
-    return {
-        "model": "mnist-mlp",
-        "params": 102762,
-        "epochs": 5,
-        "seed": 0,
-        "train_seconds": 20.1,
-        "val_accuracy": 0.98,
-        "test_accuracy": 0.9812,
-        "history": hist,
-        "preprocessing": {"scale": 1 / 255, "mean": 0.1307, "std": 0.3081},
-        "labels": [str(i) for i in range(10)],
-        "input_shape": [1, 1, 28, 28],
-        "environment": {"torch": "2.14.1", "python": "3.12.3", "threads": 2},
-    }
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-COMBOS = [
-    ("torch", "cpu", "torch", "fp32", 172.0),
-    ("torchscript", "cpu", "torchscript", "fp32", 77.0),
-    ("onnxruntime", "cpu", "onnx", "fp32", 24.0),
-    ("onnxruntime", "cpu", "onnx", "int8", 21.0),
-    ("openvino", "CPU", "openvino", "fp32", 60.0),
-    ("openvino", "CPU", "openvino", "int8", 50.0),
-]
+def test_full_report_from_a_real_run(synthetic_pipeline, tmp_path):
+    """Every section, one table row per verified artifact with its verdict, size and latency taken from
+    the run's own verify.json, bench.json and manifest; plots; a failing row named; self-contained HTML."""
+    run = _real_run(synthetic_pipeline, tmp_path / "run")
+    verify = json.loads((run / "verify.json").read_text())
+    bad = next(r for r in verify["rows"] if r["backend"] == "openvino" and r["precision"] == "int8")
+    bad["passed"], bad["reasons"] = False, ["accuracy_drop 1.07 pt > 0.50 pt"]  # as verify writes a failure
+    (run / "verify.json").write_text(json.dumps(verify))
+    bench = json.loads((run / "bench.json").read_text())
+    manifest = json.loads((run / "bundle" / "manifest.json").read_text())
 
-
-def fake_verify(fail_int8_ov: bool = True) -> dict:
-    res = []
-    for backend, device, fmt, prec, _ in COMBOS:
-        acc = 0.9812 if prec == "fp32" else 0.9805
-        bad = fail_int8_ov and backend == "openvino" and prec == "int8"
-        res.append(
-            {
-                "backend": backend,
-                "device": device,
-                "format": fmt,
-                "precision": prec,
-                "accuracy": acc - (0.01 if bad else 0),
-                "ref_accuracy": 0.9812,
-                "max_abs": 3e-7 if prec == "fp32" else 0.02,
-                "max_rel": 1e-6,
-                "agreement": 0.999 if prec == "int8" else 1.0,
-                "passed": not bad,
-                "reasons": ["accuracy drop 1.07 pt > 0.20 pt"] if bad else [],
-            }
-        )
-    return {"results": res, "environment": ENV}
-
-
-def fake_bench() -> dict:
-    rows = []
-    for backend, device, fmt, prec, p50 in COMBOS:
-        for bs in (1, 32, 256):
-            lat = p50 * (1 + bs / 8)
-            rows.append(
-                {
-                    "backend": backend,
-                    "device": device,
-                    "format": fmt,
-                    "precision": prec,
-                    "batch_size": bs,
-                    "threads": 2,
-                    "iterations": 1000,
-                    "latency_us": {
-                        "p50": lat,
-                        "p90": lat * 1.1,
-                        "p95": lat * 1.2,
-                        "p99": lat * 1.5,
-                        "mean": lat,
-                        "std": lat * 0.05,
-                        "min": lat * 0.9,
-                        "max": lat * 3,
-                    },
-                    "throughput_per_s": bs / lat * 1e6,
-                    "load_seconds": 0.05,
-                    "first_run_us": lat * 5,
-                    "peak_rss_mb": 120.0,
-                    "cov": 0.05,
-                }
-            )
-    return {"rows": rows, "environment": dict(ENV, cpu_flags=["avx2", "avx512f", "avx512_vnni"])}
-
-
-def fake_manifest() -> dict:
-    arts = [
-        {"format": f, "precision": p, "file": f"model.{p}.{f}", "bytes": b}
-        for f, p, b in [
-            ("torchscript", "fp32", 414000),
-            ("onnx", "fp32", 411000),
-            ("onnx", "int8", 108000),
-            ("openvino", "fp32", 2000),
-            ("openvino", "int8", 12000),
-        ]
-    ]
-    arts[3]["extra_files"] = [{"path": "openvino/fp32.bin", "sha256": "0" * 64, "bytes": 410000}]
-    arts[4]["extra_files"] = [{"path": "openvino/int8.bin", "sha256": "0" * 64, "bytes": 100000}]
-    return {"artifacts": arts, "environment": {"onnx": "1.23.2", "nncf": "2.18"}}
-
-
-def write_run(run, *, grid=True):
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "bundle").mkdir(exist_ok=True)
-    (run / "train.json").write_text(json.dumps(fake_train()))
-    (run / "verify.json").write_text(json.dumps(fake_verify()))
-    (run / "bench.json").write_text(json.dumps(fake_bench()))
-    (run / "bundle" / "manifest.json").write_text(json.dumps(fake_manifest()))
-    (run / "devices.json").write_text(
-        json.dumps(
-            [
-                {"backend": "onnxruntime", "device": "cpu", "usable": True, "reason": ""},
-                {
-                    "backend": "onnxruntime",
-                    "device": "cuda",
-                    "usable": False,
-                    "reason": "onnxruntime CUDA provider not installed: pip install onnxruntime-gpu",
-                },
-            ]
-        )
-    )
-    if grid:
-        from edgeport.seed.grid import prediction_grid
-
-        rng = np.random.default_rng(0)
-        prediction_grid(
-            rng.integers(0, 255, (16, 28, 28)), np.arange(16) % 10, np.arange(16) % 10, run / "grid.png"
-        )
-    return run
-
-
-def test_full_report(tmp_path):
-    run = write_run(tmp_path / "run")
     md_path, html_path = write_report(run)
     md, page = md_path.read_text(), html_path.read_text()
     for title in (
+        "Summary",
         "Model and training",
         "Results",
         "Latency per backend",
@@ -175,29 +55,37 @@ def test_full_report(tmp_path):
         assert (run / "plots" / f"{name}.png").stat().st_size > 1000
         assert f"(plots/{name}.png)" in md
     assert "(grid.png)" in md
-    # one table row per backend x precision x device, with the pass/fail, size and latency columns
     table = [ln for ln in md.splitlines() if ln.count(" | ") == 10 and not ln.startswith("| backend")]
-    assert len(table) == 6
-    ort_int8 = next(ln for ln in table if "| onnxruntime | cpu | int8" in ln)
-    assert (
-        "98.05%" in ort_int8 and "108.0 kB" in ort_int8 and "| pass |" in ort_int8 and "| 23.6 |" in ort_int8
-    )
-    ov_int8 = next(ln for ln in table if "| openvino | CPU | int8" in ln)
-    assert "| FAIL |" in ov_int8 and "112.0 kB" in ov_int8  # .xml + .bin
-    assert "accuracy drop 1.07 pt" in md
-    assert "Ship **onnxruntime/cpu/int8**" in md  # fastest within 0.2 pt of the best, on the front
-    assert "pip install onnxruntime-gpu" in md and "avx512_vnni" in md and "2.14.1" in md
+    keys = {(r["backend"], r["device"], r["precision"]) for r in verify["rows"] + bench["rows"]}
+    assert len(table) == len(keys) >= 8
+    sizes = {
+        (a["format"], a["precision"]): a["bytes"] + sum(e["bytes"] for e in a.get("extra_files", []))
+        for a in manifest["artifacts"]
+    }
+    for v in verify["rows"]:
+        line = next(ln for ln in table if f"| {v['backend']} | {v['device']} | {v['precision']} |" in ln)
+        assert ("| FAIL" if v is bad else "| pass") in line, line
+        assert _size(sizes[(v["format"], v["precision"])]) in line, line
+        b1 = [b for b in bench["rows"] if (b["backend"], b["device"], b["precision"], b["batch_size"])
+              == (v["backend"], v["device"], v["precision"], 1)]  # fmt: skip
+        assert len(b1) == 1 and f"| {b1[0]['latency_us']['p50']:,.1f} |" in line, line
+    assert f"{bad['backend']}/{bad['device']}/int8: accuracy_drop 1.07 pt > 0.50 pt" in md
+    pick = re.search(r"Recommended artifact: \*\*([^*/]+)/([^*/]+)/([^*/]+)\*\*", md)
+    assert pick, md[:2000]
+    chosen = next(ln for ln in table if ln.startswith(f"| {pick[1]} | {pick[2]} | {pick[3]} |"))
+    assert "| pass" in chosen and "not recommended" not in chosen and pick.groups() != (
+        bad["backend"], bad["device"], "int8")  # fmt: skip
     # self-contained HTML: every image embedded, no external references
     imgs = re.findall(r"src='data:image/png;base64,([^']+)'", page)
-    assert len(imgs) == 5 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
+    assert len(imgs) >= 5 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in imgs)
     assert "http://" not in page and "https://" not in page
     assert not re.search(r"src='(?!data:)", page)
 
 
-def test_missing_stages_say_not_run(tmp_path):
+def test_missing_stages_say_not_run(synthetic_pipeline, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "train.json").write_text(json.dumps(fake_train()))
+    (run / "train.json").write_text((synthetic_pipeline[0] / "train.json").read_text())
     (run / "verify.json").write_text("{ not json")
     md_path, html_path = write_report(run)
     md = md_path.read_text()
