@@ -182,7 +182,7 @@ def speed_ratios(bundle: Path, batches=(1, 32), rounds: int = 7, seconds: float 
     times fp32 then int8 (then the reverse order next round) with the bench loop, and the median of the
     per-round ratios is reported, so a slow spell of a shared machine hits both sides alike."""
     from edgeport.bundle import load_bundle
-    from edgeport.runtime.benchmark import bench_input, measure
+    from edgeport.runtime.benchmark import bench_input, paired_ratios
 
     b = load_bundle(bundle)
     b.trusted = True  # this script wrote it a moment ago
@@ -203,11 +203,7 @@ def speed_ratios(bundle: Path, batches=(1, 32), rounds: int = 7, seconds: float 
         ):
             for n in batches:
                 x = bench_input(f32, n)
-                ratios = []
-                for r in range(rounds):
-                    pair = (f32, i8) if r % 2 == 0 else (i8, f32)
-                    t = {id(run): measure(run, x, seconds=seconds)["throughput_per_s"] for run in pair}
-                    ratios.append(t[id(i8)] / t[id(f32)])
+                ratios = paired_ratios(f32, i8, x, rounds=rounds, seconds=seconds)
                 row[f"b{n}"] = float(np.median(ratios))
                 row[f"b{n}_spread"] = [round(min(ratios), 3), round(max(ratios), 3)]
         out[a.format] = row

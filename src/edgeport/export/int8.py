@@ -30,7 +30,7 @@ import numpy as np
 from .. import format_registry as registry
 from ..errors import BackendUnavailableError, EdgeportError, ExportError
 from ..formats.proof import prove_layers, size_ratio
-from ..runtime.benchmark import measure
+from ..runtime.benchmark import measure, paired_ratios
 from ..runtime.parity import Criteria, ParityAccumulator
 from ..sources.data import first_batch
 from . import fallback
@@ -420,16 +420,8 @@ def _paired_speed(ctx, fmt: str, fp32, final, speed_feeds: dict) -> dict:
         bundle.runner(backend, "int8", "cpu", artifact=final) as b,
     ):
         for key, feeds in (("batch1", _speed_feeds(speed_feeds, 1)), ("batch", speed_feeds)):
-            ratios = []
-            for i in range(SPEED_ROUNDS):
-                pair = (a, b) if i % 2 == 0 else (b, a)
-                t = {
-                    id(r): measure(r, feeds, seconds=ctx.calibration.speed_seconds / 2, min_iters=3)[
-                        "throughput_per_s"
-                    ]
-                    for r in pair
-                }
-                ratios.append(t[id(b)] / max(t[id(a)], 1e-9))
+            seconds = ctx.calibration.speed_seconds / 2
+            ratios = paired_ratios(a, b, feeds, rounds=SPEED_ROUNDS, seconds=seconds, min_iters=3)
             out[key] = float(np.median(ratios))
             q1, q3 = np.percentile(ratios, [25, 75])
             spreads.append((q3 - q1) / 2)

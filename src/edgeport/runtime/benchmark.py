@@ -109,6 +109,20 @@ def measure(
     return stats
 
 
+def paired_ratios(
+    base, other, feeds: dict, *, rounds: int, seconds: float, min_iters: int = 10
+) -> list[float]:
+    """``other``/``base`` throughput on ``feeds``, one ratio per round, timed in turns (base then other,
+    then other then base, ...) so a busy spell of a shared machine slows both alike.  The one method behind
+    export's int8-vs-fp32 speed check and the int8 benchmark."""
+    ratios = []
+    for i in range(rounds):
+        pair = (base, other) if i % 2 == 0 else (other, base)
+        t = {id(r): measure(r, feeds, seconds=seconds, min_iters=min_iters)["throughput_per_s"] for r in pair}
+        ratios.append(t[id(other)] / max(t[id(base)], 1e-9))
+    return ratios
+
+
 def bench_runner(runner, batch_size: int, config: BenchConfig, *, load_seconds: float | None = None) -> dict:
     """One result row for a loaded runner at ``batch_size``."""
     x = bench_input(runner, batch_size)
