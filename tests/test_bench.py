@@ -106,7 +106,7 @@ def test_bench_threads_are_recorded(runtime_bundle):  # noqa: F811
     assert fixed["rows"][0]["threads"] == 2
 
 
-def test_bench_rejects_bad_options(runtime_bundle):  # noqa: F811
+def test_bench_rejects_bad_options(runtime_bundle, monkeypatch):  # noqa: F811
     with pytest.raises(ConfigError):
         bench(runtime_bundle, config=BenchConfig(batch_sizes=(0,)), progress=False)
     with pytest.raises(ConfigError, match="unknown backend"):
@@ -117,5 +117,10 @@ def test_bench_rejects_bad_options(runtime_bundle):  # noqa: F811
         bench(runtime_bundle, precisions=["int4"], config=TINY, progress=False)
     with pytest.raises(ConfigError, match="unknown device"):
         bench(runtime_bundle, devices=["tpu"], config=TINY, progress=False)
-    with pytest.raises(BackendUnavailableError, match="no backend"):
-        bench(runtime_bundle, backends=["onnxruntime"], devices=["openvino"], config=TINY, progress=False)
+    from edgeport.runtime.onnxruntime_backend import OnnxRuntimeRunner
+
+    monkeypatch.setattr(
+        OnnxRuntimeRunner, "device_status", classmethod(lambda cls, d: (False, "no such GPU here"))
+    )
+    with pytest.raises(BackendUnavailableError, match="no backend.*onnxruntime:cuda: no such GPU here"):
+        bench(runtime_bundle, backends=["onnxruntime"], devices=["cuda"], config=TINY, progress=False)
