@@ -100,11 +100,38 @@ def make_stateful(ov_model, arch: dict) -> None:
     ov_model.validate_nodes_and_infer_types()
 
 
+def additive_masks(ov_model) -> int:
+    """Give every ``ScaledDotProductAttention`` a float additive mask (0 where it may attend, -inf where
+    not) instead of the boolean one torch.export's program carries; the same attention.  The CPU plugin's
+    fused attention runs about twice as fast on a float mask: on the 110M benchmark model a 512-token
+    prefill spent 1041 ms in attention with the boolean mask and 496 ms with the float one (optimum-intel's
+    IR also feeds a float mask).  Returns how many distinct masks were converted."""
+    from openvino import Type
+    from openvino import opset13 as ops
+
+    made: dict = {}
+    for op in ov_model.get_ops():
+        if op.get_type_name() != "ScaledDotProductAttention" or op.get_input_size() < 4:
+            continue
+        mask = op.input_value(3)
+        if mask.get_element_type() != Type.boolean:
+            continue
+        key = (mask.get_node().get_friendly_name(), mask.get_index())
+        if key not in made:
+            made[key] = ops.select(
+                mask, ops.constant(np.float32(0)), ops.constant(np.float32(-np.inf))
+            ).output(0)
+        op.input(3).replace_source_output(made[key])
+    ov_model.validate_nodes_and_infer_types()
+    return len(made)
+
+
 def openvino_model(program, arch: dict):
     import openvino as ov
 
     try:
         model = ov.convert_model(program)
+        additive_masks(model)
         make_stateful(model, arch)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"OpenVINO conversion of the decoder failed: {first_line(exc)}") from None
