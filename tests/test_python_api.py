@@ -83,3 +83,16 @@ def test_export_is_callable_after_its_package_was_imported():
     import edgeport.export.api  # noqa: F401  (sets the package as edgeport.export)
 
     assert callable(edgeport.export)
+
+
+def test_python_dash_m_runs_the_cli():
+    """`python -m edgeport` is the CLI where only the interpreter is on the PATH (a GPU box, a board)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "edgeport", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == f"edgeport {edgeport.__version__}"
+    res = subprocess.run(
+        [sys.executable, "-m", "edgeport", "bench", "/nonexistent"], capture_output=True, text=True
+    )
+    assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr

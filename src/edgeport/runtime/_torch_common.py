@@ -28,6 +28,16 @@ def outputs_to_dict(y, names: list[str], key: str) -> dict:
     return dict(zip(names, seq, strict=True))
 
 
+def ieee_fp32_on_cuda() -> None:
+    """fp32 means IEEE fp32 on CUDA too: cuDNN runs fp32 convolutions in TF32 by default (10-bit
+    mantissa, ~1e-3 relative error), which no fp32 tolerance against PyTorch on CPU would pass.
+    Process-wide, like every torch backend flag."""
+    # The legacy flags, not torch >= 2.9's fp32_precision: setting the new ones makes the legacy getters
+    # (still read by user code and libraries) raise, and these two work on every supported torch.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class TorchRunnerBase(Runner):
     devices = ("cpu", "cuda")
 
@@ -46,8 +56,10 @@ class TorchRunnerBase(Runner):
         return True, ""
 
     def _torch_device(self) -> torch.device:
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailableError("cuda: torch.cuda.is_available() is False")
+        if self.device == "cuda":
+            if not torch.cuda.is_available():
+                raise BackendUnavailableError("cuda: torch.cuda.is_available() is False")
+            ieee_fp32_on_cuda()
         return torch.device(self.device)
 
     def _apply_threads(self) -> None:
