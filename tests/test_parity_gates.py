@@ -100,3 +100,70 @@ def test_a_user_gate_replaces_both_agreement_thresholds(precision):
     t = _task()
     g = t.gates_for(precision, {f"{precision}.agreement": 0.5})
     assert g["agreement"] == 0.5 and "agreement@labelled" not in g
+
+
+def _acc(precision="fp32"):
+    from edgeport.runtime.parity import ParityAccumulator, criteria_for
+
+    return ParityAccumulator(_sig(), criteria_for(_task(), precision), "a", precision, task=_task())
+
+
+def test_edge_rows_get_the_looser_bound_and_real_rows_do_not():
+    """An all-zero image is outside the data: fp32 rounding may differ there by up to EDGE_TOLERANCE_FACTOR
+    times the bound; the same error on a real row fails, and a larger one on an edge row fails too."""
+    from edgeport.runtime.parity import EDGE_TOLERANCE_FACTOR
+
+    y = _logits(8)
+    scale = max(1.0, float(np.abs(y).max()))
+    edge = np.arange(8) >= 6
+    err = 3e-5 * scale  # 3x the fp32 bound (1e-5 * scale + 1e-5 * |ref|) at most, well inside 10x
+    assert EDGE_TOLERANCE_FACTOR >= 10
+
+    out = y.copy()
+    out[6:] += err
+    acc = _acc()
+    acc.update({"logits": y}, {"logits": out}, edge=edge)
+    assert acc.result().passed
+
+    out = y.copy()
+    out[0] += err  # a real row
+    acc = _acc()
+    acc.update({"logits": y}, {"logits": out}, edge=edge)
+    res = acc.result()
+    assert (
+        not res.passed and "exceed" in res.reasons[0] and "0 of them in the 2 edge inputs" in res.reasons[0]
+    )
+
+    out = y.copy()
+    out[7] += 30 * 2e-5 * scale  # past 10x on an edge row
+    acc = _acc()
+    acc.update({"logits": y}, {"logits": out}, edge=edge)
+    res = acc.result()
+    assert not res.passed and "3 of them in the 2 edge inputs" in res.reasons[0], res.reasons
+
+
+def test_edge_rows_stay_out_of_the_task_metrics():
+    """A flipped top-1 on an edge input (noise has no right answer) does not count against agreement; on a
+    real row it does, and a NaN on an edge row still fails."""
+    y = _logits(10)
+    flipped = _flip(y, 10)
+    edge = np.arange(10) >= 8
+    out = y.copy()
+    out[8:] = flipped[8:]
+    acc = _acc("int8")
+    acc.update({"logits": y}, {"logits": out}, edge=edge)
+    res = acc.result()
+    assert res.passed and res.metrics["agreement"] == 1.0 and res.n == 10
+
+    out = y.copy()
+    out[:1] = flipped[:1]
+    acc = _acc("int8")
+    acc.update({"logits": y}, {"logits": out}, edge=edge)
+    assert not acc.result().passed
+
+    out = y.copy()
+    out[9, 0] = np.nan
+    acc = _acc("int8")
+    acc.update({"logits": y}, {"logits": out}, edge=edge)
+    res = acc.result()
+    assert not res.passed and any("non-finite" in r for r in res.reasons)

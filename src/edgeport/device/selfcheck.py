@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import BundleError, EdgeportError, safe_text
-from ..runtime.parity import ParityAccumulator, criteria_for
+from ..runtime.parity import ParityAccumulator, criteria_for, golden_edge_rows
 from ..runtime.plan import environment, open_bundle, select_runs
 from ..runtime.registry import BACKEND_FORMAT
 
@@ -105,9 +105,10 @@ def _check(bundle, backend, precision, device, inputs, ref, g, margin) -> dict:
     try:
         with bundle.runner(backend, precision, device) as runner:
             size = min(64, runner.max_batch)
+            edge = golden_edge_rows(g, len(next(iter(inputs.values()))))
             for a, b in _batches(inputs, size):
                 out = runner.run({k: v[a:b] for k, v in inputs.items()})
-                acc.update({k: v[a:b] for k, v in ref.items()}, out)
+                acc.update({k: v[a:b] for k, v in ref.items()}, out, edge=edge[a:b])
     except EdgeportError as exc:
         return row | {
             "passed": False,

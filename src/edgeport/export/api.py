@@ -514,9 +514,9 @@ def _parity_stage(ctx, plan, explicit: bool, failures: list) -> dict:
     )
     t0 = time.perf_counter()
     with ctx.stage("parity reference (PyTorch)"):
-        feeds, note = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
+        feeds, note, n_real = parity_feeds(ctx.signature, plan.eval, ctx.config.parity_samples)
         bundle = ctx.staged_bundle()
-        groups = parity_groups(bundle, feeds, note)
+        groups = parity_groups(bundle, feeds, note, n_real)
     from ..runtime.parity import criteria_for
 
     fp32 = ctx.task.gates_for("fp32", ctx.gates)
@@ -599,7 +599,7 @@ def _write_bundle(
             ctx, plan, int8, explicit=bool(int8_explicit), failures=failures
         )
         with ctx.stage("golden I/O"):
-            golden |= int8_metrics(ctx, new, g_in, g_out)
+            golden |= int8_metrics(ctx, new, g_in, g_out, golden)
     return Manifest(
         schema_version=SCHEMA_VERSION,
         model=source.ref,

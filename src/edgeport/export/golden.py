@@ -38,8 +38,9 @@ def golden_feeds(ctx, eval_source, n: int) -> tuple[dict, int, int]:
 def write_golden(ctx, eval_source, n: int) -> tuple[dict, dict, dict]:
     """Write both npz files; (golden block for the manifest, inputs, reference outputs)."""
     feeds, k_real, k_edge = golden_feeds(ctx, eval_source, n)
-    feeds, ref, dropped = finite_reference(ctx.staged_bundle(), feeds)
-    k_edge -= min(dropped, k_edge)  # the real samples are in the model's domain: what drops is an edge case
+    feeds, ref, keep = finite_reference(ctx.staged_bundle(), feeds)
+    # the real samples are in the model's domain: what drops is an edge case
+    k_edge -= min(k_real + k_edge - len(keep), k_edge)
     write_bytes(ctx.staging, INPUTS, _npz(feeds))
     write_bytes(ctx.staging, OUTPUTS, _npz(ref))
     total = k_real + k_edge
@@ -58,11 +59,11 @@ def write_golden(ctx, eval_source, n: int) -> tuple[dict, dict, dict]:
     return block, feeds, ref
 
 
-def int8_metrics(ctx, int8_artifacts, feeds: dict, ref: dict) -> dict:
+def int8_metrics(ctx, int8_artifacts, feeds: dict, ref: dict, golden: dict | None = None) -> dict:
     """The task's metrics of each int8 artifact on the golden inputs, at export (``selfcheck`` holds a
     device to them, within the recorded margin); for classifiers also the top-1 agreement alone."""
     from ..format_registry import info
-    from ..runtime.parity import Criteria, ParityAccumulator
+    from ..runtime.parity import Criteria, ParityAccumulator, golden_edge_rows
 
     metrics, agreement = {}, {}
     bundle = ctx.staged_bundle()
@@ -70,7 +71,7 @@ def int8_metrics(ctx, int8_artifacts, feeds: dict, ref: dict) -> dict:
         with bundle.runner(info(art.format).backend, "int8", "cpu", artifact=art) as r:
             out = r.run_all(feeds)
         acc = ParityAccumulator(ctx.signature, Criteria(None, None, {}), art.key, "int8", task=ctx.task)
-        acc.update(ref, out)
+        acc.update(ref, out, edge=golden_edge_rows(golden, len(next(iter(feeds.values())))))
         res = acc.result()
         gated = [g.metric for g in ctx.task.GATES]
         metrics[art.key] = {m: res.metrics[m] for m in gated if res.metrics.get(m) is not None}

@@ -69,8 +69,9 @@ def reference(bundle, feeds: dict, batch: int = 64) -> dict:
         return r.run_all(feeds, min(batch, r.max_batch))  # --max-batch below 64 bounds this too
 
 
-def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, int]:
-    """(feeds, reference outputs, rows dropped): rows PyTorch itself answers with NaN/inf are left out. An
+def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, np.ndarray]:
+    """(feeds, reference outputs, indices of the rows kept): rows PyTorch itself answers with NaN/inf are
+    left out. An
     edge input outside the model's domain (e.g. a sequence that is all padding) proves nothing about an
     artifact.  Batches run whole; only a batch that fails is redone row by row."""
     from ..errors import OutputError
@@ -94,7 +95,7 @@ def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, 
     if not outs:
         raise OutputError("PyTorch returns NaN or inf on every parity input; check the model and its inputs")
     ref = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    return {k: v[keep] for k, v in feeds.items()}, ref, n - len(keep)
+    return {k: v[keep] for k, v in feeds.items()}, ref, np.asarray(keep, dtype=np.int64)
 
 
 def _row(res) -> dict:
@@ -135,9 +136,11 @@ def check_artifact(
     name = f"{art.format}/{art.precision}"
     rows, failed = {}, []
     with bundle.runner(info(art.format).backend, art.precision, "cpu", artifact=art) as runner:
-        for label, feeds, ref in groups:
+        for label, feeds, ref, edge in groups:
             try:
-                accs = _run_group(bundle, runner, name, art, label, feeds, ref, batch_sizes, criteria, task)
+                accs = _run_group(
+                    bundle, runner, name, art, (label, feeds, ref, edge), batch_sizes, criteria, task
+                )
             except EdgeportError as exc:
                 failed.append(RunFailure(name, label, exc))
                 rows[label if label != "data" else "b-error"] = {"passed": False, "error": str(exc)[:300]}
@@ -158,8 +161,9 @@ def check_artifact(
     return summary, failed
 
 
-def _run_group(bundle, runner, name, art, label, feeds, ref, batch_sizes, criteria, task) -> dict:
+def _run_group(bundle, runner, name, art, group, batch_sizes, criteria, task) -> dict:
     """Accumulators of one feed group: the data in cycling batch sizes, or a dim point in one batch."""
+    label, feeds, ref, edge = group
     n = len(next(iter(feeds.values())))
 
     def acc(title):
@@ -169,26 +173,31 @@ def _run_group(bundle, runner, name, art, label, feeds, ref, batch_sizes, criter
         accs = {label: acc(f"{name} at {label}")}
         for a in range(0, n, runner.max_batch):
             b = min(n, a + runner.max_batch)
-            accs[label].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)))
+            accs[label].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)), edge=edge[a:b])
         return accs
     sizes = tuple(b for b in batch_sizes if b <= runner.max_batch) or (runner.max_batch,)
     accs = {f"b{bs}": acc(name) for bs in sizes}
     for a, b, bs in chunks(n, sizes):
-        accs[f"b{bs}"].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)))
+        accs[f"b{bs}"].update(_slice(ref, a, b), runner.run(_slice(feeds, a, b)), edge=edge[a:b])
     return accs
 
 
-def parity_groups(bundle, feeds: dict, note: dict) -> list[tuple[str, dict, dict]]:
-    """(label, feeds, reference outputs): the data (real + edge) and each dim point.  Inputs PyTorch
-    itself answers with NaN/inf are dropped (and counted in ``note``)."""
-    feeds, ref, dropped = finite_reference(bundle, feeds)
-    if dropped:
-        note["dropped"] = f"{dropped} inputs on which PyTorch returns NaN/inf (outside the model's domain)"
-    groups = [("data", feeds, ref)]
+def parity_groups(bundle, feeds: dict, note: dict, n_real: int) -> list[tuple[str, dict, dict, np.ndarray]]:
+    """(label, feeds, reference outputs, edge-row mask): the data (``n_real`` real rows, then the edge
+    inputs) and each dim point.  Inputs PyTorch itself answers with NaN/inf are dropped (and counted in
+    ``note``); edge rows are judged with :data:`~edgeport.runtime.parity.EDGE_TOLERANCE_FACTOR`."""
+    n = len(next(iter(feeds.values())))
+    feeds, ref, keep = finite_reference(bundle, feeds)
+    if len(keep) < n:
+        note["dropped"] = (
+            f"{n - len(keep)} inputs on which PyTorch returns NaN/inf (outside the model's domain)"
+        )
+    groups = [("data", feeds, ref, keep >= n_real)]
     if bundle.signature.free_dims:
         sample = {k: v[:N_DIM_SAMPLES] for k, v in feeds.items()}
         for label, f in dim_groups(bundle.signature, sample):
-            groups.append((label, f, reference(bundle, f, batch=N_DIM_SAMPLES)))
+            edge = keep[:N_DIM_SAMPLES] >= n_real
+            groups.append((label, f, reference(bundle, f, batch=N_DIM_SAMPLES), edge))
     return groups
 
 
@@ -208,8 +217,10 @@ def parity_block(summary: dict, groups, batch_sizes, note: dict, seconds: float,
     }
 
 
-def parity_feeds(signature, eval_source, n_samples: int, budget_bytes: int = 128 << 20) -> tuple[dict, dict]:
-    """(feeds, note): up to ``n_samples`` eval samples (within a memory budget) plus edge inputs."""
+def parity_feeds(
+    signature, eval_source, n_samples: int, budget_bytes: int = 128 << 20
+) -> tuple[dict, dict, int]:
+    """(feeds, note, n real): up to ``n_samples`` eval samples (within a memory budget), then edge inputs."""
     from ..sources.data import first_batch
 
     values = signature.example_values(1)
@@ -222,7 +233,7 @@ def parity_feeds(signature, eval_source, n_samples: int, budget_bytes: int = 128
         "edge": f"zeros, ones, value-range extremes, {N_NOISE} uniform noise",
         "evidence": eval_source.evidence,
     }
-    return concat_feeds([real, edge]), note
+    return concat_feeds([real, edge]), note, n
 
 
 def edge_like(signature, real: dict, n_noise: int = N_NOISE, seed: int = 0) -> dict:

@@ -148,7 +148,7 @@ def _quantize_into(
         from .golden import int8_metrics
 
         g = old.golden()
-        golden |= int8_metrics(ctx, new, g[0], g[1])
+        golden |= int8_metrics(ctx, new, g[0], g[1], golden)
     task = dict(m.task or _task_block(ctx))
     task["gates"] = dict(task.get("gates") or {}) | {"int8": ctx.task.gates_for("int8", gates)}
     manifest = m.replace(
