@@ -72,7 +72,9 @@ def peer_venv(venv: Path) -> Path:
     say(f"creating the optimum-intel venv {venv}")
     subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", str(venv)], check=True)
     pth = next(venv.glob("lib/python3*/site-packages")) / "zz_edgeport_base.pth"
-    pth.write_text(site.getsitepackages()[0] + "\n")  # after the venv's own packages
+    # After the venv's own packages: every site folder this interpreter sees (a layered venv has several).
+    base = [p for p in sys.path if p.endswith("site-packages")] or site.getsitepackages()
+    pth.write_text("".join(p + "\n" for p in dict.fromkeys(base)))
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", *PEER_PINS], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "httpx<1"], check=True)
     return py
