@@ -8,7 +8,9 @@ memory-bandwidth limit), then runs the same model through the peers that install
 stack and prints edgeport / peer ratios:
 
 - openvino-genai ``LLMPipeline`` on IR exported by optimum-intel (``optimum-cli export openvino
-  --weight-format fp32|int8|int4``).  optimum-intel pins an older transformers, so it lives in its
+  --weight-format fp32|int8|int4``), twice: with its default attention backend on CPU (``PA``:
+  continuous batching over a paged KV cache) and with ``ATTENTION_BACKEND=SDPA`` (the stateful
+  model with the cache in ReadValue/Assign, the design edgeport's OpenVINO decoder runs).  optimum-intel pins an older transformers, so it lives in its
   own venv (``--peer-venv``, default /tmp/edgeport-peer-venv), created on first use: a plain venv
   whose .pth file adds this venv's site-packages *after* its own, plus ``pip install --no-deps``
   of optimum-intel 2.2.0, optimum 2.3.0, transformers 5.5.4, huggingface-hub 1.21.0, tokenizers
@@ -111,19 +113,24 @@ def edgeport_run(runner, ids: np.ndarray, n: int) -> tuple[float, float, list[in
     return (t1 - t0) * 1e3, (n - 1) / (time.perf_counter() - t1), out
 
 
-def genai_runner(folder: Path, precision: str, threads: int, n: int):
+def genai_runner(folder: Path, precision: str, threads: int, n: int, attention: str = "PA"):
+    """openvino-genai's LLMPipeline.  ``attention`` "PA": its default on CPU, continuous batching over a
+    paged KV cache; "SDPA": its stateful model with the cache in ReadValue/Assign, as edgeport runs it."""
     import openvino as ov
     import openvino_genai as ogenai
 
-    props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+    props = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "ATTENTION_BACKEND": attention}
     if precision == "fp32":
         props |= {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32"}
-    # LLMPipeline's default scheduler caches prefixes across generate() calls: every round after the first
-    # then finds the whole prompt cached (TTFT 12 ms for 512 tokens here) and decodes behind a warm cache.
-    # Each round must start cold, as edgeport's does.
-    scheduler = ogenai.SchedulerConfig()
-    scheduler.enable_prefix_caching = False
-    pipe = ogenai.LLMPipeline(str(folder), "CPU", scheduler_config=scheduler, **props)
+    kw = {}
+    if attention == "PA":
+        # LLMPipeline's default scheduler caches prefixes across generate() calls: every round after the
+        # first then finds the whole prompt cached (TTFT 12 ms for 512 tokens here) and decodes behind a
+        # warm cache.  Each round must start cold, as edgeport's does.
+        scheduler = ogenai.SchedulerConfig()
+        scheduler.enable_prefix_caching = False
+        kw["scheduler_config"] = scheduler
+    pipe = ogenai.LLMPipeline(str(folder), "CPU", **kw, **props)
     cfg = ogenai.GenerationConfig()
     cfg.max_new_tokens = cfg.min_new_tokens = n
     cfg.ignore_eos, cfg.do_sample = True, False
@@ -228,8 +235,9 @@ def main(argv=None) -> int:
     for prec in precisions:
         if "openvino" in formats:
             ir = optimum_ir(model, work / f"optimum-{prec}", prec, py)
-            rows += compare(bundle, "openvino", prec, "openvino-genai",
-                            genai_runner(ir, prec, threads, args.new_tokens), args, threads)  # fmt: skip
+            for attention in ("PA", "SDPA"):
+                rows += compare(bundle, "openvino", prec, f"openvino-genai {attention}",
+                                genai_runner(ir, prec, threads, args.new_tokens, attention), args, threads)  # fmt: skip
         if "onnx" in formats:
             og_dir = ortgenai_model(model, work / f"ortgenai-{prec}", prec)
             rows += compare(bundle, "onnxruntime", prec, "onnxruntime-genai",
