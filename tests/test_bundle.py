@@ -44,11 +44,10 @@ def test_manifest_round_trip(full_bundle):
     for pkg in ("torch", "onnx", "onnxruntime", "openvino"):
         assert m.environment["versions"][pkg]
     assert "flags" in m.environment["cpu"] and m.environment["hostname"]
-    from edgeport.config import ExportConfig
-    from edgeport.export.golden import N_EDGE_NOISE
+    from edgeport.export.golden import DEFAULT_SAMPLES, N_EDGE_NOISE
     from edgeport.export.parity import N_FIXED_EDGE
 
-    want = ExportConfig().golden_samples + N_FIXED_EDGE + N_EDGE_NOISE  # real samples plus the edge inputs
+    want = DEFAULT_SAMPLES + N_FIXED_EDGE + N_EDGE_NOISE  # real samples plus the edge inputs
     assert m.golden["n"] == want and m.data["evidence"] == "real labelled"
     assert m.parity["passed"] and m.parity["batch_sizes"] == [1, 2, 7, 64]
     ov = b.artifact("openvino")
@@ -191,3 +190,18 @@ def test_bundle_module_is_torch_free(full_bundle):
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_golden_io_keeps_to_its_budget():
+    """64 MNIST images (3 KiB each) stay 64; 224x224 RGB images (588 KiB) drop to what fits 8 MiB, not
+    under 16 (an explicit --golden-samples bypasses this: golden_feeds takes it as given)."""
+    from edgeport.export.golden import DEFAULT_SAMPLES, MIN_SAMPLES, default_count
+    from edgeport.specs import BATCH, Dim, Signature, TensorSpec
+
+    def sig(*shape):
+        x, y = TensorSpec("x", "float32", (BATCH, *shape)), TensorSpec("y", "float32", (BATCH, 10))
+        return Signature((x,), (y,), {BATCH: Dim(BATCH, 1, 64)})
+
+    assert default_count(sig(1, 28, 28)) == DEFAULT_SAMPLES == 64
+    assert default_count(sig(3, 224, 224)) == MIN_SAMPLES == 16
+    assert default_count(sig(3, 112, 112)) == (8 << 20) // (3 * 112 * 112 * 4) == 55

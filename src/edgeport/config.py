@@ -136,7 +136,8 @@ class ExportConfig:
     rtol: float = 1e-5
     max_batch: int = 4096  # the batch bound recorded in the manifest, 1..65536
     executorch_max_batch: int = 64  # the .pte plans memory for this many, 1..4096
-    golden_samples: int = 64  # golden I/O stored for selfcheck, 1..4096
+    # golden I/O stored for selfcheck, 1..4096; None: 64, fewer for large inputs (export.golden.default_count)
+    golden_samples: int | None = None
     task: str | None = None  # None: inferred (the classifier rule), else one of edgeport.tasks.names()
     task_params: tuple[tuple[str, object], ...] = ()  # (name, value): the task's parameters
     dims: tuple[str, ...] = ()  # NAME=MIN..MAX[@EXAMPLE] bounds of named dynamic dims
@@ -158,7 +159,8 @@ class ExportConfig:
         _float_range("rtol", self.rtol, 0.0, 1.0)
         _int_range("--max-batch", self.max_batch, 1, 65536)
         _int_range("--executorch-max-batch", self.executorch_max_batch, 1, 4096)
-        _int_range("--golden-samples", self.golden_samples, 1, 4096)
+        if self.golden_samples is not None:
+            _int_range("--golden-samples", self.golden_samples, 1, 4096)
         if self.task is not None:
             from .tasks.registry import task_class
 

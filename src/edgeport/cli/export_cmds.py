@@ -356,8 +356,9 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--golden-samples",
         type=bounded_int(1, 4096),
-        default=ExportConfig.golden_samples,
-        help="eval samples stored as golden I/O for selfcheck (plus edge cases)",
+        default=None,
+        help="eval samples stored as golden I/O for selfcheck (plus edge cases) (default: 64, fewer when "
+        "64 samples' inputs would pass 8 MiB, at least 16: a 224x224 RGB image is 588 KiB)",
     )
     g = p.add_argument_group("preprocessing (image, audio and text inputs)")
     g.add_argument(

@@ -18,6 +18,18 @@ from .parity import concat_feeds, edge_like, finite_reference
 INPUTS = "golden/inputs.npz"
 OUTPUTS = "golden/outputs.npz"
 N_EDGE_NOISE = 2
+DEFAULT_SAMPLES = 64
+# Golden I/O travels with every bundle to every device: without --golden-samples, fewer real samples
+# when 64 would take more than this (a 224x224 RGB float32 image is 588 KiB), but never under MIN_SAMPLES.
+BUDGET_BYTES = 8 << 20
+MIN_SAMPLES = 16
+
+
+def default_count(signature) -> int:
+    """Real golden samples when the user named no count: 64, or what fits BUDGET_BYTES (at least 16)."""
+    values = signature.example_values(1)
+    per = sum(int(np.prod(s.concrete_shape(values))) * s.np_dtype.itemsize for s in signature.inputs)
+    return max(MIN_SAMPLES, min(DEFAULT_SAMPLES, BUDGET_BYTES // max(per, 1)))
 
 
 def _npz(arrays: dict) -> bytes:
@@ -26,8 +38,9 @@ def _npz(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
-def golden_feeds(ctx, eval_source, n: int) -> tuple[dict, int, int]:
-    """(inputs, real count, edge count)."""
+def golden_feeds(ctx, eval_source, n: int | None) -> tuple[dict, int, int]:
+    """(inputs, real count, edge count); ``n`` None: :func:`default_count`."""
+    n = default_count(ctx.signature) if n is None else n
     real, _ = first_batch(eval_source, min(n, len(eval_source)))
     edge = edge_like(ctx.signature, real, n_noise=N_EDGE_NOISE, seed=1)
     k_real = len(next(iter(real.values())))
@@ -35,7 +48,7 @@ def golden_feeds(ctx, eval_source, n: int) -> tuple[dict, int, int]:
     return concat_feeds([real, edge]), k_real, k_edge
 
 
-def write_golden(ctx, eval_source, n: int) -> tuple[dict, dict, dict]:
+def write_golden(ctx, eval_source, n: int | None) -> tuple[dict, dict, dict]:
     """Write both npz files; (golden block for the manifest, inputs, reference outputs)."""
     feeds, k_real, k_edge = golden_feeds(ctx, eval_source, n)
     feeds, ref, keep = finite_reference(ctx.staged_bundle(), feeds)
