@@ -528,3 +528,19 @@ def test_nested_stages_are_not_counted_twice(monkeypatch, tmp_path):
         with ctx.stage("hashing"):
             pass
     assert ctx.timings == {"hashing": 2.5, "export onnx": 7.5}
+
+
+def test_torchscript_convolutions_are_traced_without_tf32():
+    """The tracer bakes cuDNN's TF32 switch into each aten::_convolution: fp32 must be traced as fp32, or
+    the artifact runs TF32 convolutions on a GPU (4.7e-3 from PyTorch on an H200, seen)."""
+    from edgeport.formats.torchscript import _trace_freeze
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1)).eval()
+    before = torch.backends.cudnn.allow_tf32
+    frozen = _trace_freeze(model, (torch.zeros(1, 3, 8, 8),))
+    convs = [n for n in frozen.inlined_graph.nodes() if n.kind() in ("aten::_convolution", "aten::conv2d")]
+    assert convs, "no convolution in the traced graph"
+    for n in convs:
+        if n.kind() == "aten::_convolution":
+            assert list(n.inputs())[-1].toIValue() is False, n
+    assert torch.backends.cudnn.allow_tf32 == before  # restored

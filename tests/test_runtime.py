@@ -257,6 +257,23 @@ def test_cuda_runner(runtime_bundle, backend):  # noqa: F811
         np.testing.assert_allclose(gpu.run(_x(8)), cpu.run(_x(8)), atol=1e-5, rtol=1e-4)
 
 
+def test_torchscript_int8_is_refused_on_cuda_with_the_reason(runtime_bundle, monkeypatch):  # noqa: F811
+    """torch.jit.load of the int8 archive onto cuda ends the process (segfault, seen on an H200): the plan
+    skips that row with the reason and keeps fp32 on cuda; asking for it directly is a one-line error."""
+    from edgeport.errors import BackendUnavailableError
+    from edgeport.runtime.plan import select_runs
+    from edgeport.runtime.torchscript_backend import TorchScriptRunner
+
+    monkeypatch.setattr(TorchScriptRunner, "device_status", classmethod(lambda cls, device: (True, "")))
+    runs, skipped = select_runs(runtime_bundle, backends=["torchscript"], devices=["cuda"])
+    assert runs == [("torchscript", "fp32", "cuda")]
+    assert [(s["precision"], "cpu only" in s["reason"]) for s in skipped] == [("int8", True)]
+    with pytest.raises(BackendUnavailableError, match="TorchScript int8 runs on cpu only"):
+        runtime_bundle.runner("torchscript", "int8", device="cuda")
+    runs, _ = select_runs(runtime_bundle, backends=["torchscript"], devices=["cpu"])
+    assert sorted(runs) == [("torchscript", "fp32", "cpu"), ("torchscript", "int8", "cpu")]
+
+
 def test_light_runtime_never_imports_torch(runtime_bundle_path):  # noqa: F811
     code = f"""
 import sys

@@ -32,11 +32,20 @@ OBSERVERS = {"minmax": "MinMaxObserver", "histogram": "HistogramObserver"}
 
 
 def _trace_freeze(model: nn.Module, example: tuple) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings and jit deprecation notices
-        with torch.no_grad():
-            traced = torch.jit.trace(model, example, check_trace=False, strict=False)
-        return torch.jit.freeze(traced.eval())
+    # The tracer writes cuDNN's TF32 switch into every aten::_convolution as a constant: traced with
+    # torch's default (True), the artifact ran its convolutions in TF32 on a GPU whatever the runtime
+    # flags said (a 224-px MobileNetV3-small: 4.7e-3 from PyTorch on an H200, eager 5.7e-6).  fp32 is
+    # traced as fp32; CPUs ignore the flag.
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings and jit deprecation notices
+            with torch.no_grad():
+                traced = torch.jit.trace(model, example, check_trace=False, strict=False)
+            return torch.jit.freeze(traced.eval())
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _save(module, rel: str, ctx) -> None:

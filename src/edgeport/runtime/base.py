@@ -173,6 +173,11 @@ class Runner:
         """(usable, reason): why ``device`` cannot be used here, or ``""``."""
         return True, ""
 
+    @classmethod
+    def unsupported(cls, precision: str, device: str) -> str:
+        """Why this backend cannot run ``precision`` artifacts on ``device`` at all, or ``""``."""
+        return ""
+
     # -- naming -------------------------------------------------------------
     @property
     def name(self) -> str:

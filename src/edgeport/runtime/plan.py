@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..host import device_info
-from .registry import BACKEND_FORMAT, BACKENDS, list_devices, trust_reason
+from .registry import BACKEND_FORMAT, BACKENDS, backend_class, list_devices, trust_reason
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 
@@ -73,7 +73,13 @@ def select_runs(
             if why:
                 skipped.append(_skip(backend, device, None, why))
                 continue
-        runs.extend((backend, p, device) for p in precs)
+        cls = backend_class(backend)
+        for p in precs:
+            why = cls.unsupported(p, device)
+            if why:
+                skipped.append(_skip(backend, device, p, why))
+            else:
+                runs.append((backend, p, device))
     unique = list({(s["backend"], s["precision"], s["reason"]): s for s in reversed(skipped)}.values())[::-1]
     if not runs:
         why = "; ".join(f"{s['backend']}:{s['device']}: {s['reason']}" for s in unique) or "nothing selected"

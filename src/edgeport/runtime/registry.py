@@ -93,6 +93,9 @@ def create_runner(bundle, backend: str, precision: str = "fp32", device: str = "
     usable, reason = cls.device_status(device)
     if not usable:
         raise BackendUnavailableError(f"{backend} on {device} is unavailable: {reason}")
+    reason = cls.unsupported(precision, device)
+    if reason:
+        raise BackendUnavailableError(f"{backend} on {device}: {reason}")
     why = trust_reason(bundle, backend)
     if why:
         raise ConfigError(f"{backend}: {why}")

@@ -14,7 +14,7 @@ import zipfile
 
 import torch
 
-from ..errors import BundleError, first_line
+from ..errors import BackendUnavailableError, BundleError, first_line
 from ._torch_common import TorchRunnerBase
 
 
@@ -44,7 +44,21 @@ class TorchScriptRunner(TorchRunnerBase):
     backend = "torchscript"
     format = "torchscript"
 
+    @classmethod
+    def unsupported(cls, precision: str, device: str) -> str:
+        if precision == "int8" and device != "cpu":
+            # Seen on an H200 with torch 2.11: torch.jit.load(..., map_location="cuda") of the int8
+            # archive ends the process with a segmentation fault.
+            return (
+                "TorchScript int8 runs on cpu only: its weights are packed for the x86/fbgemm quantized "
+                "engine, which has no CUDA kernels; run the fp32 artifact on cuda"
+            )
+        return ""
+
     def _build(self):
+        why = self.unsupported(self.precision, self.device)
+        if why:
+            raise BackendUnavailableError(f"{self.artifact.key} on {self.device}: {why}")
         if self.precision == "int8":
             _set_quantized_engine()
         data = self.bundle.read_verified(self.artifact)
