@@ -71,9 +71,8 @@ def reference(bundle, feeds: dict, batch: int = 64) -> dict:
 
 def finite_reference(bundle, feeds: dict, batch: int = 64) -> tuple[dict, dict, np.ndarray]:
     """(feeds, reference outputs, indices of the rows kept): rows PyTorch itself answers with NaN/inf are
-    left out. An
-    edge input outside the model's domain (e.g. a sequence that is all padding) proves nothing about an
-    artifact.  Batches run whole; only a batch that fails is redone row by row."""
+    left out.  An edge input outside the model's domain (e.g. a sequence that is all padding) proves
+    nothing about an artifact.  Batches run whole; only a batch that fails is redone row by row."""
     from ..errors import OutputError
 
     n = len(next(iter(feeds.values())))
