@@ -10,10 +10,10 @@ stack and prints edgeport / peer ratios:
 - openvino-genai ``LLMPipeline`` on IR exported by optimum-intel (``optimum-cli export openvino
   --weight-format fp32|int8|int4``), twice: with its default attention backend on CPU (``PA``:
   continuous batching over a paged KV cache) and with ``ATTENTION_BACKEND=SDPA`` (the stateful
-  model with the cache in ReadValue/Assign, the design edgeport's OpenVINO decoder runs).  optimum-intel pins an older transformers, so it lives in its
-  own venv (``--peer-venv``, default /tmp/edgeport-peer-venv), created on first use: a plain venv
-  whose .pth file adds this venv's site-packages *after* its own, plus ``pip install --no-deps``
-  of optimum-intel 2.2.0, optimum 2.3.0, transformers 5.5.4, huggingface-hub 1.21.0, tokenizers
+  model with the cache in ReadValue/Assign, the design edgeport's OpenVINO decoder runs).
+  optimum-intel pins an older transformers, so it lives in its own venv (``--peer-venv``, default
+  /tmp/edgeport-peer-venv), created on first use: a plain venv whose .pth file adds this venv's
+  site-packages *after* its own, plus ``pip install --no-deps`` of optimum-intel 2.2.0, optimum 2.3.0, transformers 5.5.4, huggingface-hub 1.21.0, tokenizers
   0.22.2 and httpx.  This venv is never modified.
 - onnxruntime-genai (``python -m onnxruntime_genai.models.builder -p fp32|int8|int4 -e cpu``).
 

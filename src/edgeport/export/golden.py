@@ -80,11 +80,12 @@ def int8_metrics(ctx, int8_artifacts, feeds: dict, ref: dict, golden: dict | Non
 
     metrics, agreement = {}, {}
     bundle = ctx.staged_bundle()
+    edge = golden_edge_rows(golden, len(next(iter(feeds.values()))))
     for art in int8_artifacts:
         with bundle.runner(info(art.format).backend, "int8", "cpu", artifact=art) as r:
             out = r.run_all(feeds)
         acc = ParityAccumulator(ctx.signature, Criteria(None, None, {}), art.key, "int8", task=ctx.task)
-        acc.update(ref, out, edge=golden_edge_rows(golden, len(next(iter(feeds.values())))))
+        acc.update(ref, out, edge=edge)
         res = acc.result()
         gated = [g.metric for g in ctx.task.GATES]
         metrics[art.key] = {m: res.metrics[m] for m in gated if res.metrics.get(m) is not None}

@@ -14,7 +14,7 @@ import zipfile
 
 import torch
 
-from ..errors import BackendUnavailableError, BundleError, first_line
+from ..errors import BundleError, first_line
 from ._torch_common import TorchRunnerBase
 
 
@@ -56,9 +56,6 @@ class TorchScriptRunner(TorchRunnerBase):
         return ""
 
     def _build(self):
-        why = self.unsupported(self.precision, self.device)
-        if why:
-            raise BackendUnavailableError(f"{self.artifact.key} on {self.device}: {why}")
         if self.precision == "int8":
             _set_quantized_engine()
         data = self.bundle.read_verified(self.artifact)
