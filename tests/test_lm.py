@@ -100,9 +100,10 @@ def reference(llama_dir):
 # --------------------------------------------------------------------------- greedy identity
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "openvino-state"])
 def test_fp32_greedy_identical_to_transformers(llama_bundle, reference, backend):
-    with llama_bundle.runner(backend, "fp32") as r:
+    backend, _, mode = backend.partition("-")  # openvino pages its cache on cpu; -state: the stateful IR
+    with llama_bundle.runner(backend, "fp32", **({"kv_cache": mode} if mode else {})) as r:
         for p in PROMPTS:
             got = r.generate(p, 32, ignore_eos=True).tokens
             assert got == reference[tuple(p)], f"{backend} fp32 greedy differs from transformers after {p}"
@@ -183,6 +184,82 @@ def test_openvino_attention_keeps_its_cache_in_place(llama_bundle):
             if op.get_type_name() == "ScaledDotProductAttention"
         }
         assert masks == {"f32"}, (rel, masks)
+
+
+def test_openvino_decoder_pages_its_cache_on_cpu(llama_bundle):
+    """On CPU the decoder runs OpenVINO's paged attention (openvino-genai's default there) over cache blocks
+    it owns; the stateful IR is the other mode, and both give the same logits."""
+    import collections
+
+    prompt = list(range(10, 40))  # 30 tokens, then 3 more: the cache crosses no block yet, then one at 32
+    for prec in ("fp32", "int4"):
+        with (
+            llama_bundle.runner("openvino", prec) as paged,
+            llama_bundle.runner("openvino", prec, kv_cache="state") as state,
+        ):
+            assert paged.describe()["kv_cache"].startswith("paged (blocks of 32 positions")
+            assert state.describe()["kv_cache"] == "state"
+            layers = collections.Counter(
+                op.get_rt_info()["layerType"].astype(str)
+                for op in paged._compiled.get_runtime_model().get_ops()
+            )
+            assert layers["PagedAttention"] == 2 and layers["ScaledDotProductAttention"] == 0, dict(layers)
+            out = {}
+            for name, r in (("paged", paged), ("state", state)):
+                r.reset()
+                out[name] = [r.forward(prompt), r.forward([5, 6, 7], last_only=True)]
+                assert r.position == 33
+            assert out["paged"][0].shape == (30, 512) and out["paged"][1].shape == (1, 512)
+            diff = max(float(np.abs(a - b).max()) for a, b in zip(out["paged"], out["state"]))
+            # fp32: the same float math; int4: both keep the cache in u8, each with its own scales
+            assert diff < (1e-5 if prec == "fp32" else 0.05), (prec, diff)
+            paged.reset()  # a new sequence overwrites the blocks from position 0
+            assert np.array_equal(paged.forward(prompt), out["paged"][0])
+
+
+def test_openvino_paged_attention_falls_back_and_explains(llama_bundle, monkeypatch):
+    import openvino as ov
+
+    from edgeport.errors import BackendUnavailableError
+    from edgeport.runtime import openvino_paged
+
+    model = ov.Core().read_model(str(llama_bundle.path / "openvino/model.xml"))
+    assert openvino_paged.why_not_paged(model, "cpu") == ""
+    assert "cpu only" in openvino_paged.why_not_paged(model, "gpu")
+    model.input("input_ids").get_node().set_partial_shape(ov.PartialShape([1, -1]))  # as bundles were
+    model.validate_nodes_and_infer_types()
+    assert "batch is fixed" in openvino_paged.why_not_paged(model, "cpu")
+    monkeypatch.setattr(openvino_paged, "why_not_paged", lambda m, d: "the IR's batch is fixed")
+    with llama_bundle.runner("openvino", "fp32") as r:  # auto: the stateful IR as exported, and why
+        assert r.describe()["kv_cache"] == "state (the IR's batch is fixed)"
+        assert r.generate([1, 2, 3], 4, ignore_eos=True).tokens
+    with pytest.raises(BackendUnavailableError, match="no paged attention: the IR's batch is fixed"):
+        llama_bundle.runner("openvino", "fp32", kv_cache="paged").load()
+    with pytest.raises(ConfigError, match="kv_cache must be one of auto, paged, state"):
+        llama_bundle.runner("openvino", "fp32", kv_cache="ring")
+
+
+def test_a_bundle_with_batch_one_baked_in_runs_stateful(tmp_path, llama_dir, monkeypatch):
+    """Bundles exported before the batch was dynamic: their inputs read [?, ?], their reshapes say 1."""
+    from edgeport.errors import BackendUnavailableError
+    from edgeport.lm import formats, wrappers
+
+    def batch_one(arch, max_context):
+        example, shapes, static = wrappers.examples(arch, max_context)
+        ids, pos, idx, *kv = example
+        shapes = {
+            k: {a: d for a, d in v.items() if a} if isinstance(v, dict) else v for k, v in shapes.items()
+        }
+        shapes["past"] = tuple({2: s[2]} for s in shapes["past"])
+        return (ids[:1], pos[:1], idx, *(t[:1] for t in kv)), shapes, static
+
+    monkeypatch.setattr(formats, "examples", batch_one)
+    old = _export(f"hf:{llama_dir}", tmp_path / "old", formats=("openvino",), weight_only=())
+    with old.runner("openvino", "fp32") as r:
+        assert r.describe()["kv_cache"].startswith("state (a two-token probe failed (m_dims="), r.describe()
+        assert len(r.generate([1, 2, 3], 8, ignore_eos=True).tokens) == 8
+    with pytest.raises(BackendUnavailableError, match="the IR fixes its batch at 1; re-export the bundle"):
+        old.runner("openvino", "fp32", kv_cache="paged").load()
 
 
 def test_tampered_generation_block_is_refused(llama_bundle, tmp_path):

@@ -82,7 +82,7 @@ def make_stateful(ov_model, arch: dict) -> None:
     for port, name in zip(ov_model.outputs, ["logits", *present], strict=True):
         port.get_tensor().set_names({name})
     for param in ov_model.get_parameters()[len(INPUTS) :]:  # static heads and head_dim in the variables
-        param.set_partial_shape(PartialShape([1, arch["kv_heads"], -1, arch["head_dim"]]))
+        param.set_partial_shape(PartialShape([-1, arch["kv_heads"], -1, arch["head_dim"]]))
     ov_model.validate_nodes_and_infer_types()
     apply_make_stateful_transformation(ov_model, dict(zip(past, present, strict=True)))
     empty = np.array([1, arch["kv_heads"], 0, arch["head_dim"]], np.int64)

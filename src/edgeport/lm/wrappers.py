@@ -34,7 +34,10 @@ class _Head(nn.Module):
         self.config = model.config.get_text_config()
 
     def logits(self, hidden: torch.Tensor, logits_index: torch.Tensor) -> torch.Tensor:
-        return self.head(hidden.index_select(1, logits_index[0]))
+        # The call's tokens in order, whatever the graph's split into batch rows and positions: OpenVINO's
+        # paged attention feeds each token as its own batch row ([tokens, 1]); every other runner feeds [1, seq].
+        tokens = hidden.reshape(1, -1, hidden.shape[-1])
+        return self.head(tokens.index_select(1, logits_index[0]))
 
 
 class CacheIO(_Head):
@@ -66,19 +69,25 @@ class StaticCacheLM(_Head):
 
 
 def examples(arch: dict, max_context: int) -> tuple[tuple, dict, tuple]:
-    """(example inputs, dynamic shapes, example for the static wrapper) for ``torch.export``."""
+    """(example inputs, dynamic shapes, example for the static wrapper) for ``torch.export``.
+
+    :class:`CacheIO`'s batch is dynamic too, though runners feed one sequence: OpenVINO's
+    ``paged_attention_transformation`` turns ``input_ids [tokens]`` into ``[tokens, 1]`` (one row per
+    token), which a graph with batch 1 baked into its reshapes cannot take.
+    """
     seq = torch.export.Dim("seq", min=1, max=max_context)
     keep = torch.export.Dim("keep", min=1, max=max_context)
     past = torch.export.Dim("past", min=0, max=max_context - 1)
-    ids = torch.zeros(1, 3, dtype=torch.long)
-    pos = torch.arange(4, 7)[None]
+    batch = torch.export.Dim("batch", min=1, max=max_context)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    pos = torch.arange(4, 7)[None].repeat(2, 1)
     idx = torch.arange(3)[None]
-    kv = tuple(torch.zeros(1, arch["kv_heads"], 4, arch["head_dim"]) for _ in range(2 * arch["layers"]))
+    kv = tuple(torch.zeros(2, arch["kv_heads"], 4, arch["head_dim"]) for _ in range(2 * arch["layers"]))
     shapes = {
-        "input_ids": {1: seq},
-        "position_ids": {1: seq},
+        "input_ids": {0: batch, 1: seq},
+        "position_ids": {0: batch, 1: seq},
         "logits_index": {1: keep},
-        "past": tuple({2: past} for _ in kv),
+        "past": tuple({0: batch, 2: past} for _ in kv),
     }
-    static = (ids, torch.arange(3)[None], idx)
+    static = (ids[:1], torch.arange(3)[None], idx)
     return (ids, pos, idx, *kv), shapes, static

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BundleError
+from ..errors import BackendUnavailableError, BundleError, first_line
+from . import openvino_paged as paged
 from .base import backend_failure
 from .decoders import DecoderMixin
 from .executorch_backend import ExecuTorchRunner
@@ -70,38 +71,104 @@ class OrtDecoder(DecoderMixin, OnnxRuntimeRunner):
 
 
 class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
-    """OpenVINO: a stateful model; one infer request holds the cache, ``reset_state()`` empties it."""
+    """OpenVINO: on CPU, paged attention over cache blocks this runner owns (see :mod:`.openvino_paged`);
+    elsewhere, or with ``kv_cache="state"``, the stateful IR as exported (one infer request holds the
+    cache, ``reset_state()`` empties it).  ``kv_cache="auto"`` pages where the IR and device allow it."""
 
-    def __init__(self, bundle, **kw) -> None:
+    def __init__(self, bundle, *, kv_cache: str = "auto", **kw) -> None:
+        self.kv_cache_mode = paged.check_mode(kv_cache)
         super().__init__(bundle, **kw)
         self._init_lm()
+        self._paged: paged.PagedCache | None = None
+        self._paging = False
+        self._not_paged = ""  # why "auto" runs the state after all
+
+    def _adapt(self, model):
+        why = "" if self.kv_cache_mode == "state" else paged.why_not_paged(model, self.device)
+        if self.kv_cache_mode == "paged" and why:
+            raise BackendUnavailableError(f"{self.artifact.key}: no paged attention: {why}")
+        self._paging = self.kv_cache_mode != "state" and not why and not self._not_paged
+        self._not_paged = self._not_paged or why
+        if not self._paging:
+            return model
+        try:
+            return paged.to_paged(model)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO's pass raises its own types
+            return self._refuse_paging(exc, model)
+
+    def _refuse_paging(self, exc: Exception, model=None):
+        if self.kv_cache_mode == "paged":
+            raise paged.paged_failure(self.artifact.key, exc) from None
+        self._paging, self._not_paged = False, first_line(exc)
+        return model
+
+    def _load(self) -> None:
+        super()._load()
+        if not self._paging:
+            return
+        try:
+            self._paged = paged.PagedCache(self._compiled, self.max_context)
+            self._req = self._compiled.create_infer_request()
+            self._paged.bind(self._req)
+            self._paged.probe(self._req, self.vocab_size)
+        except Exception as exc:  # noqa: BLE001
+            self._paged = self._req = None
+            self._refuse_paging(exc)
+            super()._close()
+            super()._load()  # the stateful IR, as exported
 
     def _config(self) -> dict:
         cfg = super()._config()
         if self.precision == "fp32" and self.device == "cpu":
-            cfg["KV_CACHE_PRECISION"] = "f32"  # the CPU plugin would otherwise keep the cache in u8/bf16
+            # the CPU plugin would otherwise keep the cache in u8/bf16 (stateful and paged have a key each)
+            cfg |= {"KV_CACHE_PRECISION": "f32", "KEY_CACHE_PRECISION": "f32", "VALUE_CACHE_PRECISION": "f32"}
         return cfg
 
     def _reset(self) -> None:
         if getattr(self, "_req", None) is None:
             self._req = self._compiled.create_infer_request()
-        self._req.reset_state()
+            if self._paged is not None:
+                self._paged.bind(self._req)
+        if self._paged is None:
+            self._req.reset_state()
+        # paged: the next step says past_lens 0, so the blocks are written afresh
 
     def _step(self, feeds: dict) -> np.ndarray:
         import openvino as ov
 
         if getattr(self, "_req", None) is None:
             self._reset()
+        if self._paged is not None:  # tokens as rows: input_ids and position_ids [tokens]
+            ids = feeds["input_ids"].reshape(-1)
+            feeds = {
+                **feeds,
+                "input_ids": ids,
+                "position_ids": feeds["position_ids"].reshape(-1),
+                **self._paged.step_inputs(self.position, int(ids.size)),
+            }
+            names = feeds
+        else:
+            names = _LM_INPUTS
         try:
-            for name in _LM_INPUTS:
+            for name in names:
                 self._req.set_tensor(name, ov.Tensor(feeds[name], shared_memory=True))
             self._req.infer()
             return self._req.get_output_tensor(self._out_index["logits"]).data.copy()
         except RuntimeError as exc:
             raise _fail(self, exc, feeds) from None
 
+    def describe(self) -> dict:
+        d = super().describe()
+        if getattr(self, "_compiled", None) is not None:
+            state = (
+                f"state ({self._not_paged})" if self._not_paged and self.kv_cache_mode == "auto" else "state"
+            )
+            d["kv_cache"] = self._paged.describe() if self._paged is not None else state
+        return d
+
     def _close(self) -> None:
         self._req = None
+        self._paged = None
         super()._close()
 
 

@@ -100,6 +100,7 @@ class OpenVinoRunner(Runner):
                 raise BundleError(
                     f"{self.artifact.key}: cannot tap {list(self.taps)[:3]} ({first_line(exc)})"
                 ) from None
+        model = self._adapt(model)
         try:
             self._compiled = c.compile_model(model, self.device.upper(), self._config())
         except Exception as exc:
@@ -114,6 +115,10 @@ class OpenVinoRunner(Runner):
         self._out_index = {n: by_name[n] for n in self.signature.output_names}
         self._n_model_outputs = len(model.outputs) - len(self.taps)
         self._requests = HandlePool(self._compiled.create_infer_request)
+
+    def _adapt(self, model):
+        """The model to compile, from the checked one read from the bundle (subclasses transform it)."""
+        return model
 
     def _check_io(self, model) -> None:
         """The model's inputs and outputs must be the ones the manifest describes."""
