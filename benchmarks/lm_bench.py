@@ -10,7 +10,8 @@ stack and prints edgeport / peer ratios:
 - openvino-genai ``LLMPipeline`` on IR exported by optimum-intel (``optimum-cli export openvino
   --weight-format fp32|int8|int4``), twice: with its default attention backend on CPU (``PA``:
   continuous batching over a paged KV cache) and with ``ATTENTION_BACKEND=SDPA`` (the stateful
-  model with the cache in ReadValue/Assign, the design edgeport's OpenVINO decoder runs).
+  model with the cache in ReadValue/Assign).  edgeport's OpenVINO decoder pages its cache on CPU,
+  as genai's PA does (``kv_cache`` in the output says so).
   optimum-intel pins an older transformers, so it lives in its own venv (``--peer-venv``, default
   /tmp/edgeport-peer-venv), created on first use: a plain venv whose .pth file adds this venv's
   site-packages *after* its own, plus ``pip install --no-deps`` of optimum-intel 2.2.0, optimum 2.3.0, transformers 5.5.4, huggingface-hub 1.21.0, tokenizers
@@ -18,7 +19,8 @@ stack and prints edgeport / peer ratios:
 - onnxruntime-genai (``python -m onnxruntime_genai.models.builder -p fp32|int8|int4 -e cpu``).
 
 Peer and edgeport runs alternate (peer, edgeport, peer, ...) for ``--rounds`` rounds, so a busy
-machine slows both alike; medians are reported.  Both sides get the same prompt ids, greedy
+machine slows both alike; medians are reported, and the median of the per-round ratios (each
+round's two runs are back to back, so a drift of the machine's speed cancels in it).  Both sides get the same prompt ids, greedy
 decoding of ``--new-tokens`` tokens, the same thread count, and for fp32 OpenVINO the same
 ``INFERENCE_PRECISION_HINT=f32`` and ``KV_CACHE_PRECISION=f32``.  openvino-genai runs with prefix caching
 off: by default its LLMPipeline keeps the KV blocks of earlier calls, so a repeated prompt is not
@@ -184,6 +186,9 @@ def compare(bundle, backend: str, precision: str, peer_name: str, peer, args, th
                          "edgeport_tok_s": med(ed, 1), "peer_tok_s": med(pe, 1),
                          "same_tokens": f"{same}/{args.rounds}"})  # fmt: skip
             rows[-1]["ratio"] = rows[-1]["edgeport_tok_s"] / rows[-1]["peer_tok_s"]
+            # each round's two runs are back to back: the median of their ratios shrugs off slow drifts
+            rows[-1]["ratio_paired"] = statistics.median(e[1] / q[1] for e, q in zip(ed, pe))
+            rows[-1]["edgeport_kv_cache"] = r.describe().get("kv_cache", "")
             say(json.dumps(rows[-1]))
     return rows
 
@@ -245,11 +250,14 @@ def main(argv=None) -> int:
     (work / "peers.json").write_text(json.dumps(rows, indent=2))
     print("## against the peers (medians of interleaved rounds)\n")
     print("| backend | precision | peer | prompt | edgeport TTFT ms | peer TTFT ms | edgeport tok/s | peer tok/s "
-          "| ratio | same tokens |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+          "| ratio | ratio per round (median) | same tokens |\n|---|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for r in rows:
         print(f"| {r['backend']} | {r['precision']} | {r['peer']} | {r['prompt']} | {r['edgeport_ttft_ms']:.1f} "
               f"| {r['peer_ttft_ms']:.1f} | {r['edgeport_tok_s']:.1f} | {r['peer_tok_s']:.1f} | {r['ratio']:.2f} "
-              f"| {r['same_tokens']} |")  # fmt: skip
+              f"| {r['ratio_paired']:.2f} | {r['same_tokens']} |")  # fmt: skip
+    modes = sorted({r["edgeport_kv_cache"] for r in rows if r["edgeport_kv_cache"]})
+    if modes:
+        print("\nedgeport's OpenVINO KV cache: " + "; ".join(modes))
     return 0
 
 

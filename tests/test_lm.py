@@ -199,6 +199,13 @@ def test_openvino_decoder_pages_its_cache_on_cpu(llama_bundle):
         ):
             assert paged.describe()["kv_cache"].startswith("paged (blocks of 32 positions")
             assert state.describe()["kv_cache"] == "state"
+            f32 = llama_bundle.manifest.generation["cache"]["bytes_per_token"]  # what bench's limit reads
+            if prec == "fp32":
+                assert paged.describe()["kv_cache_bytes_per_token"] == f32
+                assert state.describe()["kv_cache_bytes_per_token"] == f32
+            else:  # u8 (with its scales) in both modes
+                assert f32 / 4 <= paged.describe()["kv_cache_bytes_per_token"] < f32 / 2  # 16-wide heads
+                assert state.describe()["kv_cache_bytes_per_token"] == f32 / 4
             layers = collections.Counter(
                 op.get_rt_info()["layerType"].astype(str)
                 for op in paged._compiled.get_runtime_model().get_ops()

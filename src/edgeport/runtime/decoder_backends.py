@@ -138,20 +138,12 @@ class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
 
         if getattr(self, "_req", None) is None:
             self._reset()
-        if self._paged is not None:  # tokens as rows: input_ids and position_ids [tokens]
-            ids = feeds["input_ids"].reshape(-1)
-            feeds = {
-                **feeds,
-                "input_ids": ids,
-                "position_ids": feeds["position_ids"].reshape(-1),
-                **self._paged.step_inputs(self.position, int(ids.size)),
-            }
-            names = feeds
-        else:
-            names = _LM_INPUTS
         try:
-            for name in names:
-                self._req.set_tensor(name, ov.Tensor(feeds[name], shared_memory=True))
+            if self._paged is not None:  # tokens as rows ([tokens]), past_lens and the block table
+                self._paged.set_step(self._req, feeds, self.position)
+            else:
+                for name in _LM_INPUTS:
+                    self._req.set_tensor(name, ov.Tensor(feeds[name], shared_memory=True))
             self._req.infer()
             return self._req.get_output_tensor(self._out_index["logits"]).data.copy()
         except RuntimeError as exc:
@@ -164,7 +156,20 @@ class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
                 f"state ({self._not_paged})" if self._not_paged and self.kv_cache_mode == "auto" else "state"
             )
             d["kv_cache"] = self._paged.describe() if self._paged is not None else state
+            d["kv_cache_bytes_per_token"] = self._kv_bytes_per_token()
         return d
+
+    def _kv_bytes_per_token(self) -> float:
+        """What the cache holds per position, in the element type the plugin keeps it in (the manifest's
+        figure is float32): what one decode step reads per position of context."""
+        if self._paged is not None:
+            return self._paged.bytes_per_position
+        f32 = float(self.generation["cache"]["bytes_per_token"])
+        try:
+            kind = self._compiled.get_property("KV_CACHE_PRECISION").get_type_name()
+        except Exception:  # noqa: BLE001 - a plugin without the property keeps what the graph says
+            return f32
+        return f32 * {"u8": 1, "i8": 1, "u4": 0.5, "i4": 0.5, "f16": 2, "bf16": 2}.get(kind, 4) / 4
 
     def _close(self) -> None:
         self._req = None

@@ -77,8 +77,9 @@ def _one(runner, prompt: np.ndarray, n: int) -> tuple[float, float]:
 
 
 def _rows(runner, config: LMBenchConfig, bw: dict, skipped: list, load_s: float, peak_ok: bool) -> list[dict]:
-    g = runner.generation
-    kv_per_token = g["cache"]["bytes_per_token"]
+    info = runner.describe()
+    # the cache as the runtime keeps it (OpenVINO's CPU plugin: u8 for int8/int4); else the manifest's fp32
+    kv_per_token = info.get("kv_cache_bytes_per_token", runner.generation["cache"]["bytes_per_token"])
     weights = runner.artifact.details.get("decode_weight_bytes_per_token", runner.artifact.total_bytes)
     rng = np.random.default_rng(0)
     rows = []
@@ -102,7 +103,6 @@ def _rows(runner, config: LMBenchConfig, bw: dict, skipped: list, load_s: float,
         tps = (config.new_tokens - 1) / decode
         per_token = weights + kv_per_token * (p + config.new_tokens / 2)
         limit = decode_limit(bw["gb_per_s"], per_token)
-        info = runner.describe()
         rows.append(
             {
                 **{k: info[k] for k in ("backend", "device", "format", "precision", "threads")},

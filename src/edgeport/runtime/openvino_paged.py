@@ -92,11 +92,60 @@ class PagedCache:
             for name in [p.get_any_name()]
         }
         self.table = np.arange(self.blocks, dtype=np.int32)
+        self._one = {  # a decode step's inputs, bound once and rewritten in place (see set_step)
+            "input_ids": np.zeros(1, np.int64),
+            "position_ids": np.zeros(1, np.int64),
+            "logits_index": np.zeros((1, 1), np.int64),
+            "past_lens": np.zeros(1, np.int32),
+            "subsequence_begins": np.array([0, 1], np.int32),
+            "block_indices_begins": np.zeros(2, np.int32),
+            "max_context_len": np.zeros((), np.int32),
+        }
+        self._one_bound, self._used = False, -1
         self.bytes = int(sum(t.byte_size for t in self.tensors.values()))
+        self.bytes_per_position = self.bytes / (self.blocks * self.block)  # every layer's K and V, scales too
 
     def bind(self, req) -> None:
         for name, t in self.tensors.items():
             req.set_tensor(name, t)
+        self._one_bound = False
+
+    def set_step(self, req, feeds: dict, past: int) -> None:
+        """Bind one step's inputs (``feeds`` as the runner's signature has them, batch 1) on ``req``.
+
+        A one-token step with the last token's logits (every decode step) writes into arrays bound once,
+        so it sets a tensor only when the context enters a new block; other steps bind fresh arrays."""
+        import openvino as ov
+
+        ids, index = feeds["input_ids"], feeds["logits_index"]
+        if ids.size == 1 and index.size == 1 and index[0, 0] == 0:
+            one = self._one
+            if not self._one_bound:
+                for name, x in one.items():
+                    req.set_tensor(name, ov.Tensor(x, shared_memory=True))
+                self._one_bound, self._used = True, -1
+            total = past + 1
+            used = -(-total // self.block)
+            if used > self.blocks:
+                raise InputError(f"1 token at position {past} does not fit the {self.blocks} cache blocks")
+            one["input_ids"][0] = ids[0, 0]
+            one["position_ids"][0] = feeds["position_ids"][0, 0]
+            one["past_lens"][0] = past
+            one["block_indices_begins"][1] = used
+            one["max_context_len"][...] = total
+            if used != self._used:
+                req.set_tensor("block_indices", ov.Tensor(self.table[:used], shared_memory=True))
+                self._used = used
+            return
+        self._one_bound = False
+        step = {
+            "input_ids": ids.reshape(-1),
+            "position_ids": feeds["position_ids"].reshape(-1),
+            "logits_index": index,
+            **self.step_inputs(past, int(ids.size)),
+        }
+        for name, x in step.items():
+            req.set_tensor(name, ov.Tensor(x, shared_memory=True))
 
     def step_inputs(self, past: int, n: int) -> dict:
         total = past + n
