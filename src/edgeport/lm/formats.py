@@ -8,7 +8,8 @@ ExecuTorch from :class:`~.wrappers.StaticCacheLM` lowered to XNNPACK.
   (``apply_make_stateful_transformation``), initialised empty; ``reset_state()``
   empties it; each variable is read through an identity ``Gather`` over the
   batch rows so the CPU plugin fuses the cache into its attention node (see
-  :func:`make_stateful`), and no cache crosses the API per token.
+  :func:`make_stateful`), and no cache crosses the API per token.  The batch is dynamic, so
+  that the CPU runner can page the cache (:mod:`edgeport.runtime.openvino_paged`).
 - ExecuTorch: ``torch.export(strict=True)`` (``strict=False`` fails later, in
   lowering), XNNPACK partitioner, ``.pte``; the memory plan is read back from
   the program.

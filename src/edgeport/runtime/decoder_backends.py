@@ -1,5 +1,6 @@
 """The decoder runner of each format: ONNX Runtime (explicit past/present tensors), OpenVINO
-(stateful: the cache is the model's state) and ExecuTorch (static cache in mutable buffers).
+(paged attention over cache blocks the runner owns on CPU, else the stateful IR: the cache is the
+model's state) and ExecuTorch (static cache in mutable buffers).
 
 Each reuses its format's :class:`~edgeport.runtime.base.Runner` for loading
 (verified bytes, external data, device checks, compile options) and adds
