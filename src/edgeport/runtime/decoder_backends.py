@@ -105,18 +105,18 @@ class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
 
     def _load(self) -> None:
         super()._load()
+        self._req = self._compiled.create_infer_request()  # the one request that holds the cache
         if not self._paging:
             return
         try:
             self._paged = paged.PagedCache(self._compiled, self.max_context)
-            self._req = self._compiled.create_infer_request()
             self._paged.bind(self._req)
             self._paged.probe(self._req, self.vocab_size)
         except Exception as exc:  # noqa: BLE001
-            self._paged = self._req = None
+            self._paged = None
             self._refuse_paging(exc)
             super()._close()
-            super()._load()  # the stateful IR, as exported
+            self._load()  # the stateful IR, as exported (_adapt no longer pages)
 
     def _config(self) -> dict:
         cfg = super()._config()
@@ -126,10 +126,6 @@ class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
         return cfg
 
     def _reset(self) -> None:
-        if getattr(self, "_req", None) is None:
-            self._req = self._compiled.create_infer_request()
-            if self._paged is not None:
-                self._paged.bind(self._req)
         if self._paged is None:
             self._req.reset_state()
         # paged: the next step says past_lens 0, so the blocks are written afresh
@@ -137,8 +133,6 @@ class OpenVinoDecoder(DecoderMixin, OpenVinoRunner):
     def _step(self, feeds: dict) -> np.ndarray:
         import openvino as ov
 
-        if getattr(self, "_req", None) is None:
-            self._reset()
         try:
             if self._paged is not None:  # tokens as rows ([tokens]), past_lens and the block table
                 self._paged.set_step(self._req, feeds, self.position)

@@ -124,15 +124,12 @@ class PagedCache:
                 for name, x in one.items():
                     req.set_tensor(name, ov.Tensor(x, shared_memory=True))
                 self._one_bound, self._used = True, -1
-            total = past + 1
-            used = -(-total // self.block)
-            if used > self.blocks:
-                raise InputError(f"1 token at position {past} does not fit the {self.blocks} cache blocks")
+            used = self._blocks_used(past, 1)
             one["input_ids"][0] = ids[0, 0]
             one["position_ids"][0] = feeds["position_ids"][0, 0]
             one["past_lens"][0] = past
             one["block_indices_begins"][1] = used
-            one["max_context_len"][...] = total
+            one["max_context_len"][...] = past + 1
             if used != self._used:
                 req.set_tensor("block_indices", ov.Tensor(self.table[:used], shared_memory=True))
                 self._used = used
@@ -147,33 +144,33 @@ class PagedCache:
         for name, x in step.items():
             req.set_tensor(name, ov.Tensor(x, shared_memory=True))
 
-    def step_inputs(self, past: int, n: int) -> dict:
-        total = past + n
-        used = -(-total // self.block)
+    def _blocks_used(self, past: int, n: int) -> int:
+        """Blocks holding positions ``0 .. past + n - 1``; never more than the table has."""
+        used = -(-(past + n) // self.block)
         if used > self.blocks:  # the kernel would read block ids past the table: never let it
             raise InputError(f"{n} tokens at position {past} do not fit the {self.blocks} cache blocks")
+        return used
+
+    def step_inputs(self, past: int, n: int) -> dict:
+        used = self._blocks_used(past, n)
         return {
             "past_lens": np.array([past], np.int32),
             "subsequence_begins": np.array([0, n], np.int32),
             "block_indices_begins": np.array([0, used], np.int32),
             "block_indices": self.table[:used],
-            "max_context_len": np.array(total, np.int32),
+            "max_context_len": np.array(past + n, np.int32),
         }
 
     def probe(self, req, vocab: int) -> None:
         """Two tokens at position 0 through the paged model.  An IR whose reshapes bake in batch 1 (bundles
         exported before the batch was dynamic; their inputs still read ``[?, ?]``) fails here."""
-        import openvino as ov
-
-        feeds = {
-            "input_ids": np.zeros(2, np.int64),
-            "position_ids": np.arange(2, dtype=np.int64),
+        feeds = {  # as the runner's signature has them: batch 1
+            "input_ids": np.zeros((1, 2), np.int64),
+            "position_ids": np.arange(2, dtype=np.int64)[None],
             "logits_index": np.array([[0, 1]], np.int64),
-            **self.step_inputs(0, 2),
         }
         try:
-            for name, x in feeds.items():
-                req.set_tensor(name, ov.Tensor(x))
+            self.set_step(req, feeds, 0)
             req.infer()
         except RuntimeError as exc:  # OpenVINO's message ends with what the kernel found
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
