@@ -233,9 +233,6 @@ def test_openvino_paged_attention_falls_back_and_explains(llama_bundle, monkeypa
     model = ov.Core().read_model(str(llama_bundle.path / "openvino/model.xml"))
     assert openvino_paged.why_not_paged(model, "cpu") == ""
     assert "cpu only" in openvino_paged.why_not_paged(model, "gpu")
-    model.input("input_ids").get_node().set_partial_shape(ov.PartialShape([1, -1]))  # as bundles were
-    model.validate_nodes_and_infer_types()
-    assert "batch is fixed" in openvino_paged.why_not_paged(model, "cpu")
     monkeypatch.setattr(openvino_paged, "why_not_paged", lambda m, d: "the IR's batch is fixed")
     with llama_bundle.runner("openvino", "fp32") as r:  # auto: the stateful IR as exported, and why
         assert r.describe()["kv_cache"] == "state (the IR's batch is fixed)"
@@ -248,8 +245,11 @@ def test_openvino_paged_attention_falls_back_and_explains(llama_bundle, monkeypa
 
 def test_a_bundle_with_batch_one_baked_in_runs_stateful(tmp_path, llama_dir, monkeypatch):
     """Bundles exported before the batch was dynamic: their inputs read [?, ?], their reshapes say 1."""
+    import openvino as ov
+
     from edgeport.errors import BackendUnavailableError
     from edgeport.lm import formats, wrappers
+    from edgeport.runtime import openvino_paged
 
     def batch_one(arch, max_context):
         example, shapes, static = wrappers.examples(arch, max_context)
@@ -260,11 +260,26 @@ def test_a_bundle_with_batch_one_baked_in_runs_stateful(tmp_path, llama_dir, mon
         shapes["past"] = tuple({2: s[2]} for s in shapes["past"])
         return (ids[:1], pos[:1], idx, *(t[:1] for t in kv)), shapes, static
 
+    real_make_stateful = formats.make_stateful
+
+    def batch_one_state(model, arch):  # and cache variables [1, kv_heads, ?, head_dim], as they were
+        real_make_stateful(model, arch)
+        for v in model.get_variables():
+            info = v.get_info()
+            info.data_shape = ov.PartialShape([1, *list(info.data_shape)[1:]])
+            v.update(info)
+        model.validate_nodes_and_infer_types()
+
     monkeypatch.setattr(formats, "examples", batch_one)
+    monkeypatch.setattr(formats, "make_stateful", batch_one_state)
     old = _export(f"hf:{llama_dir}", tmp_path / "old", formats=("openvino",), weight_only=())
-    with old.runner("openvino", "fp32") as r:
-        assert r.describe()["kv_cache"].startswith("state (a two-token probe failed (m_dims="), r.describe()
-        assert len(r.generate([1, 2, 3], 8, ignore_eos=True).tokens) == 8
+    model = ov.Core().read_model(str(old.path / "openvino/model.xml"))
+    assert [str(i.get_partial_shape()) for i in model.inputs][0] == "[?,?]"  # the inputs do not tell
+    assert openvino_paged.why_not_paged(model, "cpu") == "the IR fixes its batch at 1; re-export the bundle"
+    for threads in (1, 2):  # never run through the paged kernel: with 1 thread that crashed the process
+        with old.runner("openvino", "fp32", threads=threads) as r:
+            assert r.describe()["kv_cache"] == "state (the IR fixes its batch at 1; re-export the bundle)"
+            assert len(r.generate([1, 2, 3], 8, ignore_eos=True).tokens) == 8
     with pytest.raises(BackendUnavailableError, match="the IR fixes its batch at 1; re-export the bundle"):
         old.runner("openvino", "fp32", kv_cache="paged").load()
 

@@ -19,9 +19,12 @@ f32).  Nothing is copied between steps.
 
 The IR must have a dynamic batch: the transformation feeds ``input_ids
 [tokens]`` as ``[tokens, 1]``.  Bundles exported before that was so have batch
-1 baked into their reshapes (though their inputs read ``[?, ?]``): a two-token
-probe at load finds that, and ``kv_cache="auto"`` then runs them stateful as
-before, saying why in ``describe()``.
+1 baked into their reshapes; their inputs still read ``[?, ?]``, but their cache
+variables are ``[1, kv_heads, ?, head_dim]``.  :func:`why_not_paged` finds that
+before anything runs (run through the paged kernel, such an IR fails a shape
+check with 2 threads, but with 1 it returned empty logits and the process then
+crashed), and ``kv_cache="auto"`` runs them stateful as before, saying why in
+``describe()``.
 """
 
 from __future__ import annotations
@@ -44,12 +47,10 @@ def why_not_paged(model, device: str) -> str:
     """'' when ``model`` (the stateful IR, before any change) can run paged on ``device``; else why not."""
     if device != "cpu":
         return f"paged attention is used on cpu only here, not {device}"
-    ids = next((p for p in model.inputs if "input_ids" in p.get_names()), None)
-    if ids is None:
+    if not any("input_ids" in p.get_names() for p in model.inputs):
         return "the IR has no input_ids input"
-    shape = ids.get_partial_shape()
-    if not shape.rank.is_static or len(shape) != 2 or shape[0].is_static:
-        return "the IR's batch is fixed; re-export the bundle"
+    if any(v.get_info().data_shape[0].is_static for v in model.get_variables()):  # [1, kv_heads, ?, head_dim]
+        return "the IR fixes its batch at 1; re-export the bundle"
     kinds = {op.get_type_name() for op in model.get_ops()}
     if "ReadValue" not in kinds or "ScaledDotProductAttention" not in kinds:
         return "the IR has no stateful ScaledDotProductAttention to page"
@@ -162,8 +163,8 @@ class PagedCache:
         }
 
     def probe(self, req, vocab: int) -> None:
-        """Two tokens at position 0 through the paged model.  An IR whose reshapes bake in batch 1 (bundles
-        exported before the batch was dynamic; their inputs still read ``[?, ?]``) fails here."""
+        """Two tokens at position 0 through the paged model: it must answer with the logits the signature
+        promises before the runner relies on it."""
         feeds = {  # as the runner's signature has them: batch 1
             "input_ids": np.zeros((1, 2), np.int64),
             "position_ids": np.arange(2, dtype=np.int64)[None],
@@ -175,8 +176,7 @@ class PagedCache:
         except RuntimeError as exc:  # OpenVINO's message ends with what the kernel found
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             raise RuntimeError(
-                f"a two-token probe failed ({lines[-1] if lines else type(exc).__name__}): the IR fixes its "
-                "batch at 1; re-export the bundle"
+                f"a two-token probe failed ({lines[-1] if lines else type(exc).__name__}); re-export the bundle"
             ) from None
         shape = tuple(req.get_tensor("logits").shape)
         if shape != (1, 2, vocab):
